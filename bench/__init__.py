@@ -1,0 +1,1 @@
+"""Benchmarks and the latency-budget check. Run as ``python -m bench NAME``."""
