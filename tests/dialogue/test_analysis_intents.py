@@ -1,0 +1,145 @@
+"""Intent precedence, the stage rule for acknowledgements, and the soft fields."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dialogue import analyze
+from dialogue.model import Intent, Objection, Stage
+
+NOW = datetime(2026, 11, 24, 15, 30, tzinfo=ZoneInfo("Asia/Kolkata"))
+
+
+@pytest.mark.parametrize("text", ["hmm", "haan haan", "ok ok", "achha", "ji", "theek hai",
+                                  "haan, aage bolo", "Hmm hmm...", "haan ji boliye"])
+def test_acknowledgement_is_backchannel_only_while_presenting(text: str) -> None:
+    assert analyze(text, Stage.PRESENTATION).intent is Intent.BACKCHANNEL
+    assert analyze(text, Stage.QUALIFICATION).intent is Intent.AFFIRM
+    assert analyze(text, Stage.TRIAL_CLOSE).intent is Intent.AFFIRM
+    assert analyze(text, None).intent is Intent.AFFIRM
+
+
+def test_acknowledgement_with_content_is_not_backchannel() -> None:
+    got = analyze("haan but kitna hai", Stage.PRESENTATION)
+    assert got.intent is Intent.ASK_PRICE
+
+
+@pytest.mark.parametrize(
+    ("text", "intent", "objection"),
+    [
+        # do_not_call wins over a decline in the same turn
+        ("not interested and stop calling me", Intent.DO_NOT_CALL, None),
+        ("nahi chahiye aur dubara phone mat karna", Intent.DO_NOT_CALL, None),
+        # a callback request wins over busy
+        ("abhi busy hoon baad mein call karo", Intent.CALLBACK_REQUEST, None),
+        ("abhi busy hoon", Intent.BUSY, None),
+        # a decline with a reason is an objection, without one not_interested
+        ("not interested, too expensive", Intent.OBJECTION, Objection.PRICE),
+        ("not interested", Intent.NOT_INTERESTED, None),
+        ("koi zaroorat nahi hai", Intent.OBJECTION, Objection.NO_NEED),
+        # questions: distrust is an objection, curiosity a question
+        ("are you a robot", Intent.QUESTION, None),
+        ("is this a fraud call", Intent.OBJECTION, Objection.TRUST),
+        ("how did you get my number", Intent.QUESTION, None),
+        # interest that asks is an ask
+        ("ok interested but what is the pricing", Intent.ASK_PRICE, None),
+        ("brochure bhej do", Intent.ASK_DETAILS, None),
+        ("yes let's do it", Intent.INTERESTED, None),
+        ("we already use zoho", Intent.OBJECTION, Objection.COMPETITOR),
+        ("boss se poochna padega", Intent.OBJECTION, Objection.AUTHORITY),
+        ("abhi nahi, next year dekhenge", Intent.OBJECTION, Objection.TIMING),
+        ("wrong number", Intent.WRONG_PERSON, None),
+        ("hello", Intent.GREETING, None),
+        ("Namaste ji!", Intent.GREETING, None),
+        ("hello aawaz nahi aa rahi", Intent.OTHER, None),
+        ("hindi mein baat karo", Intent.OTHER, None),
+        ("no not yet", Intent.DENY, None),
+        ("haan but budget kam hai", Intent.OBJECTION, Objection.PRICE),
+        ("I'll think about it", Intent.OBJECTION, Objection.TIMING),
+        ("is it safe", Intent.QUESTION, None),
+        ("can you speak in hindi", Intent.OTHER, None),
+        ("", Intent.OTHER, None),
+    ],
+)
+def test_precedence(text: str, intent: Intent, objection: Objection | None) -> None:
+    got = analyze(text, None, NOW)
+    assert (got.intent, got.objection) == (intent, objection)
+
+
+def test_case_and_punctuation_do_not_matter() -> None:
+    noisy = analyze("abhi busy hoon kal call karna", None, NOW)
+    clean = analyze("Abhi busy hoon. Kal call karna!", None, NOW)
+    assert noisy == clean
+
+
+@pytest.mark.parametrize(
+    ("text", "decides"),
+    [
+        ("i am the owner i take all decisions", True),
+        ("main hi decide karta hoon", True),
+        ("final decision mera hi hota hai", True),
+        ("boss se poochna padega", False),
+        ("my wife decides these things", False),
+        ("i'm not the decision maker", False),
+        ("we have 50 employees", None),
+    ],
+)
+def test_decision_maker_only_when_stated(text: str, decides: bool | None) -> None:
+    assert analyze(text, Stage.QUALIFICATION).slots.get("decision_maker") == decides
+
+
+def test_sentiment_and_signals() -> None:
+    warm = analyze("this sounds great, let's go ahead", Stage.TRIAL_CLOSE)
+    cold = analyze("this is a scam, stop calling me", Stage.PRESENTATION)
+    assert warm.sentiment > 0.5 > -0.5 > cold.sentiment
+    assert "ready_to_buy" in warm.buying_signals
+    assert cold.buying_signals == ()
+    price = analyze("emi kitna padega", Stage.PRESENTATION)
+    assert "asked_price" in price.buying_signals
+
+
+def test_need_is_a_short_phrase() -> None:
+    got = analyze("we need a crm for our sales team of twenty people", Stage.DISCOVERY)
+    assert got.slots["need"] == "a crm for our sales team"
+    assert "need" not in analyze("i need to check with my manager").slots
+
+
+def test_unrecognised_turn_has_low_confidence() -> None:
+    unknown = analyze("the mango trees are flowering early", Stage.DISCOVERY)
+    assert unknown.intent is Intent.OTHER
+    assert unknown.confidence < 0.5
+    assert analyze("dont call me again").confidence >= 0.9
+
+
+@given(st.text(max_size=200))
+def test_any_text_gives_a_well_formed_analysis(text: str) -> None:
+    got = analyze(text, None, NOW)
+    assert -1.0 <= got.sentiment <= 1.0
+    assert 0.0 <= got.confidence <= 1.0
+    assert set(got.slots) <= {"budget_inr", "timeline", "callback_at", "decision_maker", "need"}
+    assert (got.objection is not None) == (got.intent is Intent.OBJECTION)
+    budget = got.slots.get("budget_inr")
+    assert budget is None or (isinstance(budget, int) and budget > 0)
+
+
+def test_hedges_are_left_to_the_llm() -> None:
+    for text in ["I'm not sure", "pata nahi", "maybe"]:
+        got = analyze(text, Stage.TRIAL_CLOSE, NOW)
+        assert got.intent is Intent.OTHER
+        assert got.confidence < 0.5
+
+
+def test_a_time_answers_the_callback_question_only_in_follow_up() -> None:
+    answer = "theek hai kal subah das baje"
+    got = analyze(answer, Stage.FOLLOW_UP_SCHEDULED, NOW)
+    assert got.intent is Intent.CALLBACK_REQUEST
+    assert got.slots["callback_at"] == datetime(2026, 11, 25, 10, 0, tzinfo=NOW.tzinfo)
+    elsewhere = analyze(answer, Stage.QUALIFICATION, NOW)
+    assert elsewhere.intent is Intent.AFFIRM
+    assert "callback_at" not in elsewhere.slots
+    assert analyze("haan", Stage.FOLLOW_UP_SCHEDULED, NOW).intent is Intent.AFFIRM
