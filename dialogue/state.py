@@ -1,0 +1,134 @@
+"""A call's conversation state: frozen, replaced (never mutated) on every turn.
+
+``CallState`` is what ``decide`` reads and returns, and what the server snapshots
+to Redis (``snapshot()`` gives a JSON-friendly dict). History holds only what the
+caller actually heard: after a barge-in, ``trim_last_bot_message`` cuts the last
+bot message down to the heard prefix, so the LLM never "remembers" saying words
+that were cancelled before playing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from types import MappingProxyType
+
+from dialogue.model import Objection, Stage
+from dialogue.playbook import Playbook
+from dialogue.prompts import template_values
+
+Message = Mapping[str, str]  # {"role": "user" | "assistant", "content": text}
+
+
+
+def _empty() -> Mapping[str, object]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class CallState:
+    """Everything the engine knows about one call.
+
+    ``path`` lists every stage entered, in order (INTRO first), so analytics and
+    tests see intermediate stages even when one turn passes through two (an
+    outcome stage says its closing line and moves to ENDED in the same turn).
+    ``outcome`` is the outcome stage reached (DEAL_CLOSED, FOLLOW_UP_SCHEDULED or
+    DEAD_END), ``None`` while the call is undecided. ``interrupted`` is the stage an
+    objection interrupted (where a resolved objection returns). ``asked`` holds the
+    qualification slots already asked about; ``pending_slot`` the one just asked.
+    """
+
+    playbook: Playbook = field(repr=False)
+    lead: Mapping[str, str]
+    values: Mapping[str, str]  # template variables for this call (lead_name, ...)
+    started_at: datetime
+    stage: Stage = Stage.INTRO
+    path: tuple[Stage, ...] = (Stage.INTRO,)
+    outcome: Stage | None = None
+    slots: Mapping[str, object] = field(default_factory=_empty)
+    interrupted: Stage | None = None
+    objection: Objection | None = None  # the objection being handled
+    objection_attempts: int = 0
+    objection_counts: Mapping[Objection, int] = field(default_factory=lambda: MappingProxyType({}))
+    declines: int = 0
+    callback_asks: int = 0
+    do_not_call: bool = False
+    callback_at: datetime | None = None
+    asked: frozenset[str] = frozenset()
+    pending_slot: str | None = None
+    pitch_index: int = 0
+    unclear_turns: int = 0  # turns in a row in this stage that no rule could read
+    history: tuple[Message, ...] = ()
+    turns: int = 0
+
+    def with_heard(self, text_prefix: str) -> CallState:
+        """This state with the last bot message cut to what the caller heard."""
+        return trim_last_bot_message(self, text_prefix)
+
+    def snapshot(self) -> dict[str, object]:
+        """A JSON-friendly summary for the session store (no playbook, no history)."""
+        return {
+            "stage": self.stage.value,
+            "path": [stage.value for stage in self.path],
+            "outcome": None if self.outcome is None else self.outcome.value,
+            "slots": {key: _plain(value) for key, value in self.slots.items()},
+            "interrupted": None if self.interrupted is None else self.interrupted.value,
+            "objection_attempts": self.objection_attempts,
+            "objection_counts": {kind.value: n for kind, n in self.objection_counts.items()},
+            "declines": self.declines,
+            "do_not_call": self.do_not_call,
+            "callback_at": None if self.callback_at is None else self.callback_at.isoformat(),
+            "turns": self.turns,
+        }
+
+
+def new_call_state(playbook: Playbook, lead: Mapping[str, str], now: datetime) -> CallState:
+    """The state before the first word: stage INTRO, nothing known."""
+    return CallState(
+        playbook=playbook,
+        lead=MappingProxyType(dict(lead)),
+        values=MappingProxyType(template_values(playbook, lead)),
+        started_at=now,
+    )
+
+
+def record_caller(state: CallState, text: str) -> CallState:
+    """Append the caller's turn to history (call before ``decide``; blank text is
+    not recorded)."""
+    text = text.strip()
+    if not text:
+        return state
+    return replace(state, history=(*state.history, {"role": "user", "content": text}))
+
+
+def record_bot_reply(state: CallState, text: str) -> CallState:
+    """Append what the bot said (LLM replies, once streamed; ``decide`` records
+    template replies itself). Blank text is not recorded."""
+    text = text.strip()
+    if not text:
+        return state
+    return replace(state, history=(*state.history, {"role": "assistant", "content": text}))
+
+
+def trim_last_bot_message(state: CallState, heard_text: str) -> CallState:
+    """Cut the last assistant message to ``heard_text`` (what marks say was played).
+
+    ``heard_text`` is normally a prefix of that message; if it is not (TTS
+    normalised the text), it replaces the message. An empty ``heard_text`` removes
+    the message (nothing was heard). A state whose last message is the caller's is
+    returned unchanged: there is nothing of ours to trim.
+    """
+    if not state.history or state.history[-1]["role"] != "assistant":
+        return state
+    heard = heard_text.strip()
+    kept = state.history[:-1]
+    if heard:
+        kept = (*kept, {"role": "assistant", "content": heard})
+    return replace(state, history=kept)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
