@@ -11,6 +11,7 @@ import sys
 BENCHMARKS = {
     "dsp": "bench.dsp",
     "vad": "bench.vad_quality",
+    "resample_delay": "bench.resample_delay",
     "dialogue": "bench.dialogue",
     "sessions": "bench.sessions",
     "providers": "bench.providers",
