@@ -1,0 +1,27 @@
+"""`voicebot demo` does its job: the VAD finds every synthesized sentence."""
+
+from __future__ import annotations
+
+import pytest
+
+from server import demo
+from server.cli import main
+
+
+def test_demo_stream_finds_each_sentence_near_the_truth() -> None:
+    signal = demo._spoken(seed=1)
+    run = demo._stream(signal)
+    assert len(run.segments) == len(signal.truth) == 3
+    for (start, voiced_until, decided_at), (t0, t1) in zip(run.segments, signal.truth, strict=True):
+        assert abs(start - t0) <= 0.05
+        assert abs(voiced_until - t1) <= 0.05
+        assert decided_at > voiced_until  # the end is decided after the hangover
+    assert run.frames * 1600 >= run.samples_8k * 2
+    assert 30.0 < run.codec_snr_db < 45.0
+
+
+def test_demo_command_prints_the_report(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "speech segments" in out
+    assert "time per 100 ms frame" in out
