@@ -3,6 +3,10 @@
 The tree (each module adds its leaves here, keeping the drawing current)::
 
     ServerError                   root; fields: call_id when known
+    ├── ConfigError               bad ``voicebot serve`` option / environment value
+    ├── FrameError                malformed inbound frame (event when known, reason)
+    │   └── BadPayload            media payload is not valid base64 / not whole samples
+    └── ControlRequestError       control HTTP request we refuse (status, reason)
 """
 
 from __future__ import annotations
@@ -14,3 +18,34 @@ class ServerError(Exception):
     def __init__(self, message: str, *, call_id: str | None = None) -> None:
         super().__init__(message)
         self.call_id = call_id
+
+
+class ConfigError(ServerError):
+    """An option or environment variable of ``voicebot serve`` is invalid."""
+
+
+class ControlRequestError(ServerError):
+    """A control-plane HTTP request is refused; ``status`` is the HTTP answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class FrameError(ServerError):
+    """An inbound text frame we cannot read: not JSON, not an object, a required
+    field missing or of the wrong type. The call skips the frame and counts it.
+
+    ``event`` is the frame's event name when it could be read, else ``None``;
+    ``reason`` is a short, log-safe description (never the frame itself).
+    """
+
+    def __init__(self, reason: str, *, event: str | None = None) -> None:
+        super().__init__(f"bad {event or 'frame'}: {reason}")
+        self.event = event
+        self.reason = reason
+
+
+class BadPayload(FrameError):
+    """A ``media`` frame whose payload is not strict base64 or whose decoded
+    bytes are not whole PCM16 samples (odd length)."""
