@@ -1,0 +1,472 @@
+"""The per-call outbound audio path: chunk, pace, mark, clear.
+
+``open_speaker(send, dialect, stream_sid, sample_rate)`` owns one pacing task
+and yields a ``Speaker``. Every outbound frame of the call's audio goes through
+that one task, so media, marks and ``clear`` can never interleave out of order.
+
+* ``play(pcm, utterance_id=..., final=True)`` is sync and never blocks: it cuts
+  the PCM16LE audio into frames of ``frame_ms`` (default 100 ms; sizes a multiple
+  of the dialect's ``outbound_align``, 320 bytes for Exotel; at most
+  ``max_payload_bytes``) and queues them. ``final=False`` keeps the utterance
+  open for more audio (a TTS stream): only whole frames are queued and the tail
+  waits; the final call pads the tail with silence to an aligned size. Each
+  utterance ends with a ``mark`` named after it (sent right after its last frame);
+  with ``mark_each_chunk`` every frame gets a mark ``"<id>#<n>"`` too.
+* Pacing (``server.pacer``): a frame goes out once the peer would hold at most
+  ``max_lead_ms`` of unplayed audio after receiving it; with the defaults the
+  first three frames go at once and then one every 100 ms. How late each frame
+  went against that schedule is recorded (``statistics().lateness``) and passed
+  to ``lateness_observer`` (seconds) if given.
+* ``on_mark(name)`` feeds back the peer's ``mark`` events: a mark means all audio
+  before it played, so it also settles earlier pending marks. ``heard(id)`` then
+  says how much of an utterance the caller heard for certain (``heard_ms``) and
+  by the pacing model (``estimated_ms``).
+* ``clear()`` (barge-in) drops every queued frame and open utterance, forgets the
+  pending marks, and has the task send ``clear`` before anything else. Twilio
+  echoes those marks on ``clear``; their echo is recognised and ignored (on
+  Exotel too, should it ever echo).
+* ``wait_sent()``, ``wait_idle()`` (everything sent and every mark back) and
+  ``wait_played(id)`` block; put a cancel scope around them, a peer that never
+  echoes marks would keep the last two waiting.
+
+Time is trio's clock (``trio.current_time``, ``trio.CancelScope`` deadlines):
+the sleeps and the schedule must share one clock, so there is no separate clock
+argument; tests run on pytest-trio's ``autojump_clock``.
+
+Leaving the ``async with`` cancels the task and drops whatever is still queued;
+``wait_*`` and ``play`` then raise ``trio.ClosedResourceError``. An exception from
+``send`` (the socket went away) propagates out of the ``async with``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+import trio
+
+from dsp.chunker import Chunker, frame_bytes_for
+from server.dialect import Dialect
+from server.pacer import LatenessHistogram, LatenessSummary, Pacer, PlaySpan
+
+__all__ = ["Heard", "Speaker", "SpeakerStatistics", "UtteranceState", "open_speaker"]
+
+UtteranceState = Literal["queued", "sending", "sent", "played", "cleared"]
+"""``queued``: nothing sent yet; ``sending``: some frames out, more to come;
+``sent``: everything out, the end mark not back yet; ``played``: the end mark
+came back; ``cleared``: ``clear()`` dropped it before its end mark came back."""
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """What became of one utterance. Durations are in ms, padding included.
+
+    ``heard_ms`` is certain (confirmed by marks: the whole utterance when its end
+    mark came back, frame by frame with ``mark_each_chunk``); ``estimated_ms`` is
+    the pacing model's view of what played by now (or by the ``clear``).
+    """
+
+    utterance_id: str
+    state: UtteranceState
+    queued_ms: float
+    sent_ms: float
+    heard_ms: float
+    estimated_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakerStatistics:
+    """A snapshot of the speaker's counters. ``lead_ms`` is the peer's unplayed
+    audio now; ``max_lead_ms`` the largest right after any send."""
+
+    frames_sent: int
+    bytes_sent: int
+    marks_sent: int
+    marks_played: int
+    marks_ignored: int
+    marks_unknown: int
+    clears_sent: int
+    frames_queued: int
+    frames_dropped: int
+    pending_marks: int
+    lead_ms: float
+    max_lead_ms: float
+    lateness: LatenessSummary
+
+
+@dataclass(slots=True, eq=False)
+class _Utterance:
+    id: str
+    open: bool = True
+    state: UtteranceState = "queued"
+    queued_bytes: int = 0
+    sent_bytes: int = 0
+    heard_bytes: int = 0
+    chunks: int = 0
+    cleared_at: float | None = None
+    spans: list[PlaySpan] = field(default_factory=list)
+
+
+@dataclass(slots=True, eq=False)
+class _Frame:
+    utterance: _Utterance
+    pcm: bytes
+    duration: float
+    enqueued_at: float
+    mark: str | None = None  # sent right after this frame
+    mark_bytes: int = 0  # utterance bytes played once that mark is echoed
+
+
+@dataclass(slots=True, eq=False)
+class _MarkOnly:
+    utterance: _Utterance
+    mark: str
+    mark_bytes: int
+
+
+class Speaker:
+    """Use ``open_speaker``; see the module docstring."""
+
+    def __init__(
+        self,
+        send: Callable[[str], Awaitable[None]],
+        dialect: Dialect,
+        stream_sid: str,
+        sample_rate: int,
+        *,
+        frame_ms: float = 100,
+        max_lead_ms: float = 300,
+        mark_each_chunk: bool = False,
+        lateness_observer: Callable[[float], None] | None = None,
+    ) -> None:
+        if sample_rate not in dialect.sample_rates:
+            raise ValueError(f"{dialect.name} does not carry {sample_rate} Hz audio")
+        self._frame_bytes = frame_bytes_for(sample_rate, frame_ms, align=dialect.outbound_align)
+        if self._frame_bytes > dialect.max_payload_bytes:
+            raise ValueError(f"{frame_ms} ms frames exceed {dialect.max_payload_bytes} bytes")
+        self._bytes_per_second = 2 * sample_rate
+        if max_lead_ms / 1000 < self._frame_bytes / self._bytes_per_second:
+            raise ValueError(f"max_lead_ms={max_lead_ms} is shorter than one {frame_ms} ms frame")
+        self._send = send
+        self._dialect = dialect
+        self._stream_sid = stream_sid
+        self._mark_each_chunk = mark_each_chunk
+        self._observer = lateness_observer
+        self._pacer = Pacer(max_lead_ms / 1000)
+        self._lateness = LatenessHistogram()
+        self._queue: deque[_Frame | _MarkOnly] = deque()
+        self._chunker = Chunker(self._frame_bytes, align=dialect.outbound_align)
+        self._open: _Utterance | None = None
+        self._utterances: dict[str, _Utterance] = {}
+        self._pending: dict[str, tuple[_Utterance, int]] = {}  # mark → (utterance, bytes)
+        self._cleared_marks: set[str] = set()
+        self._clear_pending = False
+        self._busy = False  # the task holds an item it has taken off the queue
+        self._closed = False
+        self._wakeup = trio.Event()  # set when work arrives for an idle task
+        self._nap: trio.CancelScope | None = None  # the task's wait for a due time
+        self._changed = trio.Event()
+        self._auto_ids = 0
+        self._frames_sent = self._bytes_sent = self._marks_sent = 0
+        self._marks_played = self._marks_ignored = self._marks_unknown = 0
+        self._clears_sent = self._frames_dropped = 0
+        self._max_lead = 0.0
+
+    # -- feeding ------------------------------------------------------------
+
+    def play(self, pcm: bytes, *, utterance_id: str | None = None, final: bool = True) -> str:
+        """Queue PCM16LE audio; return the utterance id (auto ``"utt-<n>"``).
+
+        ``utterance_id=None`` continues the open utterance if there is one; a
+        different id first finishes the open one. Ids are unique per speaker and
+        may not contain ``#`` (``ValueError``).
+        """
+        if self._closed:
+            raise trio.ClosedResourceError("speaker is closed")
+        utterance = self._open
+        if utterance is not None and utterance_id not in (None, utterance.id):
+            self._finish(utterance)
+            utterance = None
+        if utterance is None:
+            utterance = self._new_utterance(utterance_id)
+        now = trio.current_time()
+        for frame in self._chunker.push(pcm):
+            self._queue_frame(utterance, frame, now)
+        if final:
+            self._finish(utterance)
+        self._wakeup.set()
+        return utterance.id
+
+    def clear(self) -> None:
+        """Barge-in: drop everything queued or open, forget pending marks, and
+        send ``clear`` next. Utterances not yet played become ``cleared``."""
+        if self._closed:
+            return
+        now = trio.current_time()
+        self._frames_dropped += sum(isinstance(item, _Frame) for item in self._queue)
+        self._queue.clear()
+        self._chunker.clear()
+        self._open = None
+        self._cleared_marks.update(self._pending)
+        self._pending.clear()
+        for utterance in self._utterances.values():
+            if utterance.state not in ("played", "cleared"):
+                utterance.state = "cleared"
+                utterance.open = False
+                utterance.cleared_at = now
+        self._pacer.cleared(now)
+        self._clear_pending = True
+        self._wakeup.set()
+        if self._nap is not None:
+            self._nap.cancel()
+        self._notify()
+
+    def on_mark(self, name: str) -> None:
+        """The peer echoed mark ``name``: everything before it has played."""
+        if name not in self._pending:
+            if name in self._cleared_marks:
+                self._marks_ignored += 1
+                if self._dialect.echoes_marks_on_clear:
+                    self._cleared_marks.discard(name)  # echoed once, done
+            else:
+                self._marks_unknown += 1
+            return
+        # Marks are echoed in order: this one settles every earlier one too.
+        while self._pending:
+            mark, (utterance, through) = next(iter(self._pending.items()))
+            del self._pending[mark]
+            self._marks_played += 1
+            utterance.heard_bytes = max(utterance.heard_bytes, through)
+            if mark == utterance.id:
+                utterance.state = "played"
+            if mark == name:
+                break
+        self._notify()
+
+    # -- waiting ------------------------------------------------------------
+
+    async def wait_sent(self) -> None:
+        """Until nothing is queued locally (an open utterance's tail may wait)."""
+        while self._queue or self._clear_pending or self._busy:
+            await self._wait_change()
+
+    async def wait_idle(self) -> None:
+        """Until everything is sent, no utterance is open and every mark is back."""
+        while self._queue or self._clear_pending or self._busy or self._pending or self._open:
+            await self._wait_change()
+
+    async def wait_played(self, utterance_id: str) -> Heard:
+        """Until the utterance's end mark came back or it was cleared."""
+        utterance = self._utterances[utterance_id]
+        while utterance.state not in ("played", "cleared"):
+            await self._wait_change()
+        return self.heard(utterance_id)
+
+    # -- reading --------------------------------------------------------------
+
+    def heard(self, utterance_id: str) -> Heard:
+        """What became of an utterance so far (``KeyError`` if unknown)."""
+        utterance = self._utterances[utterance_id]
+        until = trio.current_time() if utterance.cleared_at is None else utterance.cleared_at
+        played = utterance.state == "played"
+        heard_bytes = utterance.queued_bytes if played else utterance.heard_bytes
+        return Heard(
+            utterance_id=utterance.id,
+            state=utterance.state,
+            queued_ms=self._ms(utterance.queued_bytes),
+            sent_ms=self._ms(utterance.sent_bytes),
+            heard_ms=self._ms(heard_bytes),
+            estimated_ms=sum(span.played_at(until) for span in utterance.spans) * 1000,
+        )
+
+    def statistics(self) -> SpeakerStatistics:
+        return SpeakerStatistics(
+            frames_sent=self._frames_sent,
+            bytes_sent=self._bytes_sent,
+            marks_sent=self._marks_sent,
+            marks_played=self._marks_played,
+            marks_ignored=self._marks_ignored,
+            marks_unknown=self._marks_unknown,
+            clears_sent=self._clears_sent,
+            frames_queued=sum(isinstance(item, _Frame) for item in self._queue),
+            frames_dropped=self._frames_dropped,
+            pending_marks=len(self._pending),
+            lead_ms=self._pacer.lead(trio.current_time()) * 1000,
+            max_lead_ms=self._max_lead * 1000,
+            lateness=self._lateness.summary(),
+        )
+
+    # -- the pacing task ----------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Send queued frames on schedule until cancelled (``open_speaker`` runs it)."""
+        task_status.started()
+        queue = self._queue
+        while True:
+            if self._clear_pending:
+                self._clear_pending = False
+                self._clears_sent += 1
+                self._busy = True
+                await self._send(self._dialect.clear_frame(self._stream_sid))
+                self._busy = False
+                self._notify()
+                continue
+            if not queue:
+                self._wakeup = trio.Event()
+                await self._wakeup.wait()
+                continue
+            item = queue[0]
+            if isinstance(item, _MarkOnly):
+                queue.popleft()
+                self._busy = True
+                await self._send_mark(item.utterance, item.mark, item.mark_bytes)
+                self._busy = False
+                self._notify()
+                continue
+            now = trio.current_time()
+            due = max(item.enqueued_at, self._pacer.due(item.duration))
+            if now < due:
+                # A plain timed nap (as cheap as trio.sleep_until); clear() cancels
+                # it so the clear goes out at once. New audio never changes the
+                # head frame's due time, so play() leaves the nap alone.
+                with trio.CancelScope(deadline=due) as self._nap:
+                    await trio.sleep_forever()
+                self._nap = None
+                continue
+            queue.popleft()
+            self._busy = True
+            await self._send_frame(item, now, now - due)
+            self._busy = False
+            if not queue:
+                self._notify()
+
+    async def _send_frame(self, frame: _Frame, now: float, lateness: float) -> None:
+        utterance = frame.utterance
+        utterance.spans.append(self._pacer.sent(now, frame.duration))
+        utterance.sent_bytes += len(frame.pcm)
+        if utterance.state == "queued":
+            utterance.state = "sending"
+        self._max_lead = max(self._max_lead, self._pacer.lead(now))
+        self._frames_sent += 1
+        self._bytes_sent += len(frame.pcm)
+        self._lateness.add(lateness)
+        if self._observer is not None:
+            self._observer(lateness)
+        await self._send(self._dialect.media_frame(self._stream_sid, frame.pcm))
+        # A clear() during that send dropped the utterance: its mark must not go
+        # out after the clear's bookkeeping, or a Twilio echo would count as played.
+        if frame.mark is not None and utterance.cleared_at is None:
+            await self._send_mark(utterance, frame.mark, frame.mark_bytes)
+
+    async def _send_mark(self, utterance: _Utterance, name: str, through: int) -> None:
+        # Registered before the await: a clear() during the send forgets it.
+        self._pending[name] = (utterance, through)
+        if name == utterance.id and utterance.state != "cleared":
+            utterance.state = "sent"
+        self._marks_sent += 1
+        await self._send(self._dialect.mark_frame(self._stream_sid, name))
+
+    # -- helpers ------------------------------------------------------------
+
+    def _new_utterance(self, utterance_id: str | None) -> _Utterance:
+        if utterance_id is None:
+            while utterance_id is None or utterance_id in self._utterances:
+                self._auto_ids += 1
+                utterance_id = f"utt-{self._auto_ids}"
+        elif utterance_id in self._utterances:
+            raise ValueError(f"utterance id {utterance_id!r} was used already")
+        elif "#" in utterance_id:
+            raise ValueError(f"utterance id {utterance_id!r} contains '#'")
+        utterance = _Utterance(id=utterance_id)
+        self._utterances[utterance_id] = utterance
+        self._open = utterance
+        return utterance
+
+    def _queue_frame(self, utterance: _Utterance, pcm: bytes, now: float) -> None:
+        utterance.queued_bytes += len(pcm)
+        utterance.chunks += 1
+        mark = f"{utterance.id}#{utterance.chunks}" if self._mark_each_chunk else None
+        self._queue.append(
+            _Frame(
+                utterance=utterance,
+                pcm=pcm,
+                duration=len(pcm) / self._bytes_per_second,
+                enqueued_at=now,
+                mark=mark,
+                mark_bytes=utterance.queued_bytes,
+            )
+        )
+
+    def _finish(self, utterance: _Utterance) -> None:
+        """Close the utterance: flush its tail, then its end mark."""
+        if utterance is self._open:
+            tail = self._chunker.flush()
+            if tail:
+                self._queue_frame(utterance, tail, trio.current_time())
+            self._open = None
+        utterance.open = False
+        last = self._queue[-1] if self._queue else None
+        if isinstance(last, _Frame) and last.utterance is utterance:
+            last.mark = utterance.id  # the end mark replaces the last chunk mark
+        else:  # the last frame is gone already (or there was no audio)
+            self._queue.append(_MarkOnly(utterance, utterance.id, utterance.queued_bytes))
+
+    def _ms(self, size: int) -> float:
+        return size * 1000 / self._bytes_per_second
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _wait_change(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("speaker is closed")
+        await self._changed.wait()
+        if self._closed:
+            raise trio.ClosedResourceError("speaker is closed")
+
+    def _close(self) -> None:
+        self._closed = True
+        self._queue.clear()
+        self._notify()
+
+
+@asynccontextmanager
+async def open_speaker(
+    send: Callable[[str], Awaitable[None]],
+    dialect: Dialect,
+    stream_sid: str,
+    sample_rate: int,
+    *,
+    frame_ms: float = 100,
+    max_lead_ms: float = 300,
+    mark_each_chunk: bool = False,
+    lateness_observer: Callable[[float], None] | None = None,
+) -> AsyncIterator[Speaker]:
+    """A ``Speaker`` with its pacing task running; see the module docstring.
+
+    ``send`` delivers one text frame to the peer (e.g. a WebSocket's
+    ``send_message``); it is only ever called from the pacing task.
+    """
+    speaker = Speaker(
+        send,
+        dialect,
+        stream_sid,
+        sample_rate,
+        frame_ms=frame_ms,
+        max_lead_ms=max_lead_ms,
+        mark_each_chunk=mark_each_chunk,
+        lateness_observer=lateness_observer,
+    )
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(speaker.run)
+            try:
+                yield speaker
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        speaker._close()
