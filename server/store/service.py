@@ -1,0 +1,125 @@
+"""``open_store_service``: the one entry point the call server needs.
+
+It picks the Redis server (``REDIS_URL``, else an embedded redis-server whose
+AOF lives under the state dir), connects, starts the process-wide outcome
+retrier (which first replays the spill file) and hands out per-call recorders::
+
+    async with open_store_service() as state:
+        ...
+        lead = await state.store.load_lead(custom_parameters, call_sid=sid)
+        async with state.open_call_recorder(sid, stream_sid) as recorder:
+            recorder.record_nowait(snapshot, transcript=[...], latency=[...])
+            recorder.finish_nowait(outcome)
+
+Exit order matters and is handled here: the retrier spills what it still
+holds, then the client closes, then the embedded server (if ours) stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import trio
+
+from server.store.buffer import Backoff, OutcomeRetrier, open_outcome_retrier
+from server.store.connection import StoreConfig, connect, mask_url
+from server.store.embedded import EmbeddedConfig, open_embedded_redis
+from server.store.exceptions import StoreUnavailable
+from server.store.recorder import CallRecorder, RecorderConfig, open_call_recorder
+from server.store.redis_store import RedisBackend, RedisSessionStore
+from server.store.spill import SpillFile, default_state_dir
+
+log = logging.getLogger("voicebot.store")
+
+#: A Redis that does not answer within this at startup is reported, not waited for:
+#: calls still run (buffer, retrier, spill), so startup does not fail on it.
+STARTUP_PING_DEADLINE = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class StoreService:
+    store: RedisSessionStore
+    retrier: OutcomeRetrier
+    spill: SpillFile
+    url: str  # password masked
+    embedded: bool
+    recorder_config: RecorderConfig
+    clock: Callable[[], datetime]
+
+    def open_call_recorder(
+        self, call_sid: str, stream_sid: str
+    ) -> AbstractAsyncContextManager[CallRecorder]:
+        return open_call_recorder(
+            self.store, call_sid, stream_sid, spill=self.spill, retrier=self.retrier,
+            config=self.recorder_config, clock=self.clock,
+        )
+
+
+@asynccontextmanager
+async def open_store_service(
+    url: str | None = None,
+    *,
+    config: StoreConfig | None = None,
+    recorder_config: RecorderConfig | None = None,
+    spill: SpillFile | None = None,
+    embedded_data_dir: Path | None = None,
+    persist_embedded: bool = True,
+    backoff: Backoff | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> AsyncIterator[StoreService]:
+    """Connect (or start the embedded server), run the retrier, yield the service.
+
+    ``url`` defaults to ``REDIS_URL``. The embedded server persists to
+    ``embedded_data_dir`` (default ``<state dir>/redis``) unless
+    ``persist_embedded`` is false.
+    """
+    url = url or os.environ.get("REDIS_URL") or None
+    config = config or StoreConfig.from_env()
+    spill = spill or SpillFile()
+    if url is not None:
+        async with _serve(url, False, config, recorder_config, spill, backoff, clock) as svc:
+            yield svc
+        return
+    data_dir = (embedded_data_dir or default_state_dir() / "redis") if persist_embedded else None
+    async with open_embedded_redis(data_dir, config=EmbeddedConfig()) as embedded:
+        log.info("no REDIS_URL: embedded redis-server pid %d on %s (data: %s)",
+                 embedded.pid, embedded.socket_path, data_dir or "not persisted")
+        async with _serve(
+            embedded.url, True, config, recorder_config, spill, backoff, clock
+        ) as svc:
+            yield svc
+
+
+@asynccontextmanager
+async def _serve(
+    url: str,
+    embedded: bool,
+    config: StoreConfig,
+    recorder_config: RecorderConfig | None,
+    spill: SpillFile,
+    backoff: Backoff | None,
+    clock: Callable[[], datetime],
+) -> AsyncIterator[StoreService]:
+    store = RedisSessionStore(RedisBackend(connect(url, config), config))
+    try:
+        with trio.move_on_after(STARTUP_PING_DEADLINE) as ping_scope:
+            try:
+                await store.ping()
+            except StoreUnavailable as exc:
+                log.warning("redis at %s not answering (%s); calls will buffer", mask_url(url),
+                            exc)
+        if ping_scope.cancelled_caught:
+            log.warning("redis at %s slow to answer; calls will buffer", mask_url(url))
+        async with open_outcome_retrier(store, spill, backoff) as retrier:
+            yield StoreService(
+                store=store, retrier=retrier, spill=spill, url=mask_url(url), embedded=embedded,
+                recorder_config=recorder_config or RecorderConfig(), clock=clock,
+            )
+    finally:
+        store.close()
