@@ -6,7 +6,8 @@ The tree (each module adds its leaves here, keeping the drawing current)::
     ├── ConfigError               bad ``voicebot serve`` option / environment value
     ├── FrameError                malformed inbound frame (event when known, reason)
     │   └── BadPayload            media payload is not valid base64 / not whole samples
-    └── ControlRequestError       control HTTP request we refuse (status, reason)
+    ├── ControlRequestError       control HTTP request we refuse (status, reason)
+    └── StoreError                call-state store (its own tree: server.store.exceptions)
 """
 
 from __future__ import annotations
