@@ -1,0 +1,72 @@
+"""Per-call usage counters, the input of the per-call cost model.
+
+Each call owns one :class:`UsageCounter` and hands it to every client it opens;
+clients add what the vendor bills for (audio seconds sent to STT, LLM input and
+output tokens as the vendor reported them, characters sent to TTS). Reading is a
+frozen :class:`UsageSnapshot` from :meth:`UsageCounter.statistics`, which can be
+added up across calls. Counters only grow; there is no reset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class UsageSnapshot:
+    """Billed usage at one moment. ``llm_requests`` counts chat/JSON requests that
+    reached the vendor (retries included)."""
+
+    stt_seconds: float = 0.0
+    llm_input_tokens: int = 0
+    llm_output_tokens: int = 0
+    llm_requests: int = 0
+    tts_characters: int = 0
+
+    def __add__(self, other: UsageSnapshot) -> UsageSnapshot:
+        return UsageSnapshot(
+            stt_seconds=self.stt_seconds + other.stt_seconds,
+            llm_input_tokens=self.llm_input_tokens + other.llm_input_tokens,
+            llm_output_tokens=self.llm_output_tokens + other.llm_output_tokens,
+            llm_requests=self.llm_requests + other.llm_requests,
+            tts_characters=self.tts_characters + other.tts_characters,
+        )
+
+
+class UsageCounter:
+    """Mutable counters for one call. Not thread-safe; trio tasks of one call share it."""
+
+    def __init__(self) -> None:
+        self._stt_seconds = 0.0
+        self._llm_input_tokens = 0
+        self._llm_output_tokens = 0
+        self._llm_requests = 0
+        self._tts_characters = 0
+
+    def add_stt_seconds(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError(f"negative audio duration {seconds}")
+        self._stt_seconds += seconds
+
+    def add_llm_tokens(self, *, input_tokens: int, output_tokens: int) -> None:
+        if input_tokens < 0 or output_tokens < 0:
+            raise ValueError("negative token count")
+        self._llm_input_tokens += input_tokens
+        self._llm_output_tokens += output_tokens
+
+    def add_llm_request(self) -> None:
+        self._llm_requests += 1
+
+    def add_tts_characters(self, characters: int) -> None:
+        if characters < 0:
+            raise ValueError("negative character count")
+        self._tts_characters += characters
+
+    def statistics(self) -> UsageSnapshot:
+        return UsageSnapshot(
+            stt_seconds=self._stt_seconds,
+            llm_input_tokens=self._llm_input_tokens,
+            llm_output_tokens=self._llm_output_tokens,
+            llm_requests=self._llm_requests,
+            tts_characters=self._tts_characters,
+        )
