@@ -1,0 +1,155 @@
+"""The call server's settings: one frozen record built from CLI arguments and
+the environment.
+
+Every option has an environment variable; a CLI flag wins over the variable,
+the variable wins over the default. ``ENV_VARS`` maps option → variable and is
+what ``voicebot serve --help`` prints.
+
+Deadlines live here too (``max_call_seconds``, ``handshake_seconds``...), so the
+code that enforces them uses caller-side cancel scopes built from one place.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from server.exceptions import ConfigError
+
+SAMPLE_RATES = (8000, 16000, 24000)
+
+#: option name → environment variable.
+ENV_VARS: dict[str, str] = {
+    "host": "VOICEBOT_HOST",
+    "port": "VOICEBOT_PORT",
+    "control_port": "VOICEBOT_CONTROL_PORT",
+    "ws_path": "WEBSOCKET_ENDPOINT_PATH",
+    "twilio_path": "VOICEBOT_TWILIO_PATH",
+    "max_calls": "MAX_CONCURRENT_CALLS",
+    "basic_auth": "VOICEBOT_BASIC_AUTH",
+    "our_base_url": "OUR_BASE_URL",
+    "echo": "VOICEBOT_ECHO",
+    "grace": "VOICEBOT_GRACE",
+    "log_json": "VOICEBOT_LOG_JSON",
+    "log_level": "VOICEBOT_LOG_LEVEL",
+    "max_message_size": "VOICEBOT_MAX_MESSAGE_SIZE",
+    "frame_ms": "VOICEBOT_FRAME_MS",
+    "max_lead_ms": "VOICEBOT_MAX_LEAD_MS",
+    "max_call_seconds": "VOICEBOT_MAX_CALL_SECONDS",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BasicAuth:
+    """Expected Basic credentials (``user:pass``). ``repr`` hides the password."""
+
+    user: str
+    password: str = field(repr=False)
+
+    @classmethod
+    def parse(cls, text: str) -> BasicAuth:
+        user, sep, password = text.partition(":")
+        if not sep or not user:
+            raise ConfigError("VOICEBOT_BASIC_AUTH must look like user:pass")
+        return cls(user, password)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything ``voicebot serve`` needs.
+
+    ``max_calls`` of 0 means unlimited. ``our_base_url`` is the public
+    http(s)/ws(s) base the dynamic-URL endpoint answers with; it may carry
+    credentials, so it is never logged (``repr`` hides it).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    control_port: int = 8081
+    ws_path: str = "/media"
+    twilio_path: str = "/twilio"
+    max_calls: int = 0
+    basic_auth: BasicAuth | None = None
+    our_base_url: str | None = field(default=None, repr=False)
+    echo: bool = False
+    grace: float = 30.0
+    log_json: bool = False
+    log_level: str = "INFO"
+    max_message_size: int = 256 * 1024
+    frame_ms: int = 100
+    max_lead_ms: int = 300
+    # Exotel ends a stream after 60 minutes; we end ours at the same limit.
+    max_call_seconds: float = 3600.0
+    # Time a client gets to finish the upgrade request / the closing handshake.
+    handshake_seconds: float = 10.0
+    close_seconds: float = 2.0
+    # Bytes per socket read: 100 ms frames are ~2-6 KiB, so read several at once.
+    receive_buffer_size: int = 64 * 1024
+    control_max_request_bytes: int = 16 * 1024
+    control_request_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("ws_path", "twilio_path"):
+            if not getattr(self, name).startswith("/"):
+                raise ConfigError(f"{name} must start with '/'")
+        if self.ws_path == self.twilio_path:
+            raise ConfigError("the Exotel and Twilio paths must differ")
+        if self.max_calls < 0 or self.grace < 0:
+            raise ConfigError("max_calls and grace must not be negative")
+        if self.frame_ms <= 0 or self.frame_ms % 20:
+            raise ConfigError("frame_ms must be a positive multiple of 20")
+        if self.max_lead_ms < self.frame_ms:
+            raise ConfigError("max_lead_ms must be at least frame_ms")
+        if self.our_base_url is not None:
+            scheme = urlsplit(self.our_base_url).scheme
+            if scheme not in {"http", "https", "ws", "wss"}:
+                raise ConfigError("OUR_BASE_URL must be an http(s) or ws(s) URL")
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"not a boolean: {text!r}")
+
+
+def _convert(name: str, text: str) -> object:
+    kind = type(getattr(ServerConfig(), name))
+    try:
+        if name == "basic_auth":
+            return BasicAuth.parse(text) if text else None
+        if name == "our_base_url":
+            return text or None
+        if kind is bool:
+            return _parse_bool(text)
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_VARS[name]}: cannot parse {text!r}") from exc
+    return text
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, object]:
+    """The options set in the environment, converted to their types."""
+    env = os.environ if environ is None else environ
+    return {name: _convert(name, env[var]) for name, var in ENV_VARS.items() if var in env}
+
+
+def build_config(
+    cli: Mapping[str, object | None], environ: Mapping[str, str] | None = None
+) -> ServerConfig:
+    """Merge defaults ← environment ← CLI (entries that are ``None`` are unset)."""
+    values = settings_from_env(environ)
+    for name, value in cli.items():
+        if value is None:
+            continue
+        if name == "basic_auth" and isinstance(value, str):
+            value = BasicAuth.parse(value)
+        values[name] = value
+    return ServerConfig(**values)  # type: ignore[arg-type]

@@ -1,0 +1,92 @@
+"""The server's Prometheus metrics, on a registry of its own.
+
+A private ``CollectorRegistry`` (not the process-global one) keeps tests and
+several servers in one process independent; ``/metrics`` renders it with
+``prometheus_client.generate_latest``.
+
+Names (all prefixed ``voicebot_``):
+
+- ``active_calls``                      gauge
+- ``calls_total{reason}``               calls ended, by end reason
+- ``frames_in_total`` / ``frames_out_total``  WebSocket messages per direction
+- ``bad_frames_total``                  inbound frames that failed to parse
+- ``handshake_rejections_total{reason}``  refused upgrades (auth, path, busy, draining)
+- ``outbound_lead_seconds``             per call: most unplayed audio held at the far end
+- ``outbound_lateness_seconds``         how late outbound frames left vs schedule
+- ``event_loop_lag_seconds``            overshoot of a 100 ms sleep
+- ``call_duration_seconds``             call length
+"""
+
+from __future__ import annotations
+
+import trio
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LEAD_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 1.0, 2.0)
+_LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
+_DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+class ServerMetrics:
+    """All metric objects of one server instance."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self.active_calls = Gauge("voicebot_active_calls", "Calls in progress", registry=reg)
+        self.calls_total = Counter(
+            "voicebot_calls", "Calls ended, by end reason", ["reason"], registry=reg
+        )
+        self.frames_in = Counter(
+            "voicebot_frames_in", "WebSocket messages received from the telephony side",
+            registry=reg,
+        )
+        self.frames_out = Counter(
+            "voicebot_frames_out", "WebSocket messages sent to the telephony side", registry=reg
+        )
+        self.bad_frames = Counter(
+            "voicebot_bad_frames", "Inbound frames that could not be parsed", registry=reg
+        )
+        self.handshake_rejections = Counter(
+            "voicebot_handshake_rejections", "Refused WebSocket upgrades, by reason", ["reason"],
+            registry=reg,
+        )
+        self.outbound_lead = Histogram(
+            "voicebot_outbound_lead_seconds",
+            "Largest unplayed audio held at the far end during a call (per call)",
+            buckets=_LEAD_BUCKETS, registry=reg,
+        )
+        self.outbound_lateness = Histogram(
+            "voicebot_outbound_lateness_seconds", "Outbound frame send time minus its schedule",
+            buckets=_LAG_BUCKETS, registry=reg,
+        )
+        self.loop_lag = Histogram(
+            "voicebot_event_loop_lag_seconds", "Overshoot of a periodic 100 ms sleep",
+            buckets=_LAG_BUCKETS, registry=reg,
+        )
+        self.call_duration = Histogram(
+            "voicebot_call_duration_seconds", "Call length", buckets=_DURATION_BUCKETS,
+            registry=reg,
+        )
+
+    def render(self) -> bytes:
+        """The registry in Prometheus text exposition format."""
+        return generate_latest(self.registry)
+
+
+async def monitor_loop_lag(
+    metrics: ServerMetrics,
+    interval: float = 0.1,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Forever: sleep ``interval`` and record how much later than asked we woke.
+
+    A busy event loop (CPU-bound work between checkpoints, too many calls)
+    shows up here before it shows up as audio gaps.
+    """
+    task_status.started()
+    while True:
+        before = trio.current_time()
+        await trio.sleep(interval)
+        metrics.loop_lag.observe(max(0.0, trio.current_time() - before - interval))

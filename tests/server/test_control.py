@@ -1,0 +1,122 @@
+"""Control HTTP over a real loopback socket: health, readiness, metrics, Exotel URL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import pytest
+import trio
+
+from server.config import ServerConfig
+from server.control import ControlApp, serve_control, stream_url
+from server.metrics import ServerMetrics
+
+
+@dataclass
+class Control:
+    base: str
+    state: dict[str, bool]
+    metrics: ServerMetrics
+
+
+@pytest.fixture
+async def control() -> AsyncIterator[Control]:
+    config = ServerConfig(control_port=0, our_base_url="https://KEY:TOKEN@bot.example.com")
+    metrics = ServerMetrics()
+    state = {"ready": True}
+    app = ControlApp(config, metrics, lambda: state["ready"])
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_control, app, config)
+        yield Control(f"http://127.0.0.1:{port}", state, metrics)
+        nursery.cancel_scope.cancel()
+
+
+async def _request(method: str, url: str, **kwargs: object) -> httpx.Response:
+    async with httpx.AsyncClient() as client:
+        return await client.request(method, url, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_healthz_and_readyz_follow_the_drain_state(control: Control) -> None:
+    assert (await _request("GET", control.base + "/healthz")).status_code == 200
+    assert (await _request("GET", control.base + "/readyz")).status_code == 200
+    control.state["ready"] = False
+    answer = await _request("GET", control.base + "/readyz")
+    assert answer.status_code == 503
+    assert (await _request("GET", control.base + "/healthz")).status_code == 200
+
+
+async def test_metrics_expose_every_server_metric(control: Control) -> None:
+    control.metrics.handshake_rejections.labels(reason="busy").inc()
+    answer = await _request("GET", control.base + "/metrics")
+    assert answer.status_code == 200
+    text = answer.text
+    for name in (
+        "voicebot_active_calls", "voicebot_calls_total", "voicebot_frames_in_total",
+        "voicebot_frames_out_total", "voicebot_bad_frames_total",
+        "voicebot_outbound_lead_seconds", "voicebot_event_loop_lag_seconds",
+        "voicebot_outbound_lateness_seconds",
+    ):
+        assert name in text
+    assert 'voicebot_handshake_rejections_total{reason="busy"} 1.0' in text
+
+
+async def test_exotel_url_get_carries_call_details_as_custom_parameters(
+    control: Control,
+) -> None:
+    answer = await _request(
+        "GET", control.base + "/exotel/url",
+        params={"CallSid": "c" * 32, "From": "+919812345678", "To": "08047110000",
+                "CustomField": "lead-42", "campaign": "diwali"},
+    )
+    assert answer.status_code == 200
+    url = urlsplit(answer.json()["url"])
+    assert url.scheme == "wss"
+    assert url.netloc == "KEY:TOKEN@bot.example.com"
+    assert url.path == "/media"
+    query = dict(parse_qsl(url.query))
+    assert query == {"sample-rate": "8000", "call_sid": "c" * 32, "lead_id": "lead-42",
+                     "campaign": "diwali"}
+
+
+async def test_exotel_url_post_form_and_json_bodies(control: Control) -> None:
+    form = await _request("POST", control.base + "/exotel/url",
+                          data={"CallSid": "abc", "lead_id": "x" * 300})
+    query = dict(parse_qsl(urlsplit(form.json()["url"]).query))
+    assert query["call_sid"] == "abc"
+    assert query["lead_id"] == "x" * 256  # Exotel's per-parameter limit
+    body = await _request("POST", control.base + "/exotel/url",
+                          content=json.dumps({"CallSid": "def"}),
+                          headers={"content-type": "application/json"})
+    assert dict(parse_qsl(urlsplit(body.json()["url"]).query))["call_sid"] == "def"
+    bad = await _request("POST", control.base + "/exotel/url", content=b"[1]",
+                         headers={"content-type": "application/json"})
+    assert bad.status_code == 400
+
+
+async def test_unknown_paths_wrong_methods_and_oversized_bodies(control: Control) -> None:
+    assert (await _request("GET", control.base + "/nope")).status_code == 404
+    assert (await _request("POST", control.base + "/healthz")).status_code == 405
+    big = await _request("POST", control.base + "/exotel/url", content=b"a=" + b"b" * 40_000,
+                         headers={"content-type": "application/x-www-form-urlencoded"})
+    assert big.status_code == 413
+
+
+async def test_garbage_request_gets_400(control: Control) -> None:
+    port = int(control.base.rsplit(":", 1)[1])
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(b"NOT HTTP AT ALL\r\n\r\n")
+        data = b""
+        while chunk := await stream.receive_some():
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 400")
+
+
+def test_stream_url_maps_schemes_and_keeps_base_query() -> None:
+    assert stream_url("http://h:8080/base/", "/media", {}) == "ws://h:8080/base/media?sample-rate=8000"
+    url = stream_url("wss://h/?token=s3cret", "/media", {"callsid": "z"}, sample_rate=16000)
+    assert url == "wss://h/media?token=s3cret&sample-rate=16000&call_sid=z"
