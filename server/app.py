@@ -1,0 +1,300 @@
+"""The WebSocket call server: handshake policy, one nursery per call, drain.
+
+Handshake policy, decided from the upgrade request alone and answered at once
+(Exotel gives us 10 s and retries once; nothing slow happens before
+``accept``). Checked in this order:
+
+1. path is neither ``config.ws_path`` (Exotel) nor ``config.twilio_path`` → 404
+2. Basic auth configured and the ``Authorization`` header does not match → 401
+   (constant-time comparison; the header is never logged)
+3. the server is draining → 503
+4. ``max_calls`` calls already live → 503 (never accept and then fail)
+
+Each rejection increments ``handshake_rejections_total{reason}`` with reason
+``path``, ``auth``, ``draining`` or ``busy``.
+
+The upgrade URL's query picks the sample rate (``sample-rate`` or
+``sample_rate``: 8000, 16000 or 24000, anything else → 8000); the other query
+parameters become the call's custom parameters (merged with
+``start.custom_parameters``, see ``server.call.CallSession``).
+
+Drain: ``begin_drain()`` makes new upgrades 503 and ``/readyz`` false; live
+calls go on; ``cancel_calls()`` ends the stragglers with reason ``shutdown``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import logging
+import secrets
+import signal
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlsplit
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketRequest, WebSocketServer, serve_websocket
+
+from server import logs
+from server.call import HandlerFactory, run_call
+from server.config import SAMPLE_RATES, ServerConfig
+from server.control import ControlApp, serve_control
+from server.dialect import EXOTEL, TWILIO, Dialect
+from server.logs import log_event
+from server.metrics import ServerMetrics, monitor_loop_lag
+
+log = logging.getLogger(__name__)
+
+_SAMPLE_RATE_KEYS = ("sample-rate", "sample_rate")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A refused upgrade: HTTP status, metric label and a short body."""
+
+    status: int
+    reason: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """An acceptable upgrade: which dialect, at which rate, with which parameters."""
+
+    dialect: Dialect
+    sample_rate: int
+    query_parameters: Mapping[str, str]
+
+
+def parse_target(target: str) -> tuple[str, int, dict[str, str]]:
+    """Split an upgrade target into (path, sample rate, other query parameters)."""
+    parts = urlsplit(target)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    rate = 8000
+    for key in _SAMPLE_RATE_KEYS:
+        text = query.pop(key, None)
+        if text is not None and text.strip().isdigit() and int(text) in SAMPLE_RATES:
+            rate = int(text)
+    return parts.path or "/", rate, query
+
+
+def _expected_authorization(config: ServerConfig) -> bytes | None:
+    if config.basic_auth is None:
+        return None
+    pair = f"{config.basic_auth.user}:{config.basic_auth.password}".encode()
+    return b"Basic " + base64.b64encode(pair)
+
+
+class CallServer:
+    """State shared by every call: limit, drain flag, live call scopes, metrics."""
+
+    def __init__(
+        self, config: ServerConfig, handler_factory: HandlerFactory,
+        metrics: ServerMetrics | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics or ServerMetrics()
+        self._handler_factory = handler_factory
+        self._expected_auth = _expected_authorization(config)
+        self._draining = False
+        self._cancelling = False
+        self._calls: set[trio.CancelScope] = set()
+        self._idle = trio.Event()
+        self._idle.set()
+        self.port = 0
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """True while new calls are accepted (``/readyz``)."""
+        return not self._draining
+
+    @property
+    def active_calls(self) -> int:
+        return len(self._calls)
+
+    def begin_drain(self) -> None:
+        """Refuse new calls from now on (503); live calls continue."""
+        if not self._draining:
+            self._draining = True
+            log_event(log, logging.INFO, "draining", active_calls=len(self._calls))
+
+    def cancel_calls(self) -> None:
+        """End every live call now, with reason ``shutdown``."""
+        self._cancelling = True
+        for scope in list(self._calls):
+            scope.cancel()
+
+    async def wait_idle(self) -> None:
+        """Return once no call is live."""
+        await self._idle.wait()
+
+    async def drain(self, grace: float) -> int:
+        """Stop accepting, wait up to ``grace`` s for calls to end, cancel the rest.
+
+        Returns how many calls had to be cancelled.
+        """
+        self.begin_drain()
+        with trio.move_on_after(grace):
+            await self.wait_idle()
+        left = len(self._calls)
+        if left:
+            log_event(log, logging.WARNING, "grace expired, cancelling calls", calls=left)
+            self.cancel_calls()
+            await self.wait_idle()
+        return left
+
+    # -- handshake -----------------------------------------------------------
+
+    def decide(self, target: str, headers: Mapping[bytes, bytes]) -> Route | Rejection:
+        """The handshake policy (module docstring) as a pure decision."""
+        path, rate, query = parse_target(target)
+        if path == self.config.ws_path:
+            dialect = EXOTEL
+        elif path == self.config.twilio_path:
+            dialect = TWILIO
+        else:
+            return Rejection(404, "path", b"unknown path\n")
+        if rate not in dialect.sample_rates:
+            rate = dialect.sample_rates[0]  # Twilio carries 8 kHz only
+        if self._expected_auth is not None:
+            given = headers.get(b"authorization", b"")
+            if not hmac.compare_digest(given, self._expected_auth):
+                return Rejection(401, "auth", b"unauthorized\n")
+        if self._draining:
+            return Rejection(503, "draining", b"shutting down\n")
+        if self.config.max_calls and len(self._calls) >= self.config.max_calls:
+            return Rejection(503, "busy", b"too many calls\n")
+        return Route(dialect, rate, query)
+
+    async def handle_request(self, request: WebSocketRequest) -> None:
+        """trio-websocket's per-connection handler: decide, then run the call."""
+        headers = {name.lower(): value for name, value in request.headers}
+        decision = self.decide(request.path, headers)
+        if isinstance(decision, Rejection):
+            self.metrics.handshake_rejections.labels(reason=decision.reason).inc()
+            log_event(log, logging.INFO, "handshake rejected", status=decision.status,
+                      reason=decision.reason)
+            extra = [(b"www-authenticate", b'Basic realm="voicebot"')] \
+                if decision.status == 401 else []
+            await request.reject(decision.status, extra_headers=extra, body=decision.body)
+            return
+        scope = trio.CancelScope()
+        # Claim the slot before the first checkpoint so the limit is exact.
+        self._calls.add(scope)
+        if len(self._calls) == 1:
+            self._idle = trio.Event()
+        call_id = secrets.token_hex(4)
+        token = logs.call_id.set(call_id)
+        try:
+            ws = None
+            with scope:
+                try:
+                    ws = await request.accept()
+                except ConnectionClosed:
+                    log_event(log, logging.INFO, "peer left during the handshake")
+                    return
+                log_event(log, logging.INFO, "call accepted", dialect=decision.dialect.name,
+                          sample_rate=decision.sample_rate)
+                await run_call(
+                    ws, call_id=call_id, dialect=decision.dialect,
+                    sample_rate=decision.sample_rate,
+                    query_parameters=decision.query_parameters, config=self.config,
+                    metrics=self.metrics, handler_factory=self._handler_factory,
+                    cancelled_by_server=lambda: self._cancelling,
+                )
+            if ws is not None:
+                # Our part is over: close now (1001 "going away" on shutdown).
+                with trio.move_on_after(self.config.close_seconds):
+                    await ws.aclose(1001 if scope.cancelled_caught else 1000)
+        except Exception:
+            # The call boundary: one call's failure must not take the server down.
+            log.exception("call failed")
+        finally:
+            logs.call_id.reset(token)
+            self._calls.discard(scope)
+            if not self._calls:
+                self._idle.set()
+
+    # -- serving -------------------------------------------------------------
+
+    async def serve(self, *, task_status: trio.TaskStatus[CallServer]) -> None:
+        """Listen on ``config.host:config.port`` until cancelled; report self when bound."""
+        async with trio.open_nursery() as nursery:
+            server: WebSocketServer = await nursery.start(self._serve_websocket)
+            self.port = server.port
+            log_event(log, logging.INFO, "listening", port=self.port,
+                      path=self.config.ws_path, twilio_path=self.config.twilio_path)
+            task_status.started(self)
+
+    async def _serve_websocket(self, *, task_status: trio.TaskStatus[WebSocketServer]) -> None:
+        await serve_websocket(
+            self.handle_request, self.config.host, self.config.port, None,
+            max_message_size=self.config.max_message_size,
+            receive_buffer_size=self.config.receive_buffer_size,
+            connect_timeout=self.config.handshake_seconds,
+            disconnect_timeout=self.config.close_seconds,
+            task_status=task_status,
+        )
+
+
+async def serve_calls(
+    config: ServerConfig,
+    handler_factory: HandlerFactory,
+    *,
+    metrics: ServerMetrics | None = None,
+    task_status: trio.TaskStatus[CallServer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve calls forever; ``nursery.start(serve_calls, ...)`` gives the ``CallServer``."""
+    await CallServer(config, handler_factory, metrics).serve(task_status=task_status)
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """What ``serve_until_signalled`` reports once both listeners are bound."""
+
+    calls: CallServer
+    control: ControlApp
+    control_port: int
+
+
+async def serve_until_signalled(
+    config: ServerConfig,
+    handler_factory: HandlerFactory,
+    *,
+    signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT),
+    task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The whole server: calls, control HTTP, loop-lag monitor; drain on a signal.
+
+    On the first signal: stop accepting (503, ``/readyz`` 503), let calls finish
+    within ``config.grace`` seconds, cancel the rest, return. A second signal
+    during the grace period cancels the calls at once. Must run in the main
+    thread (signal handling).
+    """
+    metrics = ServerMetrics()
+    with trio.open_signal_receiver(*signals) as received:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(monitor_loop_lag, metrics)
+            calls = CallServer(config, handler_factory, metrics)
+            await nursery.start(calls.serve)
+            app = ControlApp(config, metrics, lambda: calls.ready)
+            control_port: int = await nursery.start(serve_control, app, config)
+            task_status.started(Running(calls, app, control_port))
+            async for signum in received:
+                log_event(log, logging.INFO, "signal received, draining",
+                          signal=signal.Signals(signum).name, grace_s=config.grace)
+                break
+
+            async def cancel_on_second_signal() -> None:
+                async for signum in received:
+                    log_event(log, logging.WARNING, "second signal, cancelling calls",
+                              signal=signal.Signals(signum).name)
+                    calls.cancel_calls()
+
+            nursery.start_soon(cancel_on_second_signal)
+            cancelled = await calls.drain(config.grace)
+            log_event(log, logging.INFO, "drained", cancelled_calls=cancelled)
+            nursery.cancel_scope.cancel()
