@@ -1,0 +1,103 @@
+"""Echo mode: play every caller utterance back once it ends (connectivity test).
+
+Exotel's onboarding starts with exactly this bot. The caller's audio runs
+through the ``dsp`` endpointer one message at a time (not per 20 ms); the
+current utterance is buffered and, when ``SpeechEnded`` fires, its audio from
+``SpeechStarted.t`` (minus a short pre-roll) to ``voiced_until`` (plus a short
+tail) is queued on the call's speaker, which paces it out in 320-byte-aligned
+frames with a ``mark`` after each utterance. Utterances queue up behind each
+other; nothing is dropped unless an utterance runs longer than
+``MAX_UTTERANCE_S``, in which case only its last ``MAX_UTTERANCE_S`` are kept.
+
+Memory per call is bounded: while nobody speaks only the last pre-roll is
+kept; while someone speaks at most ``MAX_UTTERANCE_S`` of audio.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from dsp.pcm import pcm16_from_bytes
+from dsp.vad import EnergyVAD, SpeechStarted, VADConfig
+from server.call import CallSession
+from server.events import Event, Mark, Media, Start
+from server.speaker import Speaker, open_speaker
+
+MAX_UTTERANCE_S = 30.0
+PRE_ROLL_S = 0.2
+TAIL_S = 0.1
+
+
+class EchoHandler:
+    """One call in echo mode (a ``server.call.CallHandler``)."""
+
+    def __init__(self, session: CallSession) -> None:
+        self._session = session
+        rate = session.sample_rate
+        self._rate = rate
+        self._vad = EnergyVAD(VADConfig(), sample_rate=rate)
+        self._pre_roll = int(PRE_ROLL_S * rate)
+        self._tail = int(TAIL_S * rate)
+        self._max_samples = int(MAX_UTTERANCE_S * rate)
+        self._audio = bytearray()  # recent PCM16LE; its first sample is number _base
+        self._base = 0
+        self._speech_from: int | None = None  # sample where the utterance begins
+        self._speaker: Speaker | None = None
+        self.utterances = 0
+
+    async def on_event(self, event: Event) -> None:
+        if isinstance(event, Media):
+            self._on_audio(event.pcm)
+        elif isinstance(event, Mark):
+            if self._speaker is not None:
+                self._speaker.on_mark(event.name)
+        elif isinstance(event, Start) and self._speaker is None:
+            self._speaker = await self._session.nursery.start(self._run_speaker, event.stream_sid)
+
+    async def _run_speaker(
+        self, stream_sid: str, *, task_status: trio.TaskStatus[Speaker]
+    ) -> None:
+        session, metrics = self._session, self._session.metrics
+        async with open_speaker(
+            session.send, session.dialect, stream_sid, self._rate,
+            frame_ms=session.config.frame_ms, max_lead_ms=session.config.max_lead_ms,
+            lateness_observer=metrics.outbound_lateness.observe,
+        ) as speaker:
+            try:
+                task_status.started(speaker)
+                await trio.sleep_forever()
+            finally:
+                metrics.outbound_lead.observe(speaker.statistics().max_lead_ms / 1000)
+
+    def _on_audio(self, pcm: bytes) -> None:
+        if not pcm:
+            return
+        self._audio += pcm
+        for vad_event in self._vad.process(pcm16_from_bytes(pcm)):
+            if isinstance(vad_event, SpeechStarted):
+                self._speech_from = round(vad_event.t * self._rate) - self._pre_roll
+            elif self._speech_from is not None:
+                end = round(vad_event.voiced_until * self._rate) + self._tail
+                self._play(self._speech_from, end)
+                self._speech_from = None
+        self._trim()
+
+    def _play(self, start: int, end: int) -> None:
+        lo = max(0, start - self._base) * 2
+        hi = max(0, end - self._base) * 2
+        segment = bytes(self._audio[lo:hi])
+        if segment and self._speaker is not None:
+            self._speaker.play(segment)
+            self.utterances += 1
+
+    def _trim(self) -> None:
+        """Drop audio no utterance can need any more."""
+        total = self._base + len(self._audio) // 2
+        if self._speech_from is None:
+            keep_from = total - self._pre_roll
+        else:
+            keep_from = max(self._speech_from, total - self._max_samples)
+        drop = keep_from - self._base
+        if drop > 0:
+            del self._audio[: drop * 2]
+            self._base = keep_from

@@ -1,0 +1,94 @@
+"""``voicebot serve``: run the call server (Exotel/Twilio WebSocket + control HTTP)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import trio
+
+from server.app import serve_until_signalled
+from server.call import HandlerFactory
+from server.config import ENV_VARS, ServerConfig, build_config
+from server.exceptions import ConfigError
+from server.logs import configure_logging, log_event
+
+log = logging.getLogger(__name__)
+
+_EPILOG = """\
+Every option can also be set in the environment (the flag wins):
+{table}
+
+Exotel: point the Voicebot applet at ws(s)://HOST:PORT{path}?sample-rate=8000
+(or at http(s)://HOST:CONTROL_PORT/exotel/url for a per-call URL). With
+VOICEBOT_BASIC_AUTH=user:pass, use wss://user:pass@HOST/... in the applet.
+SIGTERM/SIGINT drain: new calls get 503, live calls get --grace seconds.
+"""
+
+
+def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    defaults = ServerConfig()
+    table = "\n".join(f"  {var:<28} --{name.replace('_', '-')}" for name, var in ENV_VARS.items())
+    parser = subparsers.add_parser(
+        "serve", help="run the call server (Exotel Voicebot stream, Twilio, control HTTP)",
+        description="Run the trio WebSocket call server.",
+        epilog=_EPILOG.format(table=table, path=defaults.ws_path),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--host", help=f"address to bind (default {defaults.host})")
+    add("--port", type=int, help=f"WebSocket port (default {defaults.port})")
+    add("--control-port", type=int,
+        help=f"health/metrics/dynamic-URL HTTP port (default {defaults.control_port})")
+    add("--ws-path", help=f"Exotel stream path (default {defaults.ws_path})")
+    add("--twilio-path", help=f"Twilio Media Streams path (default {defaults.twilio_path})")
+    add("--max-calls", type=int, help="concurrent call limit, 0 = none (default 0)")
+    add("--basic-auth", metavar="USER:PASS",
+        help="require this Basic auth on the upgrade (prefer the environment variable)")
+    add("--our-base-url", help="public base URL answered by /exotel/url (http(s) or ws(s))")
+    add("--echo", action="store_true", default=None,
+        help="echo mode: play each caller utterance back (connectivity test)")
+    add("--grace", type=float, help=f"seconds calls get to finish on SIGTERM "
+        f"(default {defaults.grace:g})")
+    add("--log-json", action="store_true", default=None, help="JSON-lines logs")
+    add("--log-level", help=f"logging level (default {defaults.log_level})")
+    add("--max-message-size", type=int,
+        help=f"largest inbound WebSocket message in bytes (default {defaults.max_message_size})")
+    add("--frame-ms", type=int, help=f"outbound frame length (default {defaults.frame_ms})")
+    add("--max-lead-ms", type=int,
+        help=f"most unplayed audio held at the far end (default {defaults.max_lead_ms})")
+    add("--max-call-seconds", type=float,
+        help=f"end calls after this long (default {defaults.max_call_seconds:g})")
+    parser.set_defaults(func=run)
+
+
+def _handler_factory(config: ServerConfig) -> HandlerFactory:
+    if config.echo:
+        from server.echo import EchoHandler
+
+        return EchoHandler
+    from server.call import ListenOnlyHandler
+
+    log_event(log, logging.WARNING, "no dialogue pipeline configured; calls only listen "
+              "(use --echo for a connectivity test)")
+    return ListenOnlyHandler
+
+
+def run(args: argparse.Namespace) -> int:
+    cli = {name: getattr(args, name, None) for name in ENV_VARS}
+    try:
+        config = build_config(cli)
+    except ConfigError as exc:
+        raise SystemExit(f"voicebot serve: {exc}") from exc
+    configure_logging(json_lines=config.log_json, level=config.log_level.upper())
+    from dsp.warmup import warm_up
+
+    # Compile the numba kernels now, before listening: never during a handshake.
+    warm_up()
+    factory = _handler_factory(config)
+    log_event(log, logging.INFO, "starting", host=config.host, port=config.port,
+              control_port=config.control_port, echo=config.echo,
+              auth="on" if config.basic_auth else "off", max_calls=config.max_calls)
+    trio.run(serve_until_signalled, config, factory)
+    log_event(log, logging.INFO, "stopped")
+    return 0

@@ -1,0 +1,84 @@
+"""The assembled server over real loopback sockets, its config and its CLI."""
+
+from __future__ import annotations
+
+import base64
+
+import httpx
+import pytest
+import trio
+
+from bench.caller import run_caller, speech_like_script
+from server.app import Running, serve_until_signalled
+from server.cli import build_parser
+from server.config import ENV_VARS, BasicAuth, ServerConfig, build_config
+from server.echo import EchoHandler
+from server.exceptions import ConfigError
+
+
+async def test_a_real_echo_call_over_loopback_with_auth_and_metrics() -> None:
+    config = ServerConfig(port=0, control_port=0, echo=True,
+                          basic_auth=BasicAuth("key", "token"))
+    auth = [(b"Authorization", b"Basic " + base64.b64encode(b"key:token"))]
+    script = speech_like_script(speech_s=0.8, silence_s=0.7, repeats=1)
+    async with trio.open_nursery() as nursery:
+        running: Running = await nursery.start(serve_until_signalled, config, EchoHandler)
+        url = f"ws://127.0.0.1:{running.calls.port}/media?sample-rate=8000&lead=7"
+        with trio.fail_after(20):
+            result = await run_caller(url, script, seconds=1.5, extra_headers=auth,
+                                      tail_seconds=1.2)
+        assert result.ok, result.error
+        assert result.violations == {}
+        assert result.marks_received == 1
+        assert result.marks_echoed == 1
+        assert 0.8 <= result.media_bytes / 16000 <= 1.4
+        async with httpx.AsyncClient() as client:
+            metrics = await client.get(f"http://127.0.0.1:{running.control_port}/metrics")
+        nursery.cancel_scope.cancel()
+    assert 'voicebot_calls_total{reason="stop"} 1.0' in metrics.text
+    assert "voicebot_outbound_lateness_seconds_count" in metrics.text
+
+
+def test_config_merges_defaults_environment_and_cli() -> None:
+    env = {"WEBSOCKET_ENDPOINT_PATH": "/exotel", "MAX_CONCURRENT_CALLS": "40",
+           "VOICEBOT_BASIC_AUTH": "k:t", "VOICEBOT_ECHO": "yes", "VOICEBOT_GRACE": "12.5",
+           "OUR_BASE_URL": "https://k:t@bot.example"}
+    config = build_config({"max_calls": 5, "port": None}, env)
+    assert config.ws_path == "/exotel"
+    assert config.max_calls == 5  # the flag wins
+    assert config.port == 8080  # unset flag, unset variable: default
+    assert config.basic_auth == BasicAuth("k", "t")
+    assert config.echo is True
+    assert config.grace == 12.5
+    # Credentials never show in a repr (and so never in a log line).
+    assert "k:t" not in repr(config)
+    assert "bot.example" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"MAX_CONCURRENT_CALLS": "many"}, {"VOICEBOT_BASIC_AUTH": "nocolon"},
+     {"WEBSOCKET_ENDPOINT_PATH": "media"}, {"VOICEBOT_FRAME_MS": "30"},
+     {"OUR_BASE_URL": "ftp://x"}, {"VOICEBOT_ECHO": "perhaps"}],
+)
+def test_bad_settings_are_config_errors(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError):
+        build_config({}, env)
+
+
+def test_serve_help_documents_every_option_and_variable(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--help"])
+    text = capsys.readouterr().out
+    for name, var in ENV_VARS.items():
+        assert var in text
+        assert "--" + name.replace("_", "-") in text
+
+
+def test_serve_parses_flags_into_the_config() -> None:
+    args = build_parser().parse_args(
+        ["serve", "--port", "9000", "--echo", "--grace", "5", "--max-calls", "3"])
+    config = build_config({name: getattr(args, name) for name in ENV_VARS}, {})
+    assert (config.port, config.echo, config.grace, config.max_calls) == (9000, True, 5.0, 3)
