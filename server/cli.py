@@ -16,6 +16,9 @@ from collections.abc import Sequence
 
 COMMAND_MODULES: tuple[str, ...] = (
     "server.demo",
+    "server.serve_cmd",
+    "server.cli_playbook",
+    "server.cli_store",
 )
 
 
