@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from dialogue.cost import Usage
 from dialogue.model import Slots, Stage
 
 #: The per-turn stage timestamps of DESIGN.md §6, in pipeline order.
@@ -66,16 +67,6 @@ class LeadContext:
     @property
     def campaign_id(self) -> str | None:
         return self.params.get("campaign_id") or None
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Vendor usage so far (what the cost model prices)."""
-
-    stt_seconds: float = 0.0
-    llm_input_tokens: int = 0
-    llm_output_tokens: int = 0
-    tts_characters: int = 0
 
 
 @dataclass(frozen=True, slots=True)
