@@ -34,8 +34,6 @@ JSON-escaped stream sid.
 
 from __future__ import annotations
 
-import binascii
-import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +42,7 @@ import msgspec
 
 from server.events import Connected, Dtmf, Event, Mark, Media, Start, Stop, Unknown
 from server.exceptions import BadPayload, FrameError
+from server.outbound import OutboundFrames
 
 __all__ = [
     "ENCODING",
@@ -70,7 +69,6 @@ _json_encode = msgspec.json.encode
 # msgspec's str → bytes conversion is strict base64 (padding required, no
 # whitespace or junk) and about 4x faster than binascii.a2b_base64 on 2 KB.
 _b64decode = msgspec.convert
-_b2a = binascii.b2a_base64
 
 # A decimal string longer than this is not a counter we could use (int64 has
 # 19 digits); refusing early also keeps int() away from 4300-digit strings.
@@ -300,10 +298,7 @@ def _stringify_values(value: dict[str, Any]) -> Mapping[str, str]:
 # -- building -----------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4096)
-def _quoted(value: str) -> str:
-    """``value`` as a JSON string literal (cached: one stream sid per call)."""
-    return _json_encode(value).decode()
+_FRAMES = OutboundFrames("stream_sid")
 
 
 def media_frame(stream_sid: str, pcm: bytes) -> str:
@@ -315,27 +310,14 @@ def media_frame(stream_sid: str, pcm: bytes) -> str:
     size = len(pcm)
     if size & 1 or size > MAX_PAYLOAD_BYTES:
         raise ValueError(f"media payload of {size} bytes is not PCM16 within the size bound")
-    payload = _b2a(pcm, newline=False).decode("ascii")
-    return (
-        '{"event":"media","stream_sid":'
-        + _quoted(stream_sid)
-        + ',"media":{"payload":"'
-        + payload
-        + '"}}'
-    )
+    return _FRAMES.media(stream_sid, pcm)
 
 
 def mark_frame(stream_sid: str, name: str) -> str:
     """An outbound ``mark``: Exotel echoes it once the audio before it played."""
-    return (
-        '{"event":"mark","stream_sid":'
-        + _quoted(stream_sid)
-        + ',"mark":{"name":'
-        + _json_encode(name).decode()
-        + "}}"
-    )
+    return _FRAMES.mark(stream_sid, name)
 
 
 def clear_frame(stream_sid: str) -> str:
     """An outbound ``clear``: drop audio queued at Exotel (no ack is sent back)."""
-    return '{"event":"clear","stream_sid":' + _quoted(stream_sid) + "}"
+    return _FRAMES.clear(stream_sid)

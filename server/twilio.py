@@ -24,14 +24,10 @@ interface; Twilio streams are always 8 kHz and callers pass 8000.
 
 from __future__ import annotations
 
-import binascii
-import functools
-
-import msgspec
-
 from dsp.g711 import ulaw_decode, ulaw_encode
 from server.events import Event
 from server.exotel import Grammar, parse_frame_as
+from server.outbound import OutboundFrames
 
 __all__ = [
     "ENCODING",
@@ -51,8 +47,6 @@ OUTBOUND_ALIGN = 2
 MAX_PAYLOAD_BYTES = 100_000
 ENCODING = "mulaw"
 
-_b2a = binascii.b2a_base64
-_json_encode = msgspec.json.encode
 
 
 def _mulaw_to_pcm(raw: bytes) -> bytes:
@@ -70,9 +64,7 @@ def parse_frame(text: str | bytes, *, sample_rate: int = SAMPLE_RATE) -> Event:
     return parse_frame_as(TWILIO_GRAMMAR, text, sample_rate)
 
 
-@functools.lru_cache(maxsize=4096)
-def _quoted(value: str) -> str:
-    return _json_encode(value).decode()
+_FRAMES = OutboundFrames("streamSid")
 
 
 def media_frame(stream_sid: str, pcm: bytes) -> str:
@@ -80,27 +72,14 @@ def media_frame(stream_sid: str, pcm: bytes) -> str:
     size = len(pcm)
     if size & 1 or size > MAX_PAYLOAD_BYTES:
         raise ValueError(f"media payload of {size} bytes is not PCM16 within the size bound")
-    payload = _b2a(ulaw_encode(pcm).tobytes(), newline=False).decode("ascii")
-    return (
-        '{"event":"media","streamSid":'
-        + _quoted(stream_sid)
-        + ',"media":{"payload":"'
-        + payload
-        + '"}}'
-    )
+    return _FRAMES.media(stream_sid, ulaw_encode(pcm).tobytes())
 
 
 def mark_frame(stream_sid: str, name: str) -> str:
     """An outbound ``mark``: echoed when played, and also when cleared."""
-    return (
-        '{"event":"mark","streamSid":'
-        + _quoted(stream_sid)
-        + ',"mark":{"name":'
-        + _json_encode(name).decode()
-        + "}}"
-    )
+    return _FRAMES.mark(stream_sid, name)
 
 
 def clear_frame(stream_sid: str) -> str:
     """An outbound ``clear``: Twilio drops queued audio and echoes pending marks."""
-    return '{"event":"clear","streamSid":' + _quoted(stream_sid) + "}"
+    return _FRAMES.clear(stream_sid)
