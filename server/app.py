@@ -37,7 +37,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest, WebSocketServer, serve_websocket
 
 from server import logs
-from server.call import HandlerFactory, run_call
+from server.call import CallStateFactory, HandlerFactory, run_call
 from server.config import SAMPLE_RATES, ServerConfig
 from server.control import ControlApp, serve_control
 from server.dialect import EXOTEL, TWILIO, Dialect
@@ -91,11 +91,12 @@ class CallServer:
 
     def __init__(
         self, config: ServerConfig, handler_factory: HandlerFactory,
-        metrics: ServerMetrics | None = None,
+        metrics: ServerMetrics | None = None, *, call_state: CallStateFactory | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics or ServerMetrics()
         self._handler_factory = handler_factory
+        self._call_state = call_state  # e.g. server.call_state.store_call_state(...)
         self._expected_auth = _expected_authorization(config)
         self._draining = False
         self._cancelling = False
@@ -204,6 +205,7 @@ class CallServer:
                     query_parameters=decision.query_parameters, config=self.config,
                     metrics=self.metrics, handler_factory=self._handler_factory,
                     cancelled_by_server=lambda: self._cancelling,
+                    call_state=self._call_state,
                 )
             if ws is not None:
                 # Our part is over: close now (1001 "going away" on shutdown).
@@ -245,10 +247,12 @@ async def serve_calls(
     handler_factory: HandlerFactory,
     *,
     metrics: ServerMetrics | None = None,
+    call_state: CallStateFactory | None = None,
     task_status: trio.TaskStatus[CallServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve calls forever; ``nursery.start(serve_calls, ...)`` gives the ``CallServer``."""
-    await CallServer(config, handler_factory, metrics).serve(task_status=task_status)
+    await CallServer(config, handler_factory, metrics, call_state=call_state).serve(
+        task_status=task_status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +269,7 @@ async def serve_until_signalled(
     handler_factory: HandlerFactory,
     *,
     signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT),
+    call_state: CallStateFactory | None = None,
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """The whole server: calls, control HTTP, loop-lag monitor; drain on a signal.
@@ -272,13 +277,14 @@ async def serve_until_signalled(
     On the first signal: stop accepting (503, ``/readyz`` 503), let calls finish
     within ``config.grace`` seconds, cancel the rest, return. A second signal
     during the grace period cancels the calls at once. Must run in the main
-    thread (signal handling).
+    thread (signal handling). ``call_state`` records each call (the session
+    store); a call counts as finished once its state was handed off.
     """
     metrics = ServerMetrics()
     with trio.open_signal_receiver(*signals) as received:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(monitor_loop_lag, metrics)
-            calls = CallServer(config, handler_factory, metrics)
+            calls = CallServer(config, handler_factory, metrics, call_state=call_state)
             await nursery.start(calls.serve)
             app = ControlApp(config, metrics, lambda: calls.ready)
             control_port: int = await nursery.start(serve_control, app, config)

@@ -16,6 +16,13 @@ However the call ends, it ends here, once, with one reason:
 ``error``      a bug or an unexpected failure in the handler (re-raised)
 =============  ==============================================================
 
+A ``CallState`` (optional, from a ``CallStateFactory``: the session store's
+is ``server.call_state``) sees the call from outside: ``started`` once the
+``start`` event names the call, ``turn`` from the handler after each turn,
+``ended`` with the summary on every end path. Its context manager encloses the
+whole call, so whatever it writes at the end is written after the call's own
+tasks are gone, exactly once. Its methods never block.
+
 Malformed frames are counted, logged with the call id (the first few per
 call, then every hundredth) and skipped; the call continues.
 """
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -50,6 +58,37 @@ class CallHandler(Protocol):
         """Handle one event; must return promptly (start tasks for waiting work)."""
 
 
+class CallState(Protocol):
+    """What a call's durable record (e.g. the session store) is told; never blocks."""
+
+    def started(self, session: CallSession) -> None:
+        """``session.start`` has just arrived (called once, for the first ``start``)."""
+
+    def turn(self, marks: Mapping[str, float]) -> None:
+        """The handler finished a turn; ``marks`` are its stage timestamps
+        (trio clock, names from DESIGN.md §6), possibly empty."""
+
+    def ended(self, summary: CallSummary) -> None:
+        """The call is over (any end path); called once, before the state's exit."""
+
+
+class NoCallState:
+    """A ``CallState`` that keeps nothing (no store configured)."""
+
+    def started(self, session: CallSession) -> None:
+        return None
+
+    def turn(self, marks: Mapping[str, float]) -> None:
+        return None
+
+    def ended(self, summary: CallSummary) -> None:
+        return None
+
+
+#: Opens one call's state; entered before the call runs and exited after it ended.
+CallStateFactory = Callable[[], AbstractAsyncContextManager[CallState]]
+
+
 @dataclass(slots=True)
 class CallSession:
     """A live call as handlers see it.
@@ -69,6 +108,7 @@ class CallSession:
     query_parameters: Mapping[str, str] = field(default_factory=dict)
     start: Start | None = None
     custom_parameters: Mapping[str, str] = field(default_factory=dict)
+    state: CallState = field(default_factory=NoCallState)
 
 
 HandlerFactory = Callable[[CallSession], CallHandler]
@@ -114,12 +154,34 @@ async def run_call(
     metrics: ServerMetrics,
     handler_factory: HandlerFactory,
     cancelled_by_server: Callable[[], bool] = lambda: False,
+    call_state: CallStateFactory | None = None,
 ) -> CallSummary:
     """Run the call on an accepted ``ws`` until it ends; return its summary.
 
     ``cancelled_by_server`` tells a drain cancellation (reason ``shutdown``)
     apart from any other cancellation; the ``Cancelled`` is re-raised either way.
+    ``call_state`` (optional) opens the call's ``CallState`` around the call.
     """
+    args = (ws, call_id, dialect, sample_rate, query_parameters, config, metrics,
+            handler_factory, cancelled_by_server)
+    if call_state is None:
+        return await _run_call(*args, NoCallState())
+    async with call_state() as state:
+        return await _run_call(*args, state)
+
+
+async def _run_call(
+    ws: WebSocketConnection,
+    call_id: str,
+    dialect: Dialect,
+    sample_rate: int,
+    query_parameters: Mapping[str, str],
+    config: ServerConfig,
+    metrics: ServerMetrics,
+    handler_factory: HandlerFactory,
+    cancelled_by_server: Callable[[], bool],
+    state: CallState,
+) -> CallSummary:
     counters = _Counters()
     started_at = trio.current_time()
     reason: str | None = None
@@ -136,7 +198,7 @@ async def run_call(
                 session = CallSession(
                     call_id=call_id, dialect=dialect, sample_rate=sample_rate, config=config,
                     metrics=metrics, nursery=nursery, send=send,
-                    query_parameters=dict(query_parameters),
+                    query_parameters=dict(query_parameters), state=state,
                 )
                 handler = handler_factory(session)
                 reason = await _receive_loop(ws, session, handler, counters)
@@ -154,6 +216,7 @@ async def run_call(
             bad_frames=counters.bad_frames,
         )
         _record_end(summary, metrics)
+        state.ended(summary)
     return summary
 
 
@@ -192,7 +255,10 @@ async def _receive_loop(
             _count_bad(session, counters, str(exc))
             continue
         if isinstance(event, Start):
+            first = session.start is None
             event = _on_start(session, event)
+            if first:
+                session.state.started(session)
         await handler.on_event(event)
         if isinstance(event, Stop):
             log_event(log, logging.INFO, "stop received", stop_reason=event.reason or "-")

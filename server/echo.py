@@ -11,9 +11,19 @@ other; nothing is dropped unless an utterance runs longer than
 
 Memory per call is bounded: while nobody speaks only the last pre-roll is
 kept; while someone speaks at most ``MAX_UTTERANCE_S`` of audio.
+
+Each utterance is one turn for ``session.state`` (the call's durable record),
+reported when its first frame goes out, with two stage timestamps on the trio
+clock: ``speech_end`` (when the caller's last voiced audio arrived, worked back
+from the audio clock: the chunk that ended the utterance arrived *now* and
+ends ``audio_end - voiced_until`` seconds after the speech did) and
+``first_media_sent``. An utterance still queued when the call ends is not
+counted (it was never echoed).
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 import trio
 
@@ -43,6 +53,8 @@ class EchoHandler:
         self._base = 0
         self._speech_from: int | None = None  # sample where the utterance begins
         self._speaker: Speaker | None = None
+        # Queued utterances whose first frame has not gone out: (id, speech_end).
+        self._unsent: deque[tuple[str, float]] = deque()
         self.utterances = 0
 
     async def on_event(self, event: Event) -> None:
@@ -59,7 +71,7 @@ class EchoHandler:
     ) -> None:
         session, metrics = self._session, self._session.metrics
         async with open_speaker(
-            session.send, session.dialect, stream_sid, self._rate,
+            self._send, session.dialect, stream_sid, self._rate,
             frame_ms=session.config.frame_ms, max_lead_ms=session.config.max_lead_ms,
             lateness_observer=metrics.outbound_lateness.observe,
         ) as speaker:
@@ -68,6 +80,17 @@ class EchoHandler:
                 await trio.sleep_forever()
             finally:
                 metrics.outbound_lead.observe(speaker.statistics().max_lead_ms / 1000)
+
+    async def _send(self, text: str) -> None:
+        """The speaker's ``send``: notes the first frame of each queued utterance."""
+        speaker, unsent = self._speaker, self._unsent
+        # The speaker moves an utterance out of "queued" just before sending its
+        # first frame, so the first send that finds it moved is that frame.
+        if unsent and speaker is not None and speaker.heard(unsent[0][0]).state != "queued":
+            _, speech_end = unsent.popleft()
+            self._session.state.turn(
+                {"speech_end": speech_end, "first_media_sent": trio.current_time()})
+        await self._session.send(text)
 
     def _on_audio(self, pcm: bytes) -> None:
         if not pcm:
@@ -78,16 +101,18 @@ class EchoHandler:
                 self._speech_from = round(vad_event.t * self._rate) - self._pre_roll
             elif self._speech_from is not None:
                 end = round(vad_event.voiced_until * self._rate) + self._tail
-                self._play(self._speech_from, end)
+                audio_end = (self._base + len(self._audio) // 2) / self._rate
+                speech_end = trio.current_time() - max(audio_end - vad_event.voiced_until, 0.0)
+                self._play(self._speech_from, end, speech_end)
                 self._speech_from = None
         self._trim()
 
-    def _play(self, start: int, end: int) -> None:
+    def _play(self, start: int, end: int, speech_end: float) -> None:
         lo = max(0, start - self._base) * 2
         hi = max(0, end - self._base) * 2
         segment = bytes(self._audio[lo:hi])
         if segment and self._speaker is not None:
-            self._speaker.play(segment)
+            self._unsent.append((self._speaker.play(segment), speech_end))
             self.utterances += 1
 
     def _trim(self) -> None:
