@@ -38,6 +38,7 @@ ENV_VARS: dict[str, str] = {
     "frame_ms": "VOICEBOT_FRAME_MS",
     "max_lead_ms": "VOICEBOT_MAX_LEAD_MS",
     "max_call_seconds": "VOICEBOT_MAX_CALL_SECONDS",
+    "store": "VOICEBOT_STORE",
 }
 
 
@@ -62,7 +63,9 @@ class ServerConfig:
 
     ``max_calls`` of 0 means unlimited. ``our_base_url`` is the public
     http(s)/ws(s) base the dynamic-URL endpoint answers with; it may carry
-    credentials, so it is never logged (``repr`` hides it).
+    credentials, so it is never logged (``repr`` hides it). ``store`` records
+    calls in Redis (``REDIS_URL``, else an embedded redis-server); off runs
+    without any Redis.
     """
 
     host: str = "127.0.0.1"
@@ -82,6 +85,7 @@ class ServerConfig:
     max_lead_ms: int = 300
     # Exotel ends a stream after 60 minutes; we end ours at the same limit.
     max_call_seconds: float = 3600.0
+    store: bool = True
     # Time a client gets to finish the upgrade request / the closing handshake.
     handshake_seconds: float = 10.0
     close_seconds: float = 2.0

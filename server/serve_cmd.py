@@ -23,6 +23,12 @@ Exotel: point the Voicebot applet at ws(s)://HOST:PORT{path}?sample-rate=8000
 (or at http(s)://HOST:CONTROL_PORT/exotel/url for a per-call URL). With
 VOICEBOT_BASIC_AUTH=user:pass, use wss://user:pass@HOST/... in the applet.
 SIGTERM/SIGINT drain: new calls get 503, live calls get --grace seconds.
+
+Call state (sessions, transcripts, outcomes) goes to Redis at REDIS_URL; without
+it an embedded redis-server is started (needs no setup). Redis being down
+never stops the server or a call: outcomes are retried, then spilled to a local
+file that is replayed on the next start. --no-store (VOICEBOT_STORE=off) runs
+without any Redis.
 """
 
 
@@ -59,6 +65,9 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         help=f"most unplayed audio held at the far end (default {defaults.max_lead_ms})")
     add("--max-call-seconds", type=float,
         help=f"end calls after this long (default {defaults.max_call_seconds:g})")
+    add("--store", action=argparse.BooleanOptionalAction, default=None,
+        help="record calls in Redis (REDIS_URL or embedded); --no-store runs without "
+        "Redis (default on)")
     parser.set_defaults(func=run)
 
 
@@ -89,6 +98,30 @@ def run(args: argparse.Namespace) -> int:
     log_event(log, logging.INFO, "starting", host=config.host, port=config.port,
               control_port=config.control_port, echo=config.echo,
               auth="on" if config.basic_auth else "off", max_calls=config.max_calls)
-    trio.run(serve_until_signalled, config, factory)
+    from server.store import EmbeddedRedisError
+
+    try:
+        trio.run(_serve, config, factory)
+    except EmbeddedRedisError as exc:  # only raised while the store starts
+        raise SystemExit(
+            f"voicebot serve: cannot start the embedded redis-server: {exc} (set REDIS_URL, "
+            "another VOICEBOT_STATE_DIR per process, or --no-store)") from exc
     log_event(log, logging.INFO, "stopped")
     return 0
+
+
+async def _serve(config: ServerConfig, factory: HandlerFactory) -> None:
+    """Serve until signalled; with the store, open it first and close it after
+    the drain (outcomes of drained calls are handed off before it closes)."""
+    if not config.store:
+        log_event(log, logging.INFO, "call store off: nothing is recorded")
+        await serve_until_signalled(config, factory)
+        return
+    from server.call_state import store_call_state
+    from server.store import open_store_service
+
+    async with open_store_service() as service:
+        log_event(log, logging.INFO, "call store ready", redis=service.url,
+                  embedded=service.embedded)
+        await serve_until_signalled(config, factory, call_state=store_call_state(service))
+    log_event(log, logging.INFO, "call store closed")
