@@ -31,6 +31,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -43,6 +44,7 @@ import trio
 from bench.caller import CallerResult, default_script, run_caller
 
 RESULTS = Path(__file__).parent / "results" / "load.md"
+RESULTS_STORE = RESULTS.with_name("load_store.md")
 SWEEP = (50, 100, 200, 300, 400, 500, 600)
 LATE_LIMIT_S = 0.020
 
@@ -106,15 +108,24 @@ def _quantile_bound(buckets: list[tuple[float, float]], q: float) -> float:
 
 
 class Server:
-    """``voicebot serve --echo`` in a subprocess pinned to core 0."""
+    """``voicebot serve --echo`` in a subprocess pinned to ``core``.
 
-    def __init__(self, core: int) -> None:
+    With ``store`` the server records every call in its embedded redis-server
+    (state in a private temporary directory); that redis-server inherits the
+    pinning, so the core carries the store's work too.
+    """
+
+    def __init__(self, core: int, *, store: bool = False) -> None:
         self.port, self.control_port = _free_port(), _free_port()
+        self._state_dir = tempfile.TemporaryDirectory(prefix="voicebot-load-")
         cmd = [sys.executable, "-m", "server", "serve", "--echo", "--host", "127.0.0.1",
                "--port", str(self.port), "--control-port", str(self.control_port),
-               "--log-level", "WARNING", "--grace", "2"]
+               "--log-level", "WARNING", "--grace", "2",
+               "--store" if store else "--no-store"]
+        env = {**os.environ, "VOICEBOT_STATE_DIR": self._state_dir.name}
+        env.pop("REDIS_URL", None)
         self.proc = subprocess.Popen(
-            cmd, cwd=Path(__file__).resolve().parent.parent,
+            cmd, cwd=Path(__file__).resolve().parent.parent, env=env,
             preexec_fn=lambda: os.sched_setaffinity(0, {core}),
         )
         self.ps = psutil.Process(self.proc.pid)
@@ -153,6 +164,7 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self._state_dir.cleanup()
 
 
 async def run_load(server: Server, calls: int, seconds: float, script: bytes) -> RunStats:
@@ -259,6 +271,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--caller-core", type=int, default=1)
     parser.add_argument("--no-write", action="store_true", help="do not write results/load.md")
+    parser.add_argument("--store", action="store_true",
+                        help="server records calls in its embedded Redis (default: --no-store)")
     args = parser.parse_args(argv)
     if not 1 <= args.calls <= 2000 or not 1 <= args.seconds <= 600 or not 1 <= args.repeat <= 20:
         parser.error("--calls must be in 1..2000, --seconds in 1..600, --repeat in 1..20")
@@ -270,7 +284,7 @@ def main(argv: list[str]) -> int:
         os.sched_setaffinity(0, {args.caller_core})
     if args.nice:
         os.nice(args.nice)  # the server child inherits it
-    server = Server(args.server_core)
+    server = Server(args.server_core, store=args.store)
     rows: list[RunStats] = []
     try:
         server.wait_ready()
@@ -296,11 +310,12 @@ def main(argv: list[str]) -> int:
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         table = "\n".join([HEADER, "|" + "---|" * 12, *(_row(r) for r in rows)])
-        RESULTS.write_text(
+        (RESULTS_STORE if args.store else RESULTS).write_text(
             "## Load: echo calls per core (`python -m bench load"
             + (" --sweep --keep-going" if args.sweep and args.keep_going
                else " --sweep" if args.sweep else f" --calls {args.calls}")
-            + f" --seconds {args.seconds:g} --repeat {args.repeat} --nice {args.nice}`)\n\n"
+            + f" --seconds {args.seconds:g} --repeat {args.repeat} --nice {args.nice}"
+            + (" --store" if args.store else "") + "`)\n\n"
             + "\n".join(f"- {line}" for line in lines)
             + f"\n- server pinned to core {args.server_core}, caller to core {args.caller_core}, "
             f"both at nice {args.nice:+d}; 100 ms frames, 8 kHz, max lead 300 ms; "
