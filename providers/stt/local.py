@@ -1,0 +1,375 @@
+"""Offline streaming STT over pocketsphinx (the embedded default: no key, no network).
+
+``open_local_stt(config)`` yields a :class:`LocalSTTStream` implementing
+:class:`providers.stt.base.STTStream` for 8 kHz telephone audio (PCM16 or μ-law).
+
+Pipeline per stream: decode → :class:`dsp.EnergyVAD` (our tuned telephone
+endpointer) at the call's rate → :class:`dsp.StreamResampler` to 16 kHz (the only
+rate the bundled ``en-us`` acoustic model supports; its 8 kHz configuration is
+unusable) → a pocketsphinx ``Decoder`` of its own. An utterance starts at the
+VAD's ``SpeechStarted.t`` (pre-roll included, from a one-second history of 16 kHz
+audio) and ends at ``SpeechEnded``: ``Final(speech_final=True)`` with the words,
+or :class:`~providers.stt.base.Endpoint` when nothing was recognised. While in
+speech an :class:`~providers.stt.base.Interim` goes out every
+``interim_interval`` s of audio when the partial hypothesis changed.
+:meth:`LocalSTTStream.finalize` ends the current utterance at once
+(``from_finalize=True``). Times are seconds of call audio.
+
+Search (what the decoder may hear), chosen per stream and switchable between
+utterances with :meth:`LocalSTTStream.expect`:
+
+- the bundled general English trigram LM (default; weak on synthetic and
+  telephone speech, see ``bench/results/local_engines.md``);
+- ``domain_sentences``: a trigram LM built in-process from the playbook's
+  expected replies (``pocketsphinx.lm.ArpaBoLM``), for open questions;
+- ``phrases``: a JSGF grammar of the replies a closed question allows
+  (yes/no, pick one), by far the most accurate when the caller stays on script.
+
+Words missing from the pronunciation dictionary are dropped from LMs, and
+phrases containing one are left out of grammars.
+
+Measured (``python -m bench local_engines``, 62 espeak-ng replies at 8 kHz):
+through one stream per call with a grammar before closed questions and the
+domain LM before open ones, WER is 14 % on closed and 37 % on open replies
+(RTF ~0.05); a fresh stream per reply does much worse (47 % / 56 %) because the
+cepstral mean has not adapted yet, and the bundled general LM gives 83 %
+(RTF ~0.45). The first utterance of a call is the weakest.
+
+Every decoder call runs in a worker thread (``trio.to_thread.run_sync``) through
+a per-run limiter of one thread per CPU; each stream's calls are sequential.
+Loading a decoder takes ~0.5 s and ~30 MB, done once per stream at open.
+Local recognition costs nothing, so usage (billed STT seconds) is not counted.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+import pocketsphinx
+import trio
+from pocketsphinx.lm import ArpaBoLM
+
+import dsp
+from providers.exceptions import LocalEngineError, ProviderClosed
+from providers.stt.base import Endpoint, Interim, SpeechStarted, STTEvent
+from providers.stt.base import Final as FinalEvent
+
+VENDOR: Final = "pocketsphinx"
+MODEL_RATE: Final = 16000
+_HISTORY_SECONDS: Final = 1.0
+_LIMITER: Final = trio.lowlevel.RunVar[trio.CapacityLimiter]("pocketsphinx_limiter")
+_WORD: Final = re.compile(r"[a-z']+")
+#: Starting cepstral mean for live CMN: that of 8 kHz-band speech upsampled to
+#: 16 kHz (measured on espeak-ng speech). The model's default (``40,3,-1``) is
+#: wideband; starting there the first utterance of a call was usually lost.
+TELEPHONE_CMN: Final = "56.2,30.0,-35.1,54.5,-36.3,2.7,16.3,-40.0,5.0,-22.3,11.5,6.3,-24.5"
+
+
+def decoder_limiter() -> trio.CapacityLimiter:
+    """Worker threads for decoding, shared by the streams of this trio run."""
+    try:
+        return _LIMITER.get()
+    except LookupError:
+        limiter = trio.CapacityLimiter(os.cpu_count() or 1)
+        _LIMITER.set(limiter)
+        return limiter
+
+
+@dataclass(frozen=True)
+class LocalSTTConfig:
+    """See the module docstring. ``second_pass`` enables pocketsphinx's flat-lexicon
+    and best-path passes at the end of each utterance (slower end, fewer errors)."""
+
+    sample_rate: int = 8000
+    encoding: str = "linear16"  # or "mulaw"
+    phrases: tuple[str, ...] = ()
+    domain_sentences: tuple[str, ...] = ()
+    second_pass: bool = True
+    beam: float = 1e-80
+    interim_interval: float = 0.3
+    # 500 ms of pre-roll gives the decoder the onset the energy VAD is late for and
+    # the leading silence it expects (measured: more closed answers recognised);
+    # 400 ms of hangover keeps short pauses inside one utterance.
+    vad: dsp.VADConfig = field(default_factory=lambda: dsp.VADConfig(
+        min_silence_ms=400, pre_roll_ms=500))
+
+    def __post_init__(self) -> None:
+        if self.encoding not in ("linear16", "mulaw"):
+            raise ValueError(f"encoding must be linear16 or mulaw, got {self.encoding!r}")
+
+
+def normalise(text: str) -> str:
+    """Lower-case words only: the form transcripts and references are compared in."""
+    return " ".join(_WORD.findall(text.lower()))
+
+
+def jsgf_for(phrases: Iterable[str]) -> str:
+    """A JSGF grammar accepting exactly one of ``phrases`` (already normalised)."""
+    alternatives = " | ".join(sorted(set(phrases)))
+    return f"#JSGF V1.0;\ngrammar reply;\npublic <reply> = {alternatives} ;\n"
+
+
+class _Engine:
+    """One pocketsphinx decoder and its searches. Call only from one thread at a time."""
+
+    def __init__(self, config: LocalSTTConfig) -> None:
+        try:
+            # Beams far wider than the defaults (1e-48/1e-40/1e-48): band-limited
+            # 8 kHz speech scores poorly against the 16 kHz model, and with the
+            # default beams grammar searches lose the right path (measured: 6/16
+            # exact closed answers → 12/16).
+            self.decoder = pocketsphinx.Decoder(
+                loglevel="FATAL", samprate=MODEL_RATE, cmninit=TELEPHONE_CMN, beam=config.beam,
+                wbeam=config.beam * 1e20, pbeam=config.beam,
+                fwdflat=config.second_pass, bestpath=config.second_pass)
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise LocalEngineError(f"cannot load pocketsphinx: {exc}", vendor=VENDOR) from exc
+        self.base = self.decoder.current_search()
+        self._grammars: dict[tuple[str, ...], str] = {}
+        if config.domain_sentences:
+            self.base = self._add_domain_lm(config.domain_sentences)
+        if config.phrases:
+            self.base = self.grammar(config.phrases)
+        self.decoder.activate_search(self.base)
+
+    def known(self, phrase: str) -> bool:
+        return all(self.decoder.lookup_word(w) is not None for w in phrase.split())
+
+    def grammar(self, phrases: Sequence[str]) -> str:
+        """The search name of a grammar for ``phrases`` (built once)."""
+        key = tuple(sorted({normalise(p) for p in phrases} - {""}))
+        if key not in self._grammars:
+            usable = [p for p in key if self.known(p)]
+            if not usable:
+                raise LocalEngineError("no phrase is in the pronunciation dictionary",
+                                       vendor=VENDOR)
+            name = f"grammar{len(self._grammars)}"
+            try:
+                self.decoder.add_jsgf_string(name, jsgf_for(usable))
+            except (ValueError, RuntimeError) as exc:
+                raise LocalEngineError(f"bad grammar: {exc}", vendor=VENDOR) from exc
+            self._grammars[key] = name
+        return self._grammars[key]
+
+    def _add_domain_lm(self, sentences: Sequence[str]) -> str:
+        lines = []
+        for sentence in sentences:
+            words = [w for w in normalise(sentence).split() if self.known(w)]
+            if words:
+                lines.append(" ".join(words))
+        if not lines:
+            raise LocalEngineError("no domain sentence has a known word", vendor=VENDOR)
+        model = ArpaBoLM(text="\n".join(lines), add_start=True)
+        model.compute()
+        arpa = io.StringIO()
+        model.write(arpa)
+        # pocketsphinx loads language models from files only.
+        with tempfile.NamedTemporaryFile("w", suffix=".arpa", delete=False) as file:
+            file.write(arpa.getvalue())
+        try:
+            self.decoder.add_lm_file("domain", file.name)
+        except RuntimeError as exc:
+            raise LocalEngineError(f"bad domain LM: {exc}", vendor=VENDOR) from exc
+        finally:
+            os.unlink(file.name)
+        return "domain"
+
+    def start(self, phrases: tuple[str, ...] | None, pcm: bytes) -> None:
+        search = self.base if phrases is None else self.grammar(phrases)
+        if self.decoder.current_search() != search:
+            self.decoder.activate_search(search)
+        self.decoder.start_utt()
+        if pcm:
+            self.decoder.process_raw(pcm)
+
+    def feed(self, pcm: bytes, want_partial: bool) -> str | None:
+        self.decoder.process_raw(pcm)
+        return self.text() if want_partial else None
+
+    def end(self, pcm: bytes) -> str:
+        """The utterance's words. A grammar search cut off mid-phrase (``finalize``
+        while the caller still speaks) has no complete path at the end; then the
+        best partial path from just before the end is the answer."""
+        if pcm:
+            self.decoder.process_raw(pcm)
+        partial = self.text()
+        self.decoder.end_utt()
+        return self.text() or partial
+
+    def text(self) -> str:
+        hypothesis: Any = self.decoder.hyp()
+        return normalise(hypothesis.hypstr) if hypothesis is not None else ""
+
+
+_FINALIZE: Final = object()
+
+
+class LocalSTTStream:
+    """An open local recognition stream; created by :func:`open_local_stt` only."""
+
+    def __init__(self, config: LocalSTTConfig, engine: _Engine,
+                 limiter: trio.CapacityLimiter) -> None:
+        self.config = config
+        self._engine = engine
+        self._limiter = limiter
+        self._vad = dsp.EnergyVAD(config.vad, config.sample_rate)
+        # HQ, not the call path's LQ: LQ is -8 dB at 3.4 kHz, and the acoustic model
+        # needs every bit of the band it gets (measured: fewer answers recognised).
+        self._resampler = dsp.StreamResampler(config.sample_rate, MODEL_RATE, "HQ")
+        self._history = np.zeros(0, dtype=np.int16)  # recent 16 kHz audio
+        self._history_end = 0  # 16 kHz samples produced so far
+        self._fed_to = 0  # 16 kHz sample up to which the decoder has the utterance
+        self._samples = 0  # call-rate samples received
+        self._odd = b""
+        self._expected: tuple[str, ...] | None = None  # None: the base search
+        self._utterance_start: float | None = None
+        self._next_interim = 0.0
+        self._last_interim = ""
+        self._input_send, self._input = trio.open_memory_channel[bytes | object](math.inf)
+        self._events_send, self._events = trio.open_memory_channel[STTEvent](math.inf)
+        self._closing = False
+        self.decode_seconds = 0.0  # wall time spent in the decoder (for RTF)
+
+    # -- the STTStream interface ------------------------------------------------
+
+    async def send_audio(self, pcm: bytes) -> None:
+        if self._closing:
+            raise ProviderClosed("send_audio after aclose", vendor=VENDOR)
+        if pcm:
+            self._input_send.send_nowait(bytes(pcm))
+
+    async def finalize(self) -> None:
+        if not self._closing:
+            self._input_send.send_nowait(_FINALIZE)
+
+    def events(self) -> AsyncIterator[STTEvent]:
+        return self._events
+
+    async def aclose(self) -> None:
+        """Process the audio already sent, end an open utterance, end ``events()``."""
+        if not self._closing:
+            self._closing = True
+            self._input_send.close()
+
+    def expect(self, phrases: Sequence[str] | None) -> None:
+        """From the next utterance on, listen for one of ``phrases`` (a grammar for a
+        closed question), or with ``None`` go back to the stream's base search. The
+        grammar is built (once per phrase set) in the worker thread at that
+        utterance's start, never while the decoder is busy; a set with no word in
+        the dictionary fails the stream there with ``LocalEngineError``."""
+        self._expected = None if phrases is None else tuple(phrases)
+
+    # -- the worker ---------------------------------------------------------------
+
+    async def _run(self) -> None:
+        async with self._events_send:
+            async for item in self._input:
+                if item is _FINALIZE:
+                    await self._end(self._samples / self.config.sample_rate, finalize=True)
+                elif isinstance(item, bytes):
+                    await self._audio(item)
+            if self._utterance_start is not None:
+                await self._end(self._samples / self.config.sample_rate, finalize=False)
+
+    async def _audio(self, data: bytes) -> None:
+        if self.config.encoding == "mulaw":
+            pcm = dsp.ulaw_decode(data)
+        else:
+            data = self._odd + data
+            cut = len(data) - len(data) % 2
+            self._odd = data[cut:]
+            pcm = dsp.pcm16_from_bytes(data[:cut])
+        pcm = np.asarray(pcm, dtype=np.int16)
+        self._samples += len(pcm)
+        fresh = self._resampler.process(pcm)
+        self._history = np.concatenate([self._history, fresh])
+        self._history_end += len(fresh)
+        # VAD events may fall anywhere in a chunk of any size: the decoder gets the
+        # 16 kHz audio between consecutive events, by absolute sample index.
+        for event in self._vad.process(pcm):
+            if isinstance(event, dsp.SpeechStarted):
+                self._events_send.send_nowait(SpeechStarted(event.t))
+                self._fed_to = max(self._history_start, round(event.t * MODEL_RATE))
+                await self._call(self._engine.start, self._expected, b"")
+                self._utterance_start = event.t
+                self._next_interim = event.t + self.config.interim_interval
+                self._last_interim = ""
+            elif self._utterance_start is not None:
+                await self._end(event.t, finalize=False, until=round(event.t * MODEL_RATE))
+        if self._utterance_start is not None and self._fed_to < self._history_end:
+            now = self._samples / self.config.sample_rate
+            want = now >= self._next_interim
+            partial = await self._call(self._engine.feed, self._take(self._history_end), want)
+            if want:
+                self._next_interim = now + self.config.interim_interval
+                if partial and partial != self._last_interim:
+                    self._last_interim = partial
+                    self._events_send.send_nowait(Interim(partial))
+        keep = int(_HISTORY_SECONDS * MODEL_RATE)
+        if len(self._history) > keep:
+            self._history = self._history[-keep:]
+
+    @property
+    def _history_start(self) -> int:
+        return self._history_end - len(self._history)
+
+    def _take(self, until: int) -> bytes:
+        """16 kHz audio from the decoder's position up to ``until`` (absolute index)."""
+        until = min(until, self._history_end)
+        start = max(self._fed_to, self._history_start)
+        self._fed_to = max(self._fed_to, until)
+        base = self._history_start
+        return self._history[start - base:max(start, until) - base].tobytes()
+
+    async def _end(self, t: float, *, finalize: bool, until: int | None = None) -> None:
+        """End the utterance at call time ``t``; the decoder gets the audio up to the
+        16 kHz index ``until`` (all it has when None)."""
+        start = self._utterance_start
+        if start is None:
+            if finalize:
+                self._events_send.send_nowait(Endpoint(t, from_finalize=True))
+            return
+        self._utterance_start = None
+        text = await self._call(self._engine.end,
+                                self._take(self._history_end if until is None else until))
+        if text:
+            self._events_send.send_nowait(FinalEvent(text, start, t, from_finalize=finalize,
+                                                     speech_final=not finalize))
+        else:
+            self._events_send.send_nowait(Endpoint(t, from_finalize=finalize))
+
+    async def _call(self, function: Any, *args: Any) -> Any:
+        start = trio.current_time()
+        try:
+            return await trio.to_thread.run_sync(function, *args, limiter=self._limiter)
+        except RuntimeError as exc:
+            raise LocalEngineError(f"pocketsphinx failed: {exc}", vendor=VENDOR) from exc
+        finally:
+            self.decode_seconds += trio.current_time() - start
+
+
+@asynccontextmanager
+async def open_local_stt(
+    config: LocalSTTConfig | None = None, *, limiter: trio.CapacityLimiter | None = None,
+) -> AsyncIterator[LocalSTTStream]:
+    """Load a decoder (in a worker thread) and yield the stream; on exit, finish the
+    audio already sent and end ``events()``."""
+    config = config or LocalSTTConfig()
+    chosen = limiter or decoder_limiter()
+    engine = await trio.to_thread.run_sync(_Engine, config, limiter=chosen)
+    stream = LocalSTTStream(config, engine, chosen)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream._run)
+        try:
+            yield stream
+        finally:
+            await stream.aclose()
