@@ -15,6 +15,7 @@ BENCHMARKS = {
     "dialogue": "bench.dialogue",
     "sessions": "bench.sessions",
     "providers": "bench.providers",
+    "local_engines": "bench.local_engines",
     "load": "bench.load",
     "budget": "bench.budget",
 }

@@ -19,7 +19,7 @@ import os
 import platform
 import statistics
 from collections.abc import Callable
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +201,58 @@ async def reconnect_run() -> tuple[float, float]:
         return stream.resumed_at[0] - closes[0], stream.reconnect_seconds[0]
 
 
+async def elevenlabs_run(replies: int) -> tuple[list[float], list[float]]:
+    """ElevenLabs audio frame → PCM chunk out of ``speak()`` (multi-context), against a
+    bare trio-websocket reader of the same frames."""
+    from providers.config import ElevenLabsConfig, Secret
+    from providers.sim.elevenlabs_sim import open_elevenlabs_sim
+    from providers.tts import elevenlabs_wire as el_wire
+    from providers.tts.elevenlabs import open_elevenlabs
+
+    sent: list[float] = []
+
+    def on_sent(t: float, frame: dict[str, Any]) -> None:
+        if frame.get("audio"):
+            sent.append(t)
+
+    async def text(sentence: str) -> Any:
+        yield sentence
+
+    ours: list[float] = []
+    reference: list[float] = []
+    async with open_elevenlabs_sim(on_frame_sent=on_sent, frame_seconds=0.1) as sim:
+        config = ElevenLabsConfig(url=sim.url, api_key=Secret("k"), voice_id="en-us")
+        async with open_elevenlabs(config) as session:
+            for n in range(replies):
+                start = len(sent)
+                got: list[float] = []
+                async with aclosing(session.speak(text(f"Reply number {n}, thanks."))) as audio:
+                    async for _chunk in audio:
+                        got.append(trio.current_time())
+                ours += [g - s for g, s in zip(got, sent[start:], strict=False)]
+        url = el_wire.stream_url(config, el_wire.StreamOptions())
+        async with trio_websocket.open_websocket_url(url) as ws:
+            await ws.send_message(el_wire.init_message(el_wire.StreamOptions(), "idle"))
+            for n in range(replies):
+                start = len(sent)
+                context = f"r{n}"
+                await ws.send_message(el_wire.text_message(
+                    f"Reply number {n}, thanks. ", flush=True, context_id=context))
+                await ws.send_message(el_wire.close_context_message(context))
+                got = []
+                while True:
+                    frame = json.loads(await ws.get_message())
+                    if frame.get("isFinal"):
+                        break
+                    got.append(trio.current_time())
+                reference += [g - s for g, s in zip(got, sent[start:], strict=False)]
+            await ws.send_message(el_wire.close_socket_message())
+            with trio.move_on_after(2), suppress(trio_websocket.ConnectionClosed):
+                while True:
+                    await ws.get_message()
+    return ours, reference
+
+
 def summary(label: str, ours: list[float], reference: list[float]) -> str:
     return (f"| {label} | {len(ours)} | {1000 * statistics.median(ours):.3f} | "
             f"{1000 * percentile(ours, 99):.3f} | {1000 * statistics.median(reference):.3f} | "
@@ -228,6 +280,12 @@ async def run(args: argparse.Namespace) -> list[str]:
         print(f"run {index + 1}: deepgram median {1000 * statistics.median(ours):.3f} ms "
               f"({len(ours)} events), openai median {1000 * statistics.median(ours2):.3f} ms "
               f"({len(ours2)} deltas)")
+    el_ours: list[float] = []
+    el_ref: list[float] = []
+    for _ in range(args.runs):
+        ours3, ref3 = await elevenlabs_run(5)
+        el_ours += ours3
+        el_ref += ref3
     reconnects = [await reconnect_run() for _ in range(args.runs)]
     table = [
         "| client event | events | ours p50 (ms) | ours p99 (ms) | reference p50 (ms) "
@@ -235,6 +293,7 @@ async def run(args: argparse.Namespace) -> list[str]:
         "|---|---|---|---|---|---|",
         summary("Deepgram result → STT event", dg_ours, dg_ref),
         summary("OpenAI SSE chunk → TextDelta", oa_ours, oa_ref),
+        summary("ElevenLabs audio frame → PCM chunk", el_ours, el_ref),
     ]
     sim_view = [r[0] for r in reconnects]
     own_view = [r[1] for r in reconnects]
