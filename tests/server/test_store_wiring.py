@@ -17,7 +17,6 @@ import re
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -34,7 +33,6 @@ from server.config import ServerConfig
 from server.echo import EchoHandler
 from server.store import Outcome, StoreService, open_store_service
 from server.store.connection import StoreConfig, connect
-from server.store.embedded import EmbeddedRedisServer
 from server.store.redis_store import RedisBackend
 from server.store.spill import SpillFile
 
@@ -43,27 +41,6 @@ MASKED = "********3210"
 WAIT = 10.0  # bound on any single wait in these tests (seconds)
 SPEECH = speech_like_script(speech_s=0.6, silence_s=0.9, repeats=1)  # one utterance
 FRAME = 1600  # 100 ms of 8 kHz PCM16
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    external = os.environ.get("REDIS_URL")
-    if external:
-        yield external
-        return
-    server = EmbeddedRedisServer()
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def store_config() -> StoreConfig:
-    # A per-test key prefix isolates tests sharing one server.
-    return StoreConfig(prefix=f"test:{uuid.uuid4().hex[:12]}:", socket_timeout=0.5,
-                       connect_timeout=0.2)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ SIGKILLed and restarted on the same socket path (outage tests).
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,26 +22,6 @@ import redis
 from server.store.connection import StoreConfig, connect
 from server.store.embedded import EmbeddedRedisServer
 from server.store.redis_store import RedisBackend
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    external = os.environ.get("REDIS_URL")
-    if external:
-        yield external
-        return
-    server = EmbeddedRedisServer()
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def store_config() -> StoreConfig:
-    return StoreConfig(prefix=f"test:{uuid.uuid4().hex[:12]}:", socket_timeout=0.5,
-                       connect_timeout=0.2)
 
 
 @pytest.fixture
