@@ -44,7 +44,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import h11
 import numpy as np
 import trio
 import trio_websocket
@@ -53,6 +52,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 import dsp
 from dsp.resample import resample_oneshot
 from providers.local import espeak
+from providers.sim.http11 import HttpRequest, HttpResponse, Replay, read_head, serve_http
 from providers.sim.latency import Fixed, Latency
 from providers.tts import elevenlabs_wire as wire
 
@@ -138,17 +138,17 @@ class ElevenLabsSim:
 
     async def _handle_tcp(self, stream: trio.SocketStream) -> None:
         async with stream:
-            head = await _read_head(stream)
+            head = await read_head(stream)
             if head is None:
                 return
-            replay = _Replay(stream, head)
+            replay = Replay(stream, head)
             if _WEBSOCKET_UPGRADE.search(head.split(b"\r\n\r\n", 1)[0]):
                 async with trio.open_nursery() as nursery:
                     request = await trio_websocket.wrap_server_stream(nursery, replay)
                     await self._handle_ws(request)
                     nursery.cancel_scope.cancel()
             else:
-                await _serve_http(replay, self._handle_http)
+                await serve_http(replay, self._handle_http)
 
     # -- WebSocket ----------------------------------------------------------------
 
@@ -180,7 +180,7 @@ class ElevenLabsSim:
 
     # -- HTTP -----------------------------------------------------------------------
 
-    async def _handle_http(self, request: _Request) -> _Response:
+    async def _handle_http(self, request: HttpRequest) -> HttpResponse:
         target = urlsplit(request.target)
         voice_id, _, endpoint = target.path.removeprefix(_PREFIX).partition("/")
         query = {k: v[0] for k, v in parse_qs(target.query).items()}
@@ -212,7 +212,7 @@ class ElevenLabsSim:
                     await trio.sleep(self.frame_gap.sample())
                 yield audio[i:i + step]
 
-        return _Response(200, [("content-type", "audio/basic")], chunks())
+        return HttpResponse(200, [("content-type", "audio/basic")], chunks())
 
 
 class _Session:
@@ -463,113 +463,10 @@ async def _reject(request: WebSocketRequest, status: int, code: str, message: st
 
 
 def _json_response(status: int, code: str, message: str,
-                   extra: list[tuple[str, str]] | None = None) -> _Response:
+                   extra: list[tuple[str, str]] | None = None) -> HttpResponse:
     body = json.dumps({"detail": {"status": code, "message": message}}).encode()
-    return _Response(status, [("content-type", "application/json"), *(extra or [])],
+    return HttpResponse(status, [("content-type", "application/json"), *(extra or [])],
                                body)
-
-
-# -- one port for WebSocket and HTTP: peek at the request head, then replay it --------
-
-
-@dataclass(frozen=True)
-class _Request:
-    method: str
-    target: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass(frozen=True)
-class _Response:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes | AsyncIterator[bytes]
-
-
-class _Replay(trio.abc.Stream):
-    """A stream that first returns bytes already read from ``stream``."""
-
-    def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
-        self._stream = stream
-        self._prefix = prefix
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._prefix:
-            data, self._prefix = self._prefix, b""
-            return data
-        return bytes(await self._stream.receive_some(max_bytes))
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-
-async def _read_head(stream: trio.abc.Stream) -> bytes | None:
-    """Bytes up to (at least) the end of the request head; None if the peer left."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        try:
-            more = await stream.receive_some(65536)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return None
-        if not more or len(data) > 65536:
-            return None
-        data += more
-    return data
-
-
-async def _serve_http(
-    stream: trio.abc.Stream, handler: Callable[[_Request], Any],
-) -> None:
-    """Answer HTTP/1.1 requests on ``stream`` (keep-alive) with ``handler``."""
-    connection = h11.Connection(h11.SERVER)
-    while True:
-        request = await _read_request(connection, stream)
-        if request is None:
-            return
-        response: _Response = await handler(request)
-        try:
-            headers = list(response.headers)
-            if isinstance(response.body, bytes):
-                headers.append(("content-length", str(len(response.body))))
-            await stream.send_all(connection.send(h11.Response(
-                status_code=response.status, headers=headers)))
-            if isinstance(response.body, bytes):
-                await stream.send_all(connection.send(h11.Data(data=response.body)))
-            else:
-                async for chunk in response.body:
-                    await stream.send_all(connection.send(h11.Data(data=chunk)))
-            await stream.send_all(connection.send(h11.EndOfMessage()))
-            connection.start_next_cycle()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
-            return
-
-
-async def _read_request(connection: h11.Connection, stream: trio.abc.Stream) -> _Request | None:
-    method, target, headers, body = "", "", {}, bytearray()
-    while True:
-        event = connection.next_event()
-        if event is h11.NEED_DATA:
-            try:
-                connection.receive_data(bytes(await stream.receive_some(65536)))
-            except (trio.BrokenResourceError, trio.ClosedResourceError,
-                    h11.RemoteProtocolError):
-                return None
-        elif isinstance(event, h11.Request):
-            method, target = event.method.decode(), event.target.decode()
-            headers = {k.decode().lower(): v.decode() for k, v in event.headers}
-        elif isinstance(event, h11.Data):
-            body += event.data
-        elif isinstance(event, h11.EndOfMessage):
-            return _Request(method, target, headers, bytes(body))
-        else:  # ConnectionClosed or PAUSED
-            return None
 
 
 @asynccontextmanager

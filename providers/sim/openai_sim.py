@@ -34,6 +34,7 @@ from typing import Any
 import h11
 import trio
 
+from providers.sim.http11 import read_request
 from providers.sim.latency import Fixed, Latency
 
 Responder = Callable[[Mapping[str, Any]], str]
@@ -132,15 +133,15 @@ class OpenAISim:
         connection = h11.Connection(h11.SERVER)
         async with stream:
             while True:
-                request = await _read_request(connection, stream)
+                request = await read_request(connection, stream)
                 if request is None:
                     return
-                method, target, headers, body = request
-                if method == "HEAD":  # a warm-up probe: headers only
+                if request.method == "HEAD":  # a warm-up probe: headers only
                     await stream.send_all(connection.send(h11.Response(
                         status_code=404, headers=[("content-length", "0")])))
                     await stream.send_all(connection.send(h11.EndOfMessage()))
-                elif not await self._respond(connection, stream, target, headers, body):
+                elif not await self._respond(connection, stream, request.target, request.headers,
+                                             request.body):
                     return
                 if connection.our_state is not h11.DONE:
                     return
@@ -282,38 +283,6 @@ class OpenAISim:
 
 def _error(message: str, kind: str, code: str | None) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
-
-
-async def _read_request(
-    connection: h11.Connection, stream: trio.SocketStream
-) -> tuple[str, str, dict[str, str], bytes] | None:
-    """One full request (method, target, headers, body), or None when the client
-    went away."""
-    method = target = ""
-    headers: dict[str, str] = {}
-    body = bytearray()
-    while True:
-        event = connection.next_event()
-        if event is h11.NEED_DATA:
-            try:
-                data = await stream.receive_some(65536)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return None
-            try:
-                connection.receive_data(data)
-            except h11.RemoteProtocolError:
-                return None
-            continue
-        if isinstance(event, h11.Request):
-            method = event.method.decode()
-            target = event.target.decode()
-            headers = {k.decode().lower(): v.decode() for k, v in event.headers}
-        elif isinstance(event, h11.Data):
-            body += event.data
-        elif isinstance(event, h11.EndOfMessage):
-            return method, target, headers, bytes(body)
-        elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
-            return None
 
 
 async def _send_json(
