@@ -44,7 +44,6 @@ Local recognition costs nothing, so usage (billed STT seconds) is not counted.
 from __future__ import annotations
 
 import io
-import math
 import os
 import re
 import tempfile
@@ -54,14 +53,16 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 import pocketsphinx
 import trio
 from pocketsphinx.lm import ArpaBoLM
 
 import dsp
-from providers.exceptions import LocalEngineError, ProviderClosed
-from providers.stt.base import Endpoint, Interim, SpeechStarted, STTEvent
+from providers.exceptions import LocalEngineError
+from providers.stt.base import Endpoint, Interim, SpeechStarted
 from providers.stt.base import Final as FinalEvent
+from providers.stt.offline import OfflineSTTStream
 
 VENDOR: Final = "pocketsphinx"
 MODEL_RATE: Final = 16000
@@ -210,14 +211,14 @@ class _Engine:
         return normalise(hypothesis.hypstr) if hypothesis is not None else ""
 
 
-_FINALIZE: Final = object()
-
-
-class LocalSTTStream:
+class LocalSTTStream(OfflineSTTStream):
     """An open local recognition stream; created by :func:`open_local_stt` only."""
+
+    vendor = VENDOR
 
     def __init__(self, config: LocalSTTConfig, engine: _Engine,
                  limiter: trio.CapacityLimiter) -> None:
+        super().__init__(config.encoding)
         self.config = config
         self._engine = engine
         self._limiter = limiter
@@ -229,36 +230,11 @@ class LocalSTTStream:
         self._history_end = 0  # 16 kHz samples produced so far
         self._fed_to = 0  # 16 kHz sample up to which the decoder has the utterance
         self._samples = 0  # call-rate samples received
-        self._odd = b""
         self._expected: tuple[str, ...] | None = None  # None: the base search
         self._utterance_start: float | None = None
         self._next_interim = 0.0
         self._last_interim = ""
-        self._input_send, self._input = trio.open_memory_channel[bytes | object](math.inf)
-        self._events_send, self._events = trio.open_memory_channel[STTEvent](math.inf)
-        self._closing = False
         self.decode_seconds = 0.0  # wall time spent in the decoder (for RTF)
-
-    # -- the STTStream interface ------------------------------------------------
-
-    async def send_audio(self, pcm: bytes) -> None:
-        if self._closing:
-            raise ProviderClosed("send_audio after aclose", vendor=VENDOR)
-        if pcm:
-            self._input_send.send_nowait(bytes(pcm))
-
-    async def finalize(self) -> None:
-        if not self._closing:
-            self._input_send.send_nowait(_FINALIZE)
-
-    def events(self) -> AsyncIterator[STTEvent]:
-        return self._events
-
-    async def aclose(self) -> None:
-        """Process the audio already sent, end an open utterance, end ``events()``."""
-        if not self._closing:
-            self._closing = True
-            self._input_send.close()
 
     def expect(self, phrases: Sequence[str] | None) -> None:
         """From the next utterance on, listen for one of ``phrases`` (a grammar for a
@@ -270,25 +246,14 @@ class LocalSTTStream:
 
     # -- the worker ---------------------------------------------------------------
 
-    async def _run(self) -> None:
-        async with self._events_send:
-            async for item in self._input:
-                if item is _FINALIZE:
-                    await self._end(self._samples / self.config.sample_rate, finalize=True)
-                elif isinstance(item, bytes):
-                    await self._audio(item)
-            if self._utterance_start is not None:
-                await self._end(self._samples / self.config.sample_rate, finalize=False)
+    async def _finalize_now(self) -> None:
+        await self._end(self._samples / self.config.sample_rate, finalize=True)
 
-    async def _audio(self, data: bytes) -> None:
-        if self.config.encoding == "mulaw":
-            pcm = dsp.ulaw_decode(data)
-        else:
-            data = self._odd + data
-            cut = len(data) - len(data) % 2
-            self._odd = data[cut:]
-            pcm = dsp.pcm16_from_bytes(data[:cut])
-        pcm = np.asarray(pcm, dtype=np.int16)
+    async def _end_of_input(self) -> None:
+        if self._utterance_start is not None:
+            await self._end(self._samples / self.config.sample_rate, finalize=False)
+
+    async def _audio(self, pcm: npt.NDArray[np.int16]) -> None:
         self._samples += len(pcm)
         fresh = self._resampler.process(pcm)
         self._history = np.concatenate([self._history, fresh])
@@ -368,7 +333,7 @@ async def open_local_stt(
     engine = await trio.to_thread.run_sync(_Engine, config, limiter=chosen)
     stream = LocalSTTStream(config, engine, chosen)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(stream._run)
+        nursery.start_soon(stream.run)
         try:
             yield stream
         finally:

@@ -42,7 +42,6 @@ own and its result is dropped), so closing is prompt.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -56,9 +55,10 @@ import trio
 
 import dsp
 from dsp.resample import resample_oneshot
-from providers.exceptions import LocalEngineError, ProviderClosed
-from providers.stt.base import Endpoint, SpeechStarted, STTEvent
+from providers.exceptions import LocalEngineError
+from providers.stt.base import Endpoint, SpeechStarted
 from providers.stt.base import Final as FinalEvent
+from providers.stt.offline import OfflineSTTStream
 
 VENDOR: Final = "whisper"
 MODEL_RATE: Final = 16000
@@ -177,71 +177,34 @@ def transcribe_pcm(model: Any, config: WhisperSTTConfig, pcm: npt.NDArray[np.int
         raise LocalEngineError(f"Whisper failed: {exc}", vendor=VENDOR) from exc
 
 
-_FINALIZE: Final = object()
-
-
-class WhisperSTTStream:
+class WhisperSTTStream(OfflineSTTStream):
     """An open Whisper recognition stream; created by :func:`open_whisper_stt` only."""
+
+    vendor = VENDOR
 
     def __init__(self, config: WhisperSTTConfig, model: Any,
                  limiter: trio.CapacityLimiter) -> None:
+        super().__init__(config.encoding)
         self.config = config
         self._model = model
         self._limiter = limiter
         self._vad = dsp.EnergyVAD(config.vad, config.sample_rate)
         self._history = np.zeros(0, dtype=np.int16)  # call-rate audio kept for pre-roll
         self._samples = 0  # call-rate samples received (absolute end of the history)
-        self._odd = b""
         self._utterance_start: float | None = None
-        self._input_send, self._input = trio.open_memory_channel[bytes | object](math.inf)
-        self._events_send, self._events = trio.open_memory_channel[STTEvent](math.inf)
-        self._closing = False
         self.decode_seconds = 0.0  # wall time spent transcribing (for RTF)
         self.latencies: list[float] = []  # per utterance: endpoint → text ready (s)
 
-    # -- the STTStream interface ------------------------------------------------
-
-    async def send_audio(self, pcm: bytes) -> None:
-        if self._closing:
-            raise ProviderClosed("send_audio after aclose", vendor=VENDOR)
-        if pcm:
-            self._input_send.send_nowait(bytes(pcm))
-
-    async def finalize(self) -> None:
-        if not self._closing:
-            self._input_send.send_nowait(_FINALIZE)
-
-    def events(self) -> AsyncIterator[STTEvent]:
-        return self._events
-
-    async def aclose(self) -> None:
-        """Process the audio already sent, end an open utterance, end ``events()``."""
-        if not self._closing:
-            self._closing = True
-            self._input_send.close()
-
     # -- the worker ---------------------------------------------------------------
 
-    async def _run(self) -> None:
-        async with self._events_send:
-            async for item in self._input:
-                if item is _FINALIZE:
-                    await self._end(self._samples, finalize=True)
-                elif isinstance(item, bytes):
-                    await self._audio(item)
-            if self._utterance_start is not None:
-                await self._end(self._samples, finalize=False)
+    async def _finalize_now(self) -> None:
+        await self._end(self._samples, finalize=True)
 
-    def _decode(self, data: bytes) -> npt.NDArray[np.int16]:
-        if self.config.encoding == "mulaw":
-            return np.asarray(dsp.ulaw_decode(data), dtype=np.int16)
-        data = self._odd + data
-        cut = len(data) - len(data) % 2
-        self._odd = data[cut:]
-        return np.asarray(dsp.pcm16_from_bytes(data[:cut]), dtype=np.int16)
+    async def _end_of_input(self) -> None:
+        if self._utterance_start is not None:
+            await self._end(self._samples, finalize=False)
 
-    async def _audio(self, data: bytes) -> None:
-        pcm = self._decode(data)
+    async def _audio(self, pcm: npt.NDArray[np.int16]) -> None:
         self._samples += len(pcm)
         self._history = np.concatenate([self._history, pcm])
         rate = self.config.sample_rate
@@ -310,7 +273,7 @@ async def open_whisper_stt(
         model = await trio.to_thread.run_sync(load_model, config, limiter=chosen)
     stream = WhisperSTTStream(config, model, chosen)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(stream._run)
+        nursery.start_soon(stream.run)
         try:
             yield stream
         finally:
