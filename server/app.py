@@ -34,15 +34,16 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketRequest, WebSocketServer, serve_websocket
 
 from server import logs
 from server.call import CallStateFactory, HandlerFactory, run_call
 from server.config import SAMPLE_RATES, ServerConfig
 from server.control import ControlApp, serve_control
 from server.dialect import EXOTEL, TWILIO, Dialect
+from server.exceptions import ConnectionClosed
 from server.logs import log_event
 from server.metrics import ServerMetrics, monitor_loop_lag
+from server.websocket import WebSocketLimits, WebSocketRequest, serve_websocket
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +172,8 @@ class CallServer:
         return Route(dialect, rate, query)
 
     async def handle_request(self, request: WebSocketRequest) -> None:
-        """trio-websocket's per-connection handler: decide, then run the call."""
-        headers = {name.lower(): value for name, value in request.headers}
+        """The per-connection handler: decide, then run the call."""
+        headers = dict(request.headers)  # names are lower-case
         decision = self.decide(request.path, headers)
         if isinstance(decision, Rejection):
             self.metrics.handshake_rejections.labels(reason=decision.reason).inc()
@@ -225,21 +226,19 @@ class CallServer:
     async def serve(self, *, task_status: trio.TaskStatus[CallServer]) -> None:
         """Listen on ``config.host:config.port`` until cancelled; report self when bound."""
         async with trio.open_nursery() as nursery:
-            server: WebSocketServer = await nursery.start(self._serve_websocket)
-            self.port = server.port
+            self.port = await nursery.start(self._serve_websocket)
             log_event(log, logging.INFO, "listening", port=self.port,
                       path=self.config.ws_path, twilio_path=self.config.twilio_path)
             task_status.started(self)
 
-    async def _serve_websocket(self, *, task_status: trio.TaskStatus[WebSocketServer]) -> None:
-        await serve_websocket(
-            self.handle_request, self.config.host, self.config.port, None,
+    async def _serve_websocket(self, *, task_status: trio.TaskStatus[int]) -> None:
+        limits = WebSocketLimits(
             max_message_size=self.config.max_message_size,
             receive_buffer_size=self.config.receive_buffer_size,
-            connect_timeout=self.config.handshake_seconds,
-            disconnect_timeout=self.config.close_seconds,
-            task_status=task_status,
+            handshake_seconds=self.config.handshake_seconds,
         )
+        await serve_websocket(self.handle_request, self.config.host, self.config.port, limits,
+                              task_status=task_status)
 
 
 async def serve_calls(

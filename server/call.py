@@ -36,14 +36,14 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from server.config import ServerConfig
 from server.dialect import Dialect
 from server.events import Event, Start, Stop
-from server.exceptions import FrameError
+from server.exceptions import ConnectionClosed, FrameError
 from server.logs import log_event, mask_phone
 from server.metrics import ServerMetrics
+from server.websocket import ServerWebSocket
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class _Counters:
 
 
 async def run_call(
-    ws: WebSocketConnection,
+    ws: ServerWebSocket,
     *,
     call_id: str,
     dialect: Dialect,
@@ -171,7 +171,7 @@ async def run_call(
 
 
 async def _run_call(
-    ws: WebSocketConnection,
+    ws: ServerWebSocket,
     call_id: str,
     dialect: Dialect,
     sample_rate: int,
@@ -233,7 +233,7 @@ def _record_end(summary: CallSummary, metrics: ServerMetrics) -> None:
 
 
 async def _receive_loop(
-    ws: WebSocketConnection, session: CallSession, handler: CallHandler, counters: _Counters
+    ws: ServerWebSocket, session: CallSession, handler: CallHandler, counters: _Counters
 ) -> str:
     """Feed events to ``handler`` until ``stop`` (→ ``"stop"``) or close (→ ``"closed"``)."""
     parse = session.dialect.parse_frame

@@ -6,6 +6,7 @@ The tree (each module adds its leaves here, keeping the drawing current)::
     ├── ConfigError               bad ``voicebot serve`` option / environment value
     ├── FrameError                malformed inbound frame (event when known, reason)
     │   └── BadPayload            media payload is not valid base64 / not whole samples
+    ├── ConnectionClosed          the call's WebSocket is closed (code, reason, by_us)
     ├── ControlRequestError       control HTTP request we refuse (status, reason)
     └── StoreError                call-state store (its own tree: server.store.exceptions)
 """
@@ -23,6 +24,22 @@ class ServerError(Exception):
 
 class ConfigError(ServerError):
     """An option or environment variable of ``voicebot serve`` is invalid."""
+
+
+class ConnectionClosed(ServerError):
+    """The call's WebSocket is closed (``server.websocket``).
+
+    ``code`` is the close code (1006 when no close frame was exchanged: EOF,
+    reset, a torn stream), ``reason`` the close reason, ``by_us`` whether this
+    side closed it ("we closed it") or the peer/network did ("they broke it").
+    """
+
+    def __init__(self, code: int, reason: str = "", by_us: bool = False) -> None:
+        who = "we" if by_us else "the peer"
+        super().__init__(f"WebSocket closed by {who}: {code} {reason}".rstrip())
+        self.code = code
+        self.reason = reason
+        self.by_us = by_us
 
 
 class ControlRequestError(ServerError):

@@ -15,12 +15,12 @@ from trio_websocket import (
     ConnectionClosed,
     WebSocketConnection,
     wrap_client_stream,
-    wrap_server_stream,
 )
 
 from server.app import CallServer, Rejection, Running, serve_until_signalled
 from server.call import ListenOnlyHandler
 from server.config import ServerConfig
+from server.websocket import WebSocketLimits, serve_connection
 
 CONFIG = ServerConfig(port=0, control_port=0, grace=30.0)
 
@@ -31,8 +31,7 @@ async def connected_call(calls: CallServer) -> AsyncIterator[WebSocketConnection
     async with trio.open_nursery() as nursery:
 
         async def serve_one() -> None:
-            request = await wrap_server_stream(nursery, server_stream)
-            await calls.handle_request(request)
+            await serve_connection(calls.handle_request, WebSocketLimits(), server_stream)
 
         nursery.start_soon(serve_one)
         ws = await wrap_client_stream(nursery, client_stream, "t", "/media")  # type: ignore[arg-type]

@@ -16,7 +16,6 @@ from trio_websocket import (
     ConnectionClosed,
     WebSocketConnection,
     wrap_client_stream,
-    wrap_server_stream,
 )
 
 from bench.caller import converse, speech_like_script
@@ -24,6 +23,8 @@ from dsp.g711 import ulaw_encode
 from server.app import CallServer
 from server.config import ServerConfig
 from server.echo import EchoHandler
+from server.exceptions import ConnectionClosed as ServerSideClosed
+from server.websocket import ServerWebSocket, WebSocketLimits, read_request, serve_connection
 
 
 @asynccontextmanager
@@ -35,8 +36,7 @@ async def connected_call(
     async with trio.open_nursery() as nursery:
 
         async def serve_one() -> None:
-            request = await wrap_server_stream(nursery, server_stream)
-            await calls.handle_request(request)
+            await serve_connection(calls.handle_request, WebSocketLimits(), server_stream)
 
         nursery.start_soon(serve_one)
         ws = await wrap_client_stream(nursery, client_stream, "test", target)  # type: ignore[arg-type]
@@ -46,6 +46,11 @@ async def connected_call(
 
 async def _drain_messages(ws: WebSocketConnection) -> None:
     """Read and drop messages until the connection closes (raises ConnectionClosed)."""
+    while True:
+        await ws.get_message()
+
+
+async def _drain_server_side(ws: ServerWebSocket) -> None:
     while True:
         await ws.get_message()
 
@@ -180,7 +185,8 @@ async def test_the_caller_simulator_counts_every_kind_of_protocol_violation(
     async with trio.open_nursery() as nursery:
 
         async def bad_server() -> None:
-            request = await wrap_server_stream(nursery, server_stream)
+            request = await read_request(server_stream, WebSocketLimits())
+            assert request is not None
             ws = await request.accept()
             await ws.get_message()  # connected
             sid = json.loads(await ws.get_message())["stream_sid"]
@@ -195,8 +201,8 @@ async def test_the_caller_simulator_counts_every_kind_of_protocol_violation(
             ):
                 await ws.send_message(json.dumps(frame))
             await ws.send_message("not json")
-            with pytest.raises(ConnectionClosed):  # the caller's media, then its hang-up
-                await _drain_messages(ws)
+            with pytest.raises(ServerSideClosed):  # the caller's media, then its hang-up
+                await _drain_server_side(ws)
 
         nursery.start_soon(bad_server)
         ws = await wrap_client_stream(nursery, client_stream, "t", "/media")  # type: ignore[arg-type]
