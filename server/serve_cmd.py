@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 
 import trio
@@ -98,8 +99,9 @@ def run(args: argparse.Namespace) -> int:
     log_event(log, logging.INFO, "starting", host=config.host, port=config.port,
               control_port=config.control_port, echo=config.echo,
               auth="on" if config.basic_auth else "off", max_calls=config.max_calls)
-    from server.store import EmbeddedRedisError
+    from server.store import EmbeddedRedisError, open_store_service  # noqa: F401 (before freezing)
 
+    freeze_startup_heap()
     try:
         trio.run(_serve, config, factory)
     except EmbeddedRedisError as exc:  # only raised while the store starts
@@ -108,6 +110,19 @@ def run(args: argparse.Namespace) -> int:
             "another VOICEBOT_STATE_DIR per process, or --no-store)") from exc
     log_event(log, logging.INFO, "stopped")
     return 0
+
+
+def freeze_startup_heap() -> None:
+    """Put every object alive after start-up (imports, numba's compiler, the
+    warmed kernels: about a million) out of the cyclic GC's reach.
+
+    Without this, each full collection walks all of them while calls wait:
+    70-100 ms pauses at 300 calls, the largest source of late frames measured
+    by ``python -m bench load``. Frozen objects are never collected, which is
+    right for start-up state that lives as long as the process.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def _serve(config: ServerConfig, factory: HandlerFactory) -> None:
