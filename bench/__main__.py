@@ -17,6 +17,7 @@ BENCHMARKS = {
     "providers": "bench.providers",
     "local_engines": "bench.local_engines",
     "load": "bench.load",
+    "ws": "bench.ws_server",
     "budget": "bench.budget",
 }
 
