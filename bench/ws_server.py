@@ -43,7 +43,8 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request
 
 from server import exceptions as server_exceptions
-from server import websocket as our_websocket
+from server.websocket import WebSocketLimits
+from server.websocket_listen import serve_websocket as serve_our_websocket
 
 RESULTS = Path(__file__).parent / "results" / "ws.md"
 IMPLS = ("trio-websocket", "voicebot", "raw")
@@ -150,12 +151,13 @@ async def serve(impl: str, tally: Tally, *,
             task_status.started(server.port)
         elif impl == "voicebot":
             port = await nursery.start(
-                our_websocket.serve_websocket,
+                serve_our_websocket,
                 partial(_handler, server_exceptions.ConnectionClosed, tally), "127.0.0.1", 0,
-                our_websocket.WebSocketLimits(receive_buffer_size=RECEIVE_BUFFER))
+                WebSocketLimits(receive_buffer_size=RECEIVE_BUFFER))
             task_status.started(port)
         elif impl == "raw":
-            listeners = await nursery.start(partial(trio.serve_tcp, partial(_raw_sink, tally), 0, host="127.0.0.1"))
+            listeners = await nursery.start(
+                partial(trio.serve_tcp, partial(_raw_sink, tally), 0, host="127.0.0.1"))
             task_status.started(listeners[0].socket.getsockname()[1])
         else:
             raise ValueError(f"unknown implementation {impl!r}")

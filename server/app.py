@@ -43,7 +43,8 @@ from server.dialect import EXOTEL, TWILIO, Dialect
 from server.exceptions import ConnectionClosed
 from server.logs import log_event
 from server.metrics import ServerMetrics, monitor_loop_lag
-from server.websocket import WebSocketLimits, WebSocketRequest, serve_websocket
+from server.websocket import WebSocketLimits
+from server.websocket_listen import WebSocketRequest, serve_websocket
 
 log = logging.getLogger(__name__)
 

@@ -1,35 +1,33 @@
-"""The call server's WebSocket: a thin trio shell around wsproto, one task per call.
+"""The call server's WebSocket connection: one task reads, any task sends.
 
 Why not trio-websocket's server (our vendor clients do use trio-websocket):
 its connection runs a reader task that passes every message to the receiving
-task through a memory channel, and serializes sends through a lock. On this
-server's hot path, ten inbound 100 ms messages per call-second and hundreds
-of calls per core, those hand-offs were the largest single cost
-(``bench/results/load.md`` has the before/after). Here the task that calls
-``get_message`` reads the socket itself, feeds wsproto, answers pings and
-closes inline and returns whole messages; sends from any task are serialized
-by a flag, not a lock.
+task through a memory channel, serializes sends through a lock, and parses
+every frame with wsproto. Here the task that calls ``get_message`` reads the
+socket itself and returns whole messages; sends are serialized by a flag.
+Frames are delimited here (``server.wsframes``): a whole, masked text/binary
+frame (nearly all of a call's traffic) is unmasked and decoded here, and
+every other frame (fragments, pings, closes, anything malformed) goes to
+wsproto whole, so wsproto stays the judge of the protocol's corners.
+``python -m bench ws`` measures the difference per message, side by side
+(``bench/RESULTS.md``).
 
-What it does (RFC 6455 through wsproto, server side only):
+What a connection does (RFC 6455, server side):
 
-- the opening handshake within ``handshake_seconds``; ``serve_websocket``
-  hands the handler a ``WebSocketRequest`` to ``accept()`` or ``reject()``.
-  A request that is not a valid upgrade gets 400 (426 for a wrong
-  ``Sec-WebSocket-Version``) without reaching the handler.
 - text and binary messages, whole or fragmented, up to ``max_message_size``;
-  a bigger one is refused with close code 1009.
-- pings are answered with pongs; pongs are ignored.
+  a bigger one is refused with close code 1009 as soon as its header says so;
+- pings are answered with pongs; pongs are ignored;
 - the closing handshake from either side: ``aclose(code)`` sends a close
-  frame and waits for the peer's (the caller bounds the wait); a close frame
-  from the peer is answered at once.
-- a frame wsproto cannot parse closes with its code (1002, 1007...); EOF or a
-  broken socket ends the connection with 1006.
+  frame and reads until the peer's (the caller bounds the wait); a close frame
+  from the peer is answered at once;
+- a frame wsproto rejects closes with its code (1002, 1007 for bad UTF-8...);
+  EOF or a broken socket ends the connection with 1006.
 
 Every way the connection ends surfaces as ``server.exceptions.ConnectionClosed``
-(with the close code and whether we closed it). A send that trio cancels while
-the frame may be half written marks the stream torn: nothing more is written
-to it, ``aclose`` only closes the socket. Not offered: extensions
-(permessage-deflate) and subprotocols; telephony streams use neither.
+(close code, and whether we closed it). A send that trio cancels while the
+frame may be half written marks the stream torn: nothing more is written to
+it and ``aclose`` only closes the socket. The opening handshake and the
+listener are ``server.websocket_listen``.
 """
 
 from __future__ import annotations
@@ -37,90 +35,39 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import cast
 
 import trio
-from wsproto import ConnectionType, WSConnection
+from wsproto import WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import (
-    AcceptConnection,
     BytesMessage,
     CloseConnection,
-    Message,
     Ping,
     Pong,
-    RejectConnection,
-    RejectData,
-    Request,
     TextMessage,
 )
-from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+from wsproto.utilities import LocalProtocolError
 
 from server.exceptions import ConnectionClosed
+from server.wsframes import BINARY, TEXT, FrameHead, data_frame, read_head, unmasked_payload
 
 log = logging.getLogger(__name__)
 
-Headers = Sequence[tuple[bytes, bytes]]
-
 _ABNORMAL = 1006  # no close frame: EOF, reset, torn stream
 _TOO_BIG = 1009
-_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
+_CONTINUATION = 0x0
+STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
 
 
 @dataclass(frozen=True, slots=True)
 class WebSocketLimits:
-    """Sizes and deadlines of one server's connections."""
+    """Sizes and deadlines of one server's connections (handshake included)."""
 
     max_message_size: int = 256 * 1024
     receive_buffer_size: int = 64 * 1024
     handshake_seconds: float = 10.0
-
-
-class WebSocketRequest:
-    """An upgrade request not answered yet: ``accept()`` it or ``reject()`` it.
-
-    ``path`` is the request target (path and query); ``headers`` are the
-    request's headers with lower-case names (Host and the Sec-WebSocket-*
-    negotiation headers excluded).
-    """
-
-    def __init__(self, stream: trio.abc.Stream, conn: WSConnection, request: Request,
-                 limits: WebSocketLimits) -> None:
-        self.path: str = request.target
-        self.headers: Headers = list(request.extra_headers)
-        self._stream = stream
-        self._conn = conn
-        self._limits = limits
-        self.answered = False
-
-    async def accept(self) -> ServerWebSocket:
-        """Complete the upgrade (101) and return the open connection."""
-        self._answer()
-        try:
-            await self._stream.send_all(self._conn.send(AcceptConnection()))
-        except _STREAM_ERRORS as exc:
-            raise ConnectionClosed(_ABNORMAL, "peer left during the handshake") from exc
-        return ServerWebSocket(self._stream, self._conn, self._limits)
-
-    async def reject(self, status: int, *, extra_headers: Headers = (), body: bytes = b"") -> None:
-        """Refuse the upgrade with an HTTP ``status`` and a short text ``body``."""
-        self._answer()
-        headers = [(b"content-type", b"text/plain; charset=utf-8"),
-                   (b"content-length", str(len(body)).encode()), (b"connection", b"close"),
-                   *extra_headers]
-        data = self._conn.send(RejectConnection(status_code=status, headers=headers,
-                                                has_body=True))
-        data += self._conn.send(RejectData(data=body, body_finished=True))
-        with contextlib.suppress(*_STREAM_ERRORS):  # they left before hearing no
-            await self._stream.send_all(data)
-
-    def _answer(self) -> None:
-        if self.answered:
-            raise RuntimeError("this upgrade request was already answered")
-        self.answered = True
 
 
 class ServerWebSocket:
@@ -132,6 +79,9 @@ class ServerWebSocket:
         self._stream = stream
         self._conn = conn
         self._limits = limits
+        self._buffer = bytearray()
+        self._fragmented = False  # a fragmented message is being passed to wsproto
+        self._finished = False  # the stream is closed
         self._messages: deque[str | bytes] = deque()
         self._parts: list[str | bytes] = []
         self._parts_size = 0
@@ -156,15 +106,53 @@ class ServerWebSocket:
             await trio.lowlevel.checkpoint()  # a burst must not starve other calls
             return self._messages.popleft()
         while self._closed is None:
-            try:
-                data = await self._stream.receive_some(self._limits.receive_buffer_size)
-            except _STREAM_ERRORS:
-                data = b""
-            self._conn.receive_data(bytes(data) if data else None)  # None: EOF → 1006
-            await self._handle_events()
+            await self._receive_once()
             if self._messages:
                 return self._messages.popleft()
         raise ConnectionClosed(*self._closed)
+
+    async def _receive_once(self) -> None:
+        """One read from the socket; act on every whole frame it completes."""
+        try:
+            data = await self._stream.receive_some(self._limits.receive_buffer_size)
+        except STREAM_ERRORS:
+            data = b""
+        if not data:
+            self._conn.receive_data(None)  # EOF: wsproto reports 1006
+            await self._handle_events()
+            return
+        self._buffer += data
+        await self._take_frames()
+
+    async def _take_frames(self) -> None:
+        """Delimit the buffered frames: decode whole data frames here (the fast
+        path, ``server.wsframes``), hand every other frame to wsproto whole."""
+        buf = self._buffer
+        pos = 0
+        try:
+            while (head := read_head(buf, pos)) is not None:
+                if head.payload_size > self._limits.max_message_size:
+                    await self._close_now(_TOO_BIG, "message too big")
+                    return
+                end = pos + head.frame_size
+                if end > len(buf):
+                    return
+                message = (_decode(buf, pos, head)
+                           if head.is_whole_data_frame and not self._fragmented else None)
+                if message is not None:
+                    self._messages.append(message)
+                else:
+                    if head.opcode in (TEXT, BINARY):
+                        self._fragmented = not head.fin
+                    elif head.opcode == _CONTINUATION and head.fin:
+                        self._fragmented = False
+                    self._conn.receive_data(bytes(buf[pos:end]))
+                    await self._handle_events()
+                    if self._finished:
+                        return
+                pos = end
+        finally:
+            del buf[:pos]
 
     async def _handle_events(self) -> None:
         for event in self._conn.events():
@@ -197,15 +185,16 @@ class ServerWebSocket:
             await self._send_quietly(CloseConnection(event.code, event.reason))
             by_us = True
         self._mark_closed(event.code, event.reason or "", by_us=by_us)
-        await self._stream.aclose()
+        await self._finish()
 
     # -- sending -------------------------------------------------------------
 
     async def send_message(self, message: str | bytes) -> None:
         """Send one whole message; raises ``ConnectionClosed`` once closed."""
-        await self._send(Message(data=message))
+        await self._send(message)
 
-    async def _send(self, event: Message | Pong | CloseConnection) -> None:
+    async def _send(self, event: str | bytes | Pong | CloseConnection) -> None:
+        """Send a message (framed here) or a control frame (framed by wsproto)."""
         while self._sending:
             if self._send_idle is None:
                 self._send_idle = trio.Event()
@@ -215,7 +204,14 @@ class ServerWebSocket:
         if self._torn:
             raise ConnectionClosed(_ABNORMAL, "stream torn by a cancelled send", True)
         try:
-            data = self._conn.send(event)
+            if isinstance(event, (Pong, CloseConnection)):
+                data = self._conn.send(event)
+            elif self._conn.state is not ConnectionState.OPEN:
+                raise LocalProtocolError("not open")
+            elif isinstance(event, str):
+                data = data_frame(event.encode(), text=True)
+            else:
+                data = data_frame(bytes(event), text=False)
         except LocalProtocolError as exc:  # they started closing while we spoke
             raise ConnectionClosed(_ABNORMAL, "connection is closing", False) from exc
         # Cancellation before this point leaves the stream clean; after it,
@@ -227,7 +223,7 @@ class ServerWebSocket:
         except trio.Cancelled:
             self._torn = True
             raise
-        except _STREAM_ERRORS as exc:
+        except STREAM_ERRORS as exc:
             self._mark_closed(_ABNORMAL, "connection lost", by_us=False)
             raise ConnectionClosed(*self._closed_or_lost()) from exc
         finally:
@@ -255,27 +251,20 @@ class ServerWebSocket:
             if not self._torn and self._conn.state is ConnectionState.OPEN:
                 await self._send_quietly(CloseConnection(code, reason or None))
                 self._mark_closed(code, reason, by_us=True)
-                await self._drain_until_closed()
+                while not self._finished:  # until their close frame, EOF or our deadline
+                    await self._receive_once()
         finally:
             self._mark_closed(code, reason, by_us=True)
-            await self._stream.aclose()
-
-    async def _drain_until_closed(self) -> None:
-        while self._conn.state is not ConnectionState.CLOSED:
-            try:
-                data = await self._stream.receive_some(self._limits.receive_buffer_size)
-            except _STREAM_ERRORS:
-                return
-            if not data:
-                return
-            self._conn.receive_data(bytes(data))
-            for event in self._conn.events():
-                if isinstance(event, CloseConnection):
-                    return
+            self._messages.clear()  # nothing is delivered after we closed
+            await self._finish()
 
     async def _close_now(self, code: int, reason: str) -> None:
         await self._send_quietly(CloseConnection(code, reason))
         self._mark_closed(code, reason, by_us=True)
+        await self._finish()
+
+    async def _finish(self) -> None:
+        self._finished = True
         await self._stream.aclose()
 
     def _mark_closed(self, code: int, reason: str, *, by_us: bool) -> None:
@@ -286,91 +275,21 @@ class ServerWebSocket:
         return self._closed or (_ABNORMAL, "connection lost", False)
 
 
+def _decode(buf: bytearray, pos: int, head: FrameHead) -> str | bytes | None:
+    """A whole data frame's message; ``None`` for text that is not UTF-8 (wsproto
+    then closes with 1007)."""
+    payload = unmasked_payload(buf, pos, head)
+    if head.opcode == BINARY:
+        return payload
+    try:
+        return payload.decode()
+    except UnicodeDecodeError:
+        return None
+
+
 def _join(parts: list[str | bytes], *, text: bool) -> str | bytes:
     if len(parts) == 1:
         return parts[0]
     if text:
         return "".join(cast(list[str], parts))
     return b"".join(cast(list[bytes], parts))
-
-
-# -- serving ------------------------------------------------------------------
-
-Handler = Callable[[WebSocketRequest], Awaitable[None]]
-
-_BAD_REQUEST_BODY = b"not a WebSocket upgrade request\n"
-
-
-async def serve_websocket(
-    handler: Handler, host: str | None, port: int, limits: WebSocketLimits, *,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Accept WebSocket upgrades on ``host:port`` forever, each in its own task.
-
-    ``handler`` gets every valid upgrade request and must answer it; the
-    socket is closed when the handler returns (a request it left unanswered
-    gets 500). Reports the bound port through ``task_status``.
-    """
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    bound = listeners[0].socket.getsockname()[1]
-    async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners, partial(serve_connection, handler, limits),
-                            listeners)
-        task_status.started(bound)
-
-
-async def serve_connection(handler: Handler, limits: WebSocketLimits,
-                           stream: trio.abc.Stream) -> None:
-    """Serve one connection (any trio stream: tests use in-memory ones): read
-    the upgrade request, give it to ``handler``, close the stream afterwards."""
-    try:
-        request = await read_request(stream, limits)
-        if request is not None:
-            try:
-                await handler(request)
-            finally:
-                if not request.answered:
-                    with trio.CancelScope(shield=True), trio.move_on_after(1):
-                        await request.reject(500, body=b"internal error\n")
-    finally:
-        await stream.aclose()
-
-
-async def read_request(stream: trio.abc.Stream,
-                       limits: WebSocketLimits) -> WebSocketRequest | None:
-    """Read the upgrade request; ``None`` if the peer left, stalled or sent garbage."""
-    conn = WSConnection(ConnectionType.SERVER)
-    with trio.move_on_after(limits.handshake_seconds):
-        while True:
-            try:
-                data = await stream.receive_some(limits.receive_buffer_size)
-            except _STREAM_ERRORS:
-                return None
-            if not data:
-                return None
-            try:
-                conn.receive_data(bytes(data))
-                for event in conn.events():
-                    if isinstance(event, Request):
-                        return WebSocketRequest(stream, conn, event, limits)
-            except RemoteProtocolError as exc:
-                hint = exc.event_hint
-                status = hint.status_code if isinstance(hint, RejectConnection) else 400
-                log.info("bad upgrade request refused: %s", exc)
-                await _send_plain_response(stream, status, _BAD_REQUEST_BODY)
-                return None
-    log.info("upgrade request not received within %.1f s", limits.handshake_seconds)
-    return None
-
-
-async def _send_plain_response(stream: trio.abc.Stream, status: int, body: bytes) -> None:
-    """A minimal HTTP/1.1 answer written by hand: h11 may refuse to answer a
-    request it could not parse, but the client still deserves a status."""
-    reasons = {400: b"Bad Request", 426: b"Upgrade Required"}
-    head = (b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
-            b"content-length: %d\r\nconnection: close\r\n" % (
-                status, reasons.get(status, b"Error"), len(body)))
-    if status == 426:
-        head += b"sec-websocket-version: 13\r\n"
-    with contextlib.suppress(*_STREAM_ERRORS):
-        await stream.send_all(head + b"\r\n" + body)

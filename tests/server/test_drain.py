@@ -20,7 +20,8 @@ from trio_websocket import (
 from server.app import CallServer, Rejection, Running, serve_until_signalled
 from server.call import ListenOnlyHandler
 from server.config import ServerConfig
-from server.websocket import WebSocketLimits, serve_connection
+from server.websocket import WebSocketLimits
+from server.websocket_listen import serve_connection
 
 CONFIG = ServerConfig(port=0, control_port=0, grace=30.0)
 

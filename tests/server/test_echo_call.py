@@ -24,7 +24,8 @@ from server.app import CallServer
 from server.config import ServerConfig
 from server.echo import EchoHandler
 from server.exceptions import ConnectionClosed as ServerSideClosed
-from server.websocket import ServerWebSocket, WebSocketLimits, read_request, serve_connection
+from server.websocket import ServerWebSocket, WebSocketLimits
+from server.websocket_listen import read_request, serve_connection
 
 
 @asynccontextmanager

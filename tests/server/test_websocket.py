@@ -6,18 +6,15 @@ never would: fragments, pings, oversize messages, bad UTF-8, bare EOF.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
 import trio
 import trio.testing
-from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
     CloseConnection,
-    Event,
     Message,
     Ping,
     Pong,
@@ -28,38 +25,11 @@ from wsproto.events import (
 )
 
 from server.exceptions import ConnectionClosed
-from server.websocket import (
-    ServerWebSocket,
-    WebSocketLimits,
-    WebSocketRequest,
-    serve_connection,
-    serve_websocket,
-)
+from server.websocket import ServerWebSocket, WebSocketLimits
+from server.websocket_listen import WebSocketRequest, serve_connection, serve_websocket
+from tests.server.wsclient import RawClient
 
 LIMITS = WebSocketLimits(max_message_size=1024, receive_buffer_size=4096, handshake_seconds=10)
-
-
-class RawClient:
-    """A WebSocket client that sends exactly the events it is given."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.conn = WSConnection(ConnectionType.CLIENT)
-        self._events: deque[Event] = deque()
-
-    async def send(self, event: Event) -> None:
-        await self.stream.send_all(self.conn.send(event))
-
-    async def next_event(self) -> Event:
-        while not self._events:
-            data = await self.stream.receive_some(65536)
-            self.conn.receive_data(bytes(data) if data else None)
-            self._events.extend(self.conn.events())
-        return self._events.popleft()
-
-    async def handshake(self, target: str = "/media") -> Event:
-        await self.send(Request(host="test", target=target))
-        return await self.next_event()
 
 
 ServerSide = Callable[[ServerWebSocket], Awaitable[None]]
@@ -126,6 +96,18 @@ async def test_a_message_over_the_limit_closes_with_1009() -> None:
     async with connected(lambda ws: _collect_until_closed(ws, got)) as client:
         await client.send(Message(data="x" * 600, message_finished=False))
         await client.send(Message(data="x" * 600))  # 1200 > 1024 in total
+        close = await client.next_event()
+    assert isinstance(close, CloseConnection)
+    assert close.code == 1009
+    assert got == ["closed 1009 by_us=True"]
+
+
+async def test_a_whole_frame_over_the_limit_is_refused_from_its_header_alone() -> None:
+    """No need to buffer what will be refused: the header's length is enough."""
+    got: list[str | bytes] = []
+    async with connected(lambda ws: _collect_until_closed(ws, got)) as client:
+        # FIN + text, masked, 16-bit length 2000 (> 1024), mask key; no payload.
+        await client.stream.send_all(bytes([0x81, 0xFE]) + (2000).to_bytes(2, "big") + b"abcd")
         close = await client.next_event()
     assert isinstance(close, CloseConnection)
     assert close.code == 1009

@@ -1,0 +1,155 @@
+"""Accepting calls' WebSocket upgrades: the listener and the opening handshake.
+
+``serve_websocket`` listens and serves each TCP connection in its own task;
+``serve_connection`` does one connection on any trio stream (tests use
+in-memory ones). The upgrade request is read within ``handshake_seconds``
+(wsproto's h11 parser, 16 KiB of headers at most); a request that is not a
+valid upgrade gets 400 (426 for a wrong ``Sec-WebSocket-Version``) and never
+reaches the handler. The handler gets a ``WebSocketRequest`` and answers it:
+``accept()`` gives the open ``server.websocket.ServerWebSocket``,
+``reject(status)`` refuses with a short body; a request left unanswered gets
+500. Extensions (permessage-deflate) and subprotocols are not offered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
+from wsproto.utilities import RemoteProtocolError
+
+from server.exceptions import ConnectionClosed
+from server.websocket import STREAM_ERRORS, ServerWebSocket, WebSocketLimits
+
+log = logging.getLogger(__name__)
+
+Headers = Sequence[tuple[bytes, bytes]]
+Handler = Callable[["WebSocketRequest"], Awaitable[None]]
+
+_ABNORMAL = 1006
+_BAD_REQUEST_BODY = b"not a WebSocket upgrade request\n"
+
+
+class WebSocketRequest:
+    """An upgrade request not answered yet: ``accept()`` it or ``reject()`` it.
+
+    ``path`` is the request target (path and query); ``headers`` are the
+    request's headers with lower-case names (Host and the Sec-WebSocket-*
+    negotiation headers excluded).
+    """
+
+    def __init__(self, stream: trio.abc.Stream, conn: WSConnection, request: Request,
+                 limits: WebSocketLimits) -> None:
+        self.path: str = request.target
+        self.headers: Headers = list(request.extra_headers)
+        self._stream = stream
+        self._conn = conn
+        self._limits = limits
+        self.answered = False
+
+    async def accept(self) -> ServerWebSocket:
+        """Complete the upgrade (101) and return the open connection."""
+        self._answer()
+        try:
+            await self._stream.send_all(self._conn.send(AcceptConnection()))
+        except STREAM_ERRORS as exc:
+            raise ConnectionClosed(_ABNORMAL, "peer left during the handshake") from exc
+        return ServerWebSocket(self._stream, self._conn, self._limits)
+
+    async def reject(self, status: int, *, extra_headers: Headers = (), body: bytes = b"") -> None:
+        """Refuse the upgrade with an HTTP ``status`` and a short text ``body``."""
+        self._answer()
+        headers = [(b"content-type", b"text/plain; charset=utf-8"),
+                   (b"content-length", str(len(body)).encode()), (b"connection", b"close"),
+                   *extra_headers]
+        data = self._conn.send(RejectConnection(status_code=status, headers=headers,
+                                                has_body=True))
+        data += self._conn.send(RejectData(data=body, body_finished=True))
+        with contextlib.suppress(*STREAM_ERRORS):  # they left before hearing no
+            await self._stream.send_all(data)
+
+    def _answer(self) -> None:
+        if self.answered:
+            raise RuntimeError("this upgrade request was already answered")
+        self.answered = True
+
+
+
+async def serve_websocket(
+    handler: Handler, host: str | None, port: int, limits: WebSocketLimits, *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Accept WebSocket upgrades on ``host:port`` forever, each in its own task.
+
+    ``handler`` gets every valid upgrade request and must answer it; the
+    socket is closed when the handler returns (a request it left unanswered
+    gets 500). Reports the bound port through ``task_status``.
+    """
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    bound = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, partial(serve_connection, handler, limits),
+                            listeners)
+        task_status.started(bound)
+
+
+async def serve_connection(handler: Handler, limits: WebSocketLimits,
+                           stream: trio.abc.Stream) -> None:
+    """Serve one connection (any trio stream: tests use in-memory ones): read
+    the upgrade request, give it to ``handler``, close the stream afterwards."""
+    try:
+        request = await read_request(stream, limits)
+        if request is not None:
+            try:
+                await handler(request)
+            finally:
+                if not request.answered:
+                    with trio.CancelScope(shield=True), trio.move_on_after(1):
+                        await request.reject(500, body=b"internal error\n")
+    finally:
+        await stream.aclose()
+
+
+async def read_request(stream: trio.abc.Stream,
+                       limits: WebSocketLimits) -> WebSocketRequest | None:
+    """Read the upgrade request; ``None`` if the peer left, stalled or sent garbage."""
+    conn = WSConnection(ConnectionType.SERVER)
+    with trio.move_on_after(limits.handshake_seconds):
+        while True:
+            try:
+                data = await stream.receive_some(limits.receive_buffer_size)
+            except STREAM_ERRORS:
+                return None
+            if not data:
+                return None
+            try:
+                conn.receive_data(bytes(data))
+                for event in conn.events():
+                    if isinstance(event, Request):
+                        return WebSocketRequest(stream, conn, event, limits)
+            except RemoteProtocolError as exc:
+                hint = exc.event_hint
+                status = hint.status_code if isinstance(hint, RejectConnection) else 400
+                log.info("bad upgrade request refused: %s", exc)
+                await _send_plain_response(stream, status, _BAD_REQUEST_BODY)
+                return None
+    log.info("upgrade request not received within %.1f s", limits.handshake_seconds)
+    return None
+
+
+async def _send_plain_response(stream: trio.abc.Stream, status: int, body: bytes) -> None:
+    """A minimal HTTP/1.1 answer written by hand: h11 may refuse to answer a
+    request it could not parse, but the client still deserves a status."""
+    reasons = {400: b"Bad Request", 426: b"Upgrade Required"}
+    head = (b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n" % (
+                status, reasons.get(status, b"Error"), len(body)))
+    if status == 426:
+        head += b"sec-websocket-version: 13\r\n"
+    with contextlib.suppress(*STREAM_ERRORS):
+        await stream.send_all(head + b"\r\n" + body)
