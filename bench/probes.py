@@ -50,6 +50,30 @@ def inbound_media() -> Callable[[], object]:
     return step
 
 
+def websocket_frame() -> Callable[[], object]:
+    """One client-masked 100 ms media frame through the call WebSocket's fast
+    path (``server.wsframes``): header, unmask, UTF-8 decode."""
+    from wsproto.connection import Connection, ConnectionType
+    from wsproto.events import Message
+
+    from server.wsframes import decode_frame, read_head
+
+    pcm = _speechlike_pcm(0.1)
+    text = json.dumps({
+        "event": "media", "sequence_number": "3", "stream_sid": STREAM_SID,
+        "media": {"chunk": "2", "timestamp": "200",
+                  "payload": base64.b64encode(pcm.tobytes()).decode()},
+    })
+    wire = bytearray(Connection(ConnectionType.CLIENT).send(Message(data=text)))
+
+    def step() -> object:
+        head = read_head(wire)
+        assert head is not None
+        return decode_frame(wire, 0, head)
+
+    return step
+
+
 def outbound_media() -> Callable[[], object]:
     import dsp
     from server import exotel

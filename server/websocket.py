@@ -51,7 +51,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError
 
 from server.exceptions import ConnectionClosed
-from server.wsframes import BINARY, TEXT, FrameHead, data_frame, read_head, unmasked_payload
+from server.wsframes import BINARY, TEXT, data_frame, decode_frame, read_head
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class ServerWebSocket:
                 end = pos + head.frame_size
                 if end > len(buf):
                     return
-                message = (_decode(buf, pos, head)
+                message = (decode_frame(buf, pos, head)
                            if head.is_whole_data_frame and not self._fragmented else None)
                 if message is not None:
                     self._messages.append(message)
@@ -273,18 +273,6 @@ class ServerWebSocket:
 
     def _closed_or_lost(self) -> tuple[int, str, bool]:
         return self._closed or (_ABNORMAL, "connection lost", False)
-
-
-def _decode(buf: bytearray, pos: int, head: FrameHead) -> str | bytes | None:
-    """A whole data frame's message; ``None`` for text that is not UTF-8 (wsproto
-    then closes with 1007)."""
-    payload = unmasked_payload(buf, pos, head)
-    if head.opcode == BINARY:
-        return payload
-    try:
-        return payload.decode()
-    except UnicodeDecodeError:
-        return None
 
 
 def _join(parts: list[str | bytes], *, text: bool) -> str | bytes:

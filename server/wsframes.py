@@ -87,6 +87,18 @@ def unmasked_payload(buf: bytes | bytearray, pos: int, head: FrameHead) -> bytes
     return out.tobytes()
 
 
+def decode_frame(buf: bytearray, pos: int, head: FrameHead) -> str | bytes | None:
+    """The message of the whole data frame at ``buf[pos]`` (the fast path);
+    ``None`` for text that is not UTF-8 (wsproto then closes with 1007)."""
+    payload = unmasked_payload(buf, pos, head)
+    if head.opcode == BINARY:
+        return payload
+    try:
+        return payload.decode()
+    except UnicodeDecodeError:
+        return None
+
+
 def data_frame(payload: bytes, *, text: bool) -> bytes:
     """A whole, unmasked server-to-client text or binary frame."""
     first = 0x80 | (TEXT if text else BINARY)
