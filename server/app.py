@@ -11,7 +11,9 @@ Handshake policy, decided from the upgrade request alone and answered at once
 4. ``max_calls`` calls already live → 503 (never accept and then fail)
 
 Each rejection increments ``handshake_rejections_total{reason}`` with reason
-``path``, ``auth``, ``draining`` or ``busy``.
+``path``, ``auth``, ``draining`` or ``busy``; connections that never sent a
+valid upgrade count as ``bad_request`` (answered 400/426) or
+``handshake_timeout`` (``server.websocket_listen``).
 
 The upgrade URL's query picks the sample rate (``sample-rate`` or
 ``sample_rate``: 8000, 16000 or 24000, anything else → 8000); the other query
@@ -239,7 +241,10 @@ class CallServer:
             handshake_seconds=self.config.handshake_seconds,
         )
         await serve_websocket(self.handle_request, self.config.host, self.config.port, limits,
-                              task_status=task_status)
+                              on_refused=self._count_refused, task_status=task_status)
+
+    def _count_refused(self, reason: str) -> None:
+        self.metrics.handshake_rejections.labels(reason=reason).inc()
 
 
 async def serve_calls(

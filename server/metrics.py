@@ -10,7 +10,8 @@ Names (all prefixed ``voicebot_``):
 - ``calls_total{reason}``               calls ended, by end reason
 - ``frames_in_total`` / ``frames_out_total``  WebSocket messages per direction
 - ``bad_frames_total``                  inbound frames that failed to parse
-- ``handshake_rejections_total{reason}``  refused upgrades (auth, path, busy, draining)
+- ``handshake_rejections_total{reason}``  refused upgrades (auth, path, busy, draining,
+  bad_request, handshake_timeout)
 - ``outbound_lead_seconds``             per call: most unplayed audio held at the far end
 - ``outbound_lateness_seconds``         how late outbound frames left vs schedule
 - ``event_loop_lag_seconds``            overshoot of a 100 ms sleep

@@ -33,7 +33,6 @@ listener are ``server.websocket_listen``.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections import deque
 from dataclasses import dataclass
 from typing import cast
@@ -52,8 +51,6 @@ from wsproto.utilities import LocalProtocolError
 
 from server.exceptions import ConnectionClosed
 from server.wsframes import BINARY, TEXT, data_frame, decode_frame, read_head
-
-log = logging.getLogger(__name__)
 
 _ABNORMAL = 1006  # no close frame: EOF, reset, torn stream
 _TOO_BIG = 1009

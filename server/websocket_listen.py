@@ -24,12 +24,16 @@ from wsproto.events import AcceptConnection, RejectConnection, RejectData, Reque
 from wsproto.utilities import RemoteProtocolError
 
 from server.exceptions import ConnectionClosed
+from server.logs import log_event
 from server.websocket import STREAM_ERRORS, ServerWebSocket, WebSocketLimits
 
 log = logging.getLogger(__name__)
 
 Headers = Sequence[tuple[bytes, bytes]]
 Handler = Callable[["WebSocketRequest"], Awaitable[None]]
+#: Told why a connection never reached the handler: ``"bad_request"`` (not a
+#: valid upgrade, answered 400/426) or ``"handshake_timeout"``.
+OnRefused = Callable[[str], None]
 
 _ABNORMAL = 1006
 _BAD_REQUEST_BODY = b"not a WebSocket upgrade request\n"
@@ -82,28 +86,31 @@ class WebSocketRequest:
 
 async def serve_websocket(
     handler: Handler, host: str | None, port: int, limits: WebSocketLimits, *,
+    on_refused: OnRefused | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Accept WebSocket upgrades on ``host:port`` forever, each in its own task.
 
     ``handler`` gets every valid upgrade request and must answer it; the
     socket is closed when the handler returns (a request it left unanswered
-    gets 500). Reports the bound port through ``task_status``.
+    gets 500). ``on_refused`` hears of connections that never got that far.
+    Reports the bound port through ``task_status``.
     """
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound = listeners[0].socket.getsockname()[1]
     async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners, partial(serve_connection, handler, limits),
-                            listeners)
+        serve_one = partial(serve_connection, handler, limits, on_refused=on_refused)
+        await nursery.start(trio.serve_listeners, serve_one, listeners)
         task_status.started(bound)
 
 
 async def serve_connection(handler: Handler, limits: WebSocketLimits,
-                           stream: trio.abc.Stream) -> None:
+                           stream: trio.abc.Stream, *, on_refused: OnRefused | None = None,
+                           ) -> None:
     """Serve one connection (any trio stream: tests use in-memory ones): read
     the upgrade request, give it to ``handler``, close the stream afterwards."""
     try:
-        request = await read_request(stream, limits)
+        request = await read_request(stream, limits, on_refused=on_refused)
         if request is not None:
             try:
                 await handler(request)
@@ -115,8 +122,8 @@ async def serve_connection(handler: Handler, limits: WebSocketLimits,
         await stream.aclose()
 
 
-async def read_request(stream: trio.abc.Stream,
-                       limits: WebSocketLimits) -> WebSocketRequest | None:
+async def read_request(stream: trio.abc.Stream, limits: WebSocketLimits, *,
+                       on_refused: OnRefused | None = None) -> WebSocketRequest | None:
     """Read the upgrade request; ``None`` if the peer left, stalled or sent garbage."""
     conn = WSConnection(ConnectionType.SERVER)
     with trio.move_on_after(limits.handshake_seconds):
@@ -135,10 +142,16 @@ async def read_request(stream: trio.abc.Stream,
             except RemoteProtocolError as exc:
                 hint = exc.event_hint
                 status = hint.status_code if isinstance(hint, RejectConnection) else 400
-                log.info("bad upgrade request refused: %s", exc)
+                log_event(log, logging.INFO, "bad upgrade request refused", status=status,
+                          error=str(exc)[:120])
                 await _send_plain_response(stream, status, _BAD_REQUEST_BODY)
+                if on_refused is not None:
+                    on_refused("bad_request")
                 return None
-    log.info("upgrade request not received within %.1f s", limits.handshake_seconds)
+    log_event(log, logging.INFO, "upgrade request not received in time",
+              deadline_s=limits.handshake_seconds)
+    if on_refused is not None:
+        on_refused("handshake_timeout")
     return None
 
 

@@ -50,6 +50,19 @@ def _rejections(server: CallServer, reason: str) -> float:
     return value or 0.0
 
 
+async def test_a_request_that_is_not_an_upgrade_gets_400_and_is_counted(
+    server: CallServer,
+) -> None:
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    async with stream:
+        await stream.send_all(b"GET /media HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while chunk := await stream.receive_some():
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert _rejections(server, "bad_request") == 1
+
+
 async def test_basic_auth_accepts_the_right_credentials_only(server: CallServer) -> None:
     assert await _status(server, "/media", AUTH) == 101
     assert await _status(server, "/media", []) == 401
