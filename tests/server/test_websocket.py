@@ -6,9 +6,6 @@ never would: fragments, pings, oversize messages, bad UTF-8, bare EOF.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-
 import pytest
 import trio
 import trio.testing
@@ -27,44 +24,12 @@ from wsproto.events import (
 from server.exceptions import ConnectionClosed
 from server.websocket import ServerWebSocket, WebSocketLimits
 from server.websocket_listen import WebSocketRequest, serve_connection, serve_websocket
-from tests.server.wsclient import RawClient
-
-LIMITS = WebSocketLimits(max_message_size=1024, receive_buffer_size=4096, handshake_seconds=10)
-
-
-ServerSide = Callable[[ServerWebSocket], Awaitable[None]]
-
-
-@asynccontextmanager
-async def connected(server_side: ServerSide, limits: WebSocketLimits = LIMITS,
-                    stream_pair: Callable[[], tuple[trio.abc.Stream, trio.abc.Stream]]
-                    = trio.testing.memory_stream_pair) -> AsyncIterator[RawClient]:
-    """A raw client whose connection the server accepts and gives to ``server_side``."""
-    client_stream, server_stream = stream_pair()
-
-    async def handler(request: WebSocketRequest) -> None:
-        await server_side(await request.accept())
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(serve_connection, handler, limits, server_stream)
-        client = RawClient(client_stream)
-        assert isinstance(await client.handshake(), AcceptConnection)
-        yield client
-
-
-async def _collect_until_closed(ws: ServerWebSocket, into: list[str | bytes]) -> None:
-    """Append each message, then how the connection closed."""
-    while True:
-        try:
-            into.append(await ws.get_message())
-        except ConnectionClosed as closed:
-            into.append(f"closed {closed.code} by_us={closed.by_us}")
-            return
+from tests.server.wsclient import LIMITS, RawClient, collect_until_closed, connected
 
 
 async def test_whole_and_fragmented_messages_arrive_whole() -> None:
     got: list[str | bytes] = []
-    async with connected(lambda ws: _collect_until_closed(ws, got)) as client:
+    async with connected(lambda ws: collect_until_closed(ws, got)) as client:
         await client.send(Message(data="hello"))
         await client.send(Message(data="frag", message_finished=False))
         await client.send(Message(data="ment", message_finished=False))
@@ -80,7 +45,7 @@ async def test_whole_and_fragmented_messages_arrive_whole() -> None:
 
 async def test_a_ping_is_answered_with_its_payload() -> None:
     got: list[str | bytes] = []
-    async with connected(lambda ws: _collect_until_closed(ws, got)) as client:
+    async with connected(lambda ws: collect_until_closed(ws, got)) as client:
         await client.send(Ping(payload=b"are you there"))
         pong = await client.next_event()
         await client.send(Message(data="after the ping"))
@@ -93,7 +58,7 @@ async def test_a_ping_is_answered_with_its_payload() -> None:
 
 async def test_a_message_over_the_limit_closes_with_1009() -> None:
     got: list[str | bytes] = []
-    async with connected(lambda ws: _collect_until_closed(ws, got)) as client:
+    async with connected(lambda ws: collect_until_closed(ws, got)) as client:
         await client.send(Message(data="x" * 600, message_finished=False))
         await client.send(Message(data="x" * 600))  # 1200 > 1024 in total
         close = await client.next_event()
@@ -105,7 +70,7 @@ async def test_a_message_over_the_limit_closes_with_1009() -> None:
 async def test_a_whole_frame_over_the_limit_is_refused_from_its_header_alone() -> None:
     """No need to buffer what will be refused: the header's length is enough."""
     got: list[str | bytes] = []
-    async with connected(lambda ws: _collect_until_closed(ws, got)) as client:
+    async with connected(lambda ws: collect_until_closed(ws, got)) as client:
         # FIN + text, masked, 16-bit length 2000 (> 1024), mask key; no payload.
         await client.stream.send_all(bytes([0x81, 0xFE]) + (2000).to_bytes(2, "big") + b"abcd")
         close = await client.next_event()
@@ -116,7 +81,7 @@ async def test_a_whole_frame_over_the_limit_is_refused_from_its_header_alone() -
 
 async def test_eof_without_a_close_frame_is_1006_from_the_peer() -> None:
     got: list[str | bytes] = []
-    async with connected(lambda ws: _collect_until_closed(ws, got)) as client:
+    async with connected(lambda ws: collect_until_closed(ws, got)) as client:
         await client.send(Message(data="last words"))
         await client.stream.aclose()
     assert got == ["last words", "closed 1006 by_us=False"]
@@ -124,7 +89,7 @@ async def test_eof_without_a_close_frame_is_1006_from_the_peer() -> None:
 
 async def test_invalid_utf8_in_a_text_frame_closes_with_1007() -> None:
     got: list[str | bytes] = []
-    async with connected(lambda ws: _collect_until_closed(ws, got)) as client:
+    async with connected(lambda ws: collect_until_closed(ws, got)) as client:
         # A masked text frame, FIN set, 2-byte payload 0xC3 0x28 (invalid UTF-8).
         await client.stream.send_all(bytes([0x81, 0x82, 0, 0, 0, 0, 0xC3, 0x28]))
         close = await client.next_event()
@@ -199,15 +164,7 @@ async def test_a_send_cancelled_mid_frame_tears_the_stream() -> None:
         await ws.aclose()
         outcome.append(ws.closed.code if ws.closed else None)
 
-    client_stream, server_stream = trio.testing.lockstep_stream_pair()
-
-    async def handler(request: WebSocketRequest) -> None:
-        await server_side(await request.accept())
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(serve_connection, handler, LIMITS, server_stream)
-        client = RawClient(client_stream)
-        assert isinstance(await client.handshake(), AcceptConnection)
+    async with connected(server_side, stream_pair=trio.testing.lockstep_stream_pair):
         # Do not read: the server's send stays blocked until its deadline.
         await trio.testing.wait_all_tasks_blocked()
     assert outcome == [1006, 1000]

@@ -9,6 +9,7 @@ answer every ping.
 from __future__ import annotations
 
 import itertools
+from functools import partial
 
 import hypothesis.strategies as st
 import pytest
@@ -19,11 +20,9 @@ from wsproto.connection import Connection, ConnectionType
 from wsproto.events import CloseConnection, Message, Ping, Pong
 from wsproto.frame_protocol import Opcode
 
-from server.exceptions import ConnectionClosed
-from server.websocket import ServerWebSocket, WebSocketLimits
-from server.websocket_listen import WebSocketRequest, serve_connection
+from server.websocket import WebSocketLimits
 from server.wsframes import BINARY, TEXT, data_frame, read_head, unmasked_payload
-from tests.server.wsclient import RawClient
+from tests.server.wsclient import collect_until_closed, connected
 
 
 def _client_frame(data: str | bytes, *, finished: bool = True) -> bytes:
@@ -120,40 +119,19 @@ def test_any_frame_mix_split_anywhere_arrives_exactly(
     got: list[str | bytes] = []
     pongs: list[bytes] = []
 
-    async def server_side(ws: ServerWebSocket) -> None:
-        while True:
-            try:
-                got.append(await ws.get_message())
-            except ConnectionClosed as closed:
-                got.append(f"closed {closed.code}")
-                return
-
     async def main() -> None:
-        client_stream, server_stream = trio.testing.memory_stream_pair()
+        server_side = partial(collect_until_closed, into=got)
         with trio.fail_after(30):  # a hang guard, not a timing assertion
-            await _exchange(client_stream, server_stream)
-
-    async def _exchange(client_stream: trio.abc.Stream, server_stream: trio.abc.Stream) -> None:
-
-        async def handler(request: WebSocketRequest) -> None:
-            await server_side(await request.accept())
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve_connection, handler, WebSocketLimits(), server_stream)
-            client = RawClient(client_stream)
-            await client.handshake()
-            for chunk in chunks:  # each chunk is read on its own
-                await client_stream.send_all(chunk)
-                await trio.testing.wait_all_tasks_blocked()
-            while True:
-                event = await client.next_event()
-                if isinstance(event, CloseConnection):
-                    break
-                assert isinstance(event, Pong)
-                pongs.append(bytes(event.payload))
+            async with connected(server_side, WebSocketLimits()) as client:
+                for chunk in chunks:  # each chunk is read on its own
+                    await client.stream.send_all(chunk)
+                    await trio.testing.wait_all_tasks_blocked()
+                while not isinstance(event := await client.next_event(), CloseConnection):
+                    assert isinstance(event, Pong)
+                    pongs.append(bytes(event.payload))
 
     trio.run(main)
-    assert got == [*expected, "closed 1000"]
+    assert got == [*expected, "closed 1000 by_us=False"]
     assert pongs == pings
 
 
@@ -163,27 +141,13 @@ async def test_a_new_message_inside_a_fragmented_one_closes_with_1002(interloper
     """RFC 6455 §5.4: between a message's fragments only control frames may
     come. The fast path must not take a whole frame there; wsproto refuses it."""
     got: list[str | bytes] = []
-    client_stream, server_stream = trio.testing.memory_stream_pair()
-
-    async def handler(request: WebSocketRequest) -> None:
-        ws = await request.accept()
-        while True:
-            try:
-                got.append(await ws.get_message())
-            except ConnectionClosed as closed:
-                got.append(f"closed {closed.code}")
-                return
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(serve_connection, handler, WebSocketLimits(), server_stream)
-        client = RawClient(client_stream)
-        await client.handshake()
+    async with connected(partial(collect_until_closed, into=got), WebSocketLimits()) as client:
         await client.send(Message(data="first half", message_finished=False))
-        await client_stream.send_all(Connection(ConnectionType.CLIENT).send(interloper))
+        await client.stream.send_all(Connection(ConnectionType.CLIENT).send(interloper))
         close = await client.next_event()
     assert isinstance(close, CloseConnection)
     assert close.code == 1002
-    assert got == ["closed 1002"]
+    assert got == ["closed 1002 by_us=True"]
 
 
 def test_the_oracle_is_what_the_fast_path_skips() -> None:

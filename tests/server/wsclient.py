@@ -4,10 +4,20 @@ events (or bytes) it is given, including what a polite client never would."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import trio
+import trio.testing
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import Event, Request
+from wsproto.events import AcceptConnection, Event, Request
+
+from server.exceptions import ConnectionClosed
+from server.websocket import ServerWebSocket, WebSocketLimits
+from server.websocket_listen import WebSocketRequest, serve_connection
+
+#: Small limits, so that "too big" is cheap to reach.
+LIMITS = WebSocketLimits(max_message_size=1024, receive_buffer_size=4096, handshake_seconds=10)
 
 
 class RawClient:
@@ -35,3 +45,33 @@ class RawClient:
     async def handshake(self, target: str = "/media") -> Event:
         await self.send(Request(host="test", target=target))
         return await self.next_event()
+
+
+ServerSide = Callable[[ServerWebSocket], Awaitable[None]]
+
+
+@asynccontextmanager
+async def connected(server_side: ServerSide, limits: WebSocketLimits = LIMITS,
+                    stream_pair: Callable[[], tuple[trio.abc.Stream, trio.abc.Stream]]
+                    = trio.testing.memory_stream_pair) -> AsyncIterator[RawClient]:
+    """A raw client whose connection the server accepts and gives to ``server_side``."""
+    client_stream, server_stream = stream_pair()
+
+    async def handler(request: WebSocketRequest) -> None:
+        await server_side(await request.accept())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve_connection, handler, limits, server_stream)
+        client = RawClient(client_stream)
+        assert isinstance(await client.handshake(), AcceptConnection)
+        yield client
+
+
+async def collect_until_closed(ws: ServerWebSocket, into: list[str | bytes]) -> None:
+    """Append each message, then how the connection closed."""
+    while True:
+        try:
+            into.append(await ws.get_message())
+        except ConnectionClosed as closed:
+            into.append(f"closed {closed.code} by_us={closed.by_us}")
+            return
