@@ -8,7 +8,9 @@ valid upgrade gets 400 (426 for a wrong ``Sec-WebSocket-Version``) and never
 reaches the handler. The handler gets a ``WebSocketRequest`` and answers it:
 ``accept()`` gives the open ``server.websocket.ServerWebSocket``,
 ``reject(status)`` refuses with a short body; a request left unanswered gets
-500. Extensions (permessage-deflate) and subprotocols are not offered.
+500. Extensions (permessage-deflate) and subprotocols are not offered, and
+frames a client sends before it has seen the 101 answer are not read (clients
+wait for it, Exotel and Twilio included).
 """
 
 from __future__ import annotations
