@@ -20,7 +20,8 @@ that one task, so media, marks and ``clear`` can never interleave out of order.
 * ``on_mark(name)`` feeds back the peer's ``mark`` events: a mark means all audio
   before it played, so it also settles earlier pending marks. ``heard(id)`` then
   says how much of an utterance the caller heard for certain (``heard_ms``) and
-  by the pacing model (``estimated_ms``).
+  by the pacing model (``estimated_ms``). That bookkeeping (utterance records,
+  pending marks, ``Heard``) lives in ``server.utterances``.
 * ``clear()`` (barge-in) drops every queued frame and open utterance, forgets the
   pending marks, and has the task send ``clear`` before anything else. Twilio
   echoes those marks on ``clear``; their echo is recognised and ignored (on
@@ -43,38 +44,17 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import trio
 
 from dsp.chunker import Chunker, frame_bytes_for
 from server.dialect import Dialect
-from server.pacer import LatenessHistogram, LatenessSummary, Pacer, PlaySpan
+from server.pacer import LatenessHistogram, LatenessSummary, Pacer
+from server.utterances import Heard, Utterance, UtteranceLedger, UtteranceState
 
+# Heard and UtteranceState are re-exported: they are part of Speaker's API.
 __all__ = ["Heard", "Speaker", "SpeakerStatistics", "UtteranceState", "open_speaker"]
-
-UtteranceState = Literal["queued", "sending", "sent", "played", "cleared"]
-"""``queued``: nothing sent yet; ``sending``: some frames out, more to come;
-``sent``: everything out, the end mark not back yet; ``played``: the end mark
-came back; ``cleared``: ``clear()`` dropped it before its end mark came back."""
-
-
-@dataclass(frozen=True, slots=True)
-class Heard:
-    """What became of one utterance. Durations are in ms, padding included.
-
-    ``heard_ms`` is certain (confirmed by marks: the whole utterance when its end
-    mark came back, frame by frame with ``mark_each_chunk``); ``estimated_ms`` is
-    the pacing model's view of what played by now (or by the ``clear``).
-    """
-
-    utterance_id: str
-    state: UtteranceState
-    queued_ms: float
-    sent_ms: float
-    heard_ms: float
-    estimated_ms: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,21 +78,8 @@ class SpeakerStatistics:
 
 
 @dataclass(slots=True, eq=False)
-class _Utterance:
-    id: str
-    open: bool = True
-    state: UtteranceState = "queued"
-    queued_bytes: int = 0
-    sent_bytes: int = 0
-    heard_bytes: int = 0
-    chunks: int = 0
-    cleared_at: float | None = None
-    spans: list[PlaySpan] = field(default_factory=list)
-
-
-@dataclass(slots=True, eq=False)
 class _Frame:
-    utterance: _Utterance
+    utterance: Utterance
     pcm: bytes
     duration: float
     enqueued_at: float
@@ -122,7 +89,7 @@ class _Frame:
 
 @dataclass(slots=True, eq=False)
 class _MarkOnly:
-    utterance: _Utterance
+    utterance: Utterance
     mark: str
     mark_bytes: int
 
@@ -159,19 +126,17 @@ class Speaker:
         self._lateness = LatenessHistogram()
         self._queue: deque[_Frame | _MarkOnly] = deque()
         self._chunker = Chunker(self._frame_bytes, align=dialect.outbound_align)
-        self._open: _Utterance | None = None
-        self._utterances: dict[str, _Utterance] = {}
-        self._pending: dict[str, tuple[_Utterance, int]] = {}  # mark → (utterance, bytes)
-        self._cleared_marks: set[str] = set()
+        self._open: Utterance | None = None
+        self._ledger = UtteranceLedger(
+            self._bytes_per_second, echoes_marks_on_clear=dialect.echoes_marks_on_clear
+        )
         self._clear_pending = False
         self._busy = False  # the task holds an item it has taken off the queue
         self._closed = False
         self._wakeup = trio.Event()  # set when work arrives for an idle task
         self._nap: trio.CancelScope | None = None  # the task's wait for a due time
         self._changed = trio.Event()
-        self._auto_ids = 0
-        self._frames_sent = self._bytes_sent = self._marks_sent = 0
-        self._marks_played = self._marks_ignored = self._marks_unknown = 0
+        self._frames_sent = self._bytes_sent = 0
         self._clears_sent = self._frames_dropped = 0
         self._max_lead = 0.0
 
@@ -191,7 +156,7 @@ class Speaker:
             self._finish(utterance)
             utterance = None
         if utterance is None:
-            utterance = self._new_utterance(utterance_id)
+            utterance = self._open = self._ledger.new(utterance_id)
         now = trio.current_time()
         for frame in self._chunker.push(pcm):
             self._queue_frame(utterance, frame, now)
@@ -210,13 +175,7 @@ class Speaker:
         self._queue.clear()
         self._chunker.clear()
         self._open = None
-        self._cleared_marks.update(self._pending)
-        self._pending.clear()
-        for utterance in self._utterances.values():
-            if utterance.state not in ("played", "cleared"):
-                utterance.state = "cleared"
-                utterance.open = False
-                utterance.cleared_at = now
+        self._ledger.clear(now)
         self._pacer.cleared(now)
         self._clear_pending = True
         self._wakeup.set()
@@ -226,25 +185,8 @@ class Speaker:
 
     def on_mark(self, name: str) -> None:
         """The peer echoed mark ``name``: everything before it has played."""
-        if name not in self._pending:
-            if name in self._cleared_marks:
-                self._marks_ignored += 1
-                if self._dialect.echoes_marks_on_clear:
-                    self._cleared_marks.discard(name)  # echoed once, done
-            else:
-                self._marks_unknown += 1
-            return
-        # Marks are echoed in order: this one settles every earlier one too.
-        while self._pending:
-            mark, (utterance, through) = next(iter(self._pending.items()))
-            del self._pending[mark]
-            self._marks_played += 1
-            utterance.heard_bytes = max(utterance.heard_bytes, through)
-            if mark == utterance.id:
-                utterance.state = "played"
-            if mark == name:
-                break
-        self._notify()
+        if self._ledger.on_mark(name):
+            self._notify()
 
     # -- waiting ------------------------------------------------------------
 
@@ -255,12 +197,13 @@ class Speaker:
 
     async def wait_idle(self) -> None:
         """Until everything is sent, no utterance is open and every mark is back."""
-        while self._queue or self._clear_pending or self._busy or self._pending or self._open:
+        while (self._queue or self._clear_pending or self._busy or self._ledger.pending_marks
+               or self._open):
             await self._wait_change()
 
     async def wait_played(self, utterance_id: str) -> Heard:
         """Until the utterance's end mark came back or it was cleared."""
-        utterance = self._utterances[utterance_id]
+        utterance = self._ledger.get(utterance_id)
         while utterance.state not in ("played", "cleared"):
             await self._wait_change()
         return self.heard(utterance_id)
@@ -269,31 +212,21 @@ class Speaker:
 
     def heard(self, utterance_id: str) -> Heard:
         """What became of an utterance so far (``KeyError`` if unknown)."""
-        utterance = self._utterances[utterance_id]
-        until = trio.current_time() if utterance.cleared_at is None else utterance.cleared_at
-        played = utterance.state == "played"
-        heard_bytes = utterance.queued_bytes if played else utterance.heard_bytes
-        return Heard(
-            utterance_id=utterance.id,
-            state=utterance.state,
-            queued_ms=self._ms(utterance.queued_bytes),
-            sent_ms=self._ms(utterance.sent_bytes),
-            heard_ms=self._ms(heard_bytes),
-            estimated_ms=sum(span.played_at(until) for span in utterance.spans) * 1000,
-        )
+        return self._ledger.heard(utterance_id, trio.current_time())
 
     def statistics(self) -> SpeakerStatistics:
+        ledger = self._ledger
         return SpeakerStatistics(
             frames_sent=self._frames_sent,
             bytes_sent=self._bytes_sent,
-            marks_sent=self._marks_sent,
-            marks_played=self._marks_played,
-            marks_ignored=self._marks_ignored,
-            marks_unknown=self._marks_unknown,
+            marks_sent=ledger.marks_sent,
+            marks_played=ledger.marks_played,
+            marks_ignored=ledger.marks_ignored,
+            marks_unknown=ledger.marks_unknown,
             clears_sent=self._clears_sent,
             frames_queued=sum(isinstance(item, _Frame) for item in self._queue),
             frames_dropped=self._frames_dropped,
-            pending_marks=len(self._pending),
+            pending_marks=ledger.pending_marks,
             lead_ms=self._pacer.lead(trio.current_time()) * 1000,
             max_lead_ms=self._max_lead * 1000,
             lateness=self._lateness.summary(),
@@ -361,31 +294,14 @@ class Speaker:
         if frame.mark is not None and utterance.cleared_at is None:
             await self._send_mark(utterance, frame.mark, frame.mark_bytes)
 
-    async def _send_mark(self, utterance: _Utterance, name: str, through: int) -> None:
+    async def _send_mark(self, utterance: Utterance, name: str, through: int) -> None:
         # Registered before the await: a clear() during the send forgets it.
-        self._pending[name] = (utterance, through)
-        if name == utterance.id and utterance.state != "cleared":
-            utterance.state = "sent"
-        self._marks_sent += 1
+        self._ledger.mark_sent(utterance, name, through)
         await self._send(self._dialect.mark_frame(self._stream_sid, name))
 
     # -- helpers ------------------------------------------------------------
 
-    def _new_utterance(self, utterance_id: str | None) -> _Utterance:
-        if utterance_id is None:
-            while utterance_id is None or utterance_id in self._utterances:
-                self._auto_ids += 1
-                utterance_id = f"utt-{self._auto_ids}"
-        elif utterance_id in self._utterances:
-            raise ValueError(f"utterance id {utterance_id!r} was used already")
-        elif "#" in utterance_id:
-            raise ValueError(f"utterance id {utterance_id!r} contains '#'")
-        utterance = _Utterance(id=utterance_id)
-        self._utterances[utterance_id] = utterance
-        self._open = utterance
-        return utterance
-
-    def _queue_frame(self, utterance: _Utterance, pcm: bytes, now: float) -> None:
+    def _queue_frame(self, utterance: Utterance, pcm: bytes, now: float) -> None:
         utterance.queued_bytes += len(pcm)
         utterance.chunks += 1
         mark = f"{utterance.id}#{utterance.chunks}" if self._mark_each_chunk else None
@@ -400,7 +316,7 @@ class Speaker:
             )
         )
 
-    def _finish(self, utterance: _Utterance) -> None:
+    def _finish(self, utterance: Utterance) -> None:
         """Close the utterance: flush its tail, then its end mark."""
         if utterance is self._open:
             tail = self._chunker.flush()
@@ -413,9 +329,6 @@ class Speaker:
             last.mark = utterance.id  # the end mark replaces the last chunk mark
         else:  # the last frame is gone already (or there was no audio)
             self._queue.append(_MarkOnly(utterance, utterance.id, utterance.queued_bytes))
-
-    def _ms(self, size: int) -> float:
-        return size * 1000 / self._bytes_per_second
 
     def _notify(self) -> None:
         self._changed.set()
