@@ -30,31 +30,37 @@ text, and once all text is sent no gap between frames may exceed it
 Errors from the vendor (1008 error frames, handshake 401/429) become typed
 exceptions: from ``speak`` for the reply concerned, and from the ``async with``
 block when the session cannot continue (refused key, quota).
+
+This module is the reply side: ``speak`` (feeding a reply's text, its
+deadlines, decoding its audio, barge-in), the per-reply workers of both modes,
+statistics and :func:`open_elevenlabs`. The connection side (handshake and its
+errors, sending, reading and routing frames, reconnects, keep-alive) is the base
+class :class:`~providers.tts.elevenlabs_socket.SessionSocket`.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Final
 
 import trio
-import trio_websocket
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from providers.config import ElevenLabsConfig
-from providers.exceptions import (
-    ConnectError,
-    DeadlineExceeded,
-    ProviderClosed,
-    ProviderError,
-    VendorError,
-)
+from providers.exceptions import DeadlineExceeded, ProviderClosed, ProviderError
 from providers.tts import elevenlabs_wire as wire
+from providers.tts.elevenlabs_socket import (
+    Failed,
+    ReplyItem,
+    SessionSocket,
+    SocketLost,
+    TextDone,
+    TextSent,
+)
 from providers.usage import UsageCounter
 
 VENDOR: Final = wire.VENDOR
@@ -76,57 +82,21 @@ class ElevenLabsStatistics:
     first_audio_delays: tuple[float, ...]
 
 
-@dataclass(frozen=True)
-class _TextSent:
-    """The reply's first text went out at ``at`` (starts the first-byte deadline)."""
-
-    at: float
-
-
-class _TextDone:
-    """All of the reply's text (and the flush) went out."""
-
-
-class _SocketLost(Exception):
-    """A send found the session socket closed; the reader reports why."""
-
-
-@dataclass(frozen=True)
-class _Failed:
-    error: ProviderError
-
-
-_Item = wire.AudioFrame | wire.FinalFrame | _TextSent | _TextDone | _Failed
-
-
-class ElevenLabsSession:
+class ElevenLabsSession(SessionSocket):
     """An open TTS session; see the module docstring. Created by
-    :func:`open_elevenlabs` only."""
+    :func:`open_elevenlabs` only. The connection side is :class:`SessionSocket`."""
 
     def __init__(self, config: ElevenLabsConfig, options: wire.StreamOptions,
                  usage: UsageCounter, nursery: trio.Nursery) -> None:
-        self.config = config
-        self.options = options
+        super().__init__(config, options)
         self.usage = usage
         self._rate = wire.audio_format(config.output_format)[0]
         self._nursery = nursery
-        self._url = wire.stream_url(config, options)
-        self._id = uuid.uuid4().hex[:8]
-        self._idle_context = f"{self._id}-idle"
         self._numbers = itertools.count(1)
-        self._routes: dict[str | None, trio.MemorySendChannel[_Item]] = {}
-        self._ws: WebSocketConnection | None = None
-        self._connected = trio.Event()
-        self._last_send = 0.0
-        self._closing = False
-        self._closed = trio.Event()
         self._replies = 0
         self._cancelled = 0
         self._characters = 0
         self._audio_bytes = 0
-        self._dropped = 0
-        self._reconnects = 0
-        self._failures = 0  # reconnects since a reply last completed
         self._first_audio: list[float] = []
 
     @property
@@ -148,7 +118,7 @@ class ElevenLabsSession:
             raise ProviderClosed("speak after aclose", vendor=VENDOR)
         self._replies += 1
         context = f"{self._id}-{next(self._numbers)}" if self.options.multi_context else None
-        send, receive = trio.open_memory_channel[_Item](math.inf)
+        send, receive = trio.open_memory_channel[ReplyItem](math.inf)
         worker = self._feed_context if self.options.multi_context else self._reply_connection
         if context is not None:
             self._routes[context] = send
@@ -172,9 +142,9 @@ class ElevenLabsSession:
                 elif isinstance(item, wire.FinalFrame):
                     finished = True
                     return
-                elif isinstance(item, _TextSent):
+                elif isinstance(item, TextSent):
                     first_text_at = item.at
-                elif isinstance(item, _TextDone):
+                elif isinstance(item, TextDone):
                     text_done = True
                     if first_text_at is None:  # nothing to say
                         finished = True
@@ -206,8 +176,8 @@ class ElevenLabsSession:
 
     # -- replies ----------------------------------------------------------------------
 
-    async def _next(self, receive: trio.MemoryReceiveChannel[_Item], first_text_at: float | None,
-                    got_audio: bool, text_done: bool) -> _Item:
+    async def _next(self, receive: trio.MemoryReceiveChannel[ReplyItem],
+                    first_text_at: float | None, got_audio: bool, text_done: bool) -> ReplyItem:
         """The reply's next item, within the first-byte / idle deadline."""
         limit = self.config.first_byte_deadline
         deadline = math.inf
@@ -223,7 +193,8 @@ class ElevenLabsSession:
 
     async def _feed_context(
         self, context: str, text_chunks: AsyncIterable[str],
-        out: trio.MemorySendChannel[_Item], *, task_status: trio.TaskStatus[trio.CancelScope],
+        out: trio.MemorySendChannel[ReplyItem], *,
+        task_status: trio.TaskStatus[trio.CancelScope],
     ) -> None:
         """Multi-context: send one reply's text to its context, then flush and close it."""
         with trio.CancelScope() as scope:
@@ -233,14 +204,14 @@ class ElevenLabsSession:
                 if said:
                     await self._send(wire.flush_message(context))
                     await self._send(wire.close_context_message(context))
-                out.send_nowait(_TextDone())
-            except _SocketLost:
+                out.send_nowait(TextDone())
+            except SocketLost:
                 pass  # the supervisor fails this reply with the reason for the close
             except ProviderError as exc:
-                out.send_nowait(_Failed(exc))
+                out.send_nowait(Failed(exc))
 
     async def _send_text(self, text_chunks: AsyncIterable[str],
-                         out: trio.MemorySendChannel[_Item], context: str | None,
+                         out: trio.MemorySendChannel[ReplyItem], context: str | None,
                          ws: WebSocketConnection | None = None) -> bool:
         """Send each non-blank chunk; True if anything was said."""
         first = True
@@ -258,7 +229,7 @@ class ElevenLabsSession:
                 self._characters += characters
                 self.usage.add_tts_characters(characters)
                 if first:
-                    out.send_nowait(_TextSent(trio.current_time()))
+                    out.send_nowait(TextSent(trio.current_time()))
                 first = False
         finally:
             aclose = getattr(iterator, "aclose", None)
@@ -267,18 +238,10 @@ class ElevenLabsSession:
                     await aclose()
         return not first
 
-    async def _close_context(self, context: str) -> None:
-        """Barge-in: tell the vendor to stop this context (shielded, short)."""
-        with trio.CancelScope(shield=True), trio.move_on_after(self.config.close_deadline):
-            ws = self._ws
-            if ws is not None:
-                with suppress(ConnectionClosed):
-                    await ws.send_message(wire.close_context_message(context))
-                    self._last_send = trio.current_time()
-
     async def _reply_connection(
         self, _context: None, text_chunks: AsyncIterable[str],
-        out: trio.MemorySendChannel[_Item], *, task_status: trio.TaskStatus[trio.CancelScope],
+        out: trio.MemorySendChannel[ReplyItem], *,
+        task_status: trio.TaskStatus[trio.CancelScope],
     ) -> None:
         """Single mode: one ``stream-input`` connection carries one reply."""
         with trio.CancelScope() as scope:
@@ -291,145 +254,19 @@ class ElevenLabsSession:
                     await self._read(ws, out)
                     nursery.cancel_scope.cancel()
             except ProviderError as exc:
-                out.send_nowait(_Failed(exc))
+                out.send_nowait(Failed(exc))
 
     async def _feed_connection(self, ws: WebSocketConnection, text_chunks: AsyncIterable[str],
-                               out: trio.MemorySendChannel[_Item]) -> None:
+                               out: trio.MemorySendChannel[ReplyItem]) -> None:
         try:
             if await self._send_text(text_chunks, out, None, ws):
                 await self._send(wire.flush_message(), ws)
             await self._send(wire.eos_message(), ws)
-            out.send_nowait(_TextDone())
-        except _SocketLost:
+            out.send_nowait(TextDone())
+        except SocketLost:
             pass  # _read raises the reason for the close
         except ProviderError as exc:
-            out.send_nowait(_Failed(exc))
-
-    # -- the connection -------------------------------------------------------------
-
-    @asynccontextmanager
-    async def _connect(self) -> AsyncIterator[WebSocketConnection]:
-        headers = [(b"xi-api-key", self.config.api_key.reveal().encode())]
-        opened: WebSocketConnection | None = None
-        try:
-            async with trio_websocket.open_websocket_url(
-                self._url, extra_headers=headers,
-                connect_timeout=self.config.connect_deadline,
-                disconnect_timeout=self.config.close_deadline,
-            ) as ws:
-                opened = ws
-                self._last_send = trio.current_time()
-                yield ws
-        except trio_websocket.ConnectionRejected as exc:
-            raise wire.handshake_error(exc.status_code, exc.headers, exc.body) from exc
-        except trio_websocket.ConnectionTimeout as exc:
-            raise DeadlineExceeded(
-                f"no elevenlabs handshake within {self.config.connect_deadline:g} s",
-                vendor=VENDOR, deadline="connect", seconds=self.config.connect_deadline,
-            ) from exc
-        except (trio_websocket.HandshakeError, OSError) as exc:
-            raise ConnectError(f"cannot reach elevenlabs: {exc!r}", vendor=VENDOR) from exc
-        finally:
-            if opened is not None:
-                # trio-websocket 0.12 never closes a client's TCP socket after a close
-                # the server started (it waits for the server's FIN, then just stops
-                # reading): one leaked socket per connection unless we close it.
-                await opened._stream.aclose()
-
-    async def _send(self, message: str, ws: WebSocketConnection | None = None) -> None:
-        """Send on ``ws``, or on the session socket once it is connected."""
-        if ws is None:
-            await self._connected.wait()
-            ws = self._ws
-        if ws is None:
-            raise _SocketLost
-        try:
-            await ws.send_message(message)
-        except ConnectionClosed as exc:
-            raise _SocketLost from exc
-        self._last_send = trio.current_time()
-
-    async def _supervise(self, *, task_status: trio.TaskStatus[None]) -> None:
-        """Multi mode: hold the session socket, reconnecting after recoverable drops."""
-        started = False
-        try:
-            while True:
-                try:
-                    async with self._connect() as ws:
-                        await ws.send_message(wire.init_message(self.options,
-                                                                self._idle_context))
-                        self._ws = ws
-                        self._connected.set()
-                        if not started:
-                            started = True
-                            task_status.started()
-                        try:
-                            await self._read(ws)
-                            return
-                        finally:
-                            self._ws = None
-                            self._connected = trio.Event()
-                except (VendorError, DeadlineExceeded) as exc:
-                    self._fail_replies(exc)
-                    retry = isinstance(exc, ConnectError | DeadlineExceeded) or (
-                        isinstance(exc, VendorError) and wire.is_recoverable(exc))
-                    if not started or self._closing or not retry or self._failures >= \
-                            self.options.max_reconnects:
-                        raise
-                    self._failures += 1
-                    self._reconnects += 1
-        finally:
-            self._closed.set()
-
-    async def _read(self, ws: WebSocketConnection,
-                    only: trio.MemorySendChannel[_Item] | None = None) -> None:
-        """Route frames to replies by context until the socket closes (multi mode),
-        or hand every frame to ``only`` until its ``isFinal`` (single mode).
-        Returns normally when we closed the socket or the single reply ended;
-        an unexpected close raises the translated error."""
-        last_error: wire.ErrorFrame | None = None
-        while True:
-            try:
-                message = await ws.get_message()
-            except ConnectionClosed as exc:
-                reason = exc.reason
-                code = reason.code if reason is not None else 1006
-                if self._closing:
-                    return
-                raise wire.stream_error(code, reason.reason if reason else None,
-                                        last_error) from None
-            if isinstance(message, bytes):
-                continue
-            frame = wire.parse_frame(message)
-            if isinstance(frame, wire.ErrorFrame):
-                last_error = frame
-            elif isinstance(frame, wire.AudioFrame | wire.FinalFrame):
-                route = only if only is not None else self._routes.get(frame.context_id)
-                if route is None:
-                    self._dropped += isinstance(frame, wire.AudioFrame)
-                    continue
-                route.send_nowait(frame)
-                if isinstance(frame, wire.FinalFrame):
-                    self._failures = 0  # a reply completed: the connection works
-                    if only is not None:
-                        return
-
-    def _fail_replies(self, error: ProviderError) -> None:
-        for route in self._routes.values():
-            route.send_nowait(_Failed(error))
-
-    async def _keepalive(self, ws: WebSocketConnection | None = None) -> None:
-        """Send a keep-alive whenever nothing went out for ``keepalive_interval``."""
-        interval = self.options.keepalive_interval
-        while True:
-            await trio.sleep_until(self._last_send + interval)
-            target = ws if ws is not None else self._ws
-            if trio.current_time() - self._last_send < interval or target is None:
-                continue
-            message = wire.keepalive_message(None if ws is not None else self._idle_context)
-            with suppress(ConnectionClosed):
-                await target.send_message(message)
-            self._last_send = trio.current_time()
+            out.send_nowait(Failed(exc))
 
 
 def sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
