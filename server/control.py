@@ -19,10 +19,12 @@ custom parameter        taken from (first present, case-insensitive)
 ======================  ==================================================
 ``call_sid``            ``CallSid``, ``call_sid``
 ``lead_id``             ``lead_id``, ``LeadId``, ``CustomField``
-``campaign``            ``campaign``, ``campaign_id``, ``CampaignId``
+``campaign_id``         ``campaign_id``, ``CampaignId``, ``campaign``
 ======================  ==================================================
 
-``From``/``To`` are not copied: ``start`` already carries them, and phone
+The names are the ones the call's lead context reads (``server.store.records.
+LeadContext``: ``lead_id``, ``campaign_id``), so outcomes and campaign stats
+carry them. ``From``/``To`` are not copied: ``start`` already carries them, and phone
 numbers in URLs end up in proxy logs. The returned URL is never logged
 (``OUR_BASE_URL`` may embed ``KEY:TOKEN`` for Basic auth).
 """
@@ -51,7 +53,7 @@ MAX_CUSTOM_VALUE_CHARS = 256
 CUSTOM_PARAMETER_SOURCES: dict[str, tuple[str, ...]] = {
     "call_sid": ("callsid", "call_sid"),
     "lead_id": ("lead_id", "leadid", "customfield"),
-    "campaign": ("campaign", "campaign_id", "campaignid"),
+    "campaign_id": ("campaign_id", "campaignid", "campaign"),
 }
 
 _ROUTES: dict[str, frozenset[str]] = {

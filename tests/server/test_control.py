@@ -11,9 +11,11 @@ import httpx
 import pytest
 import trio
 
+from server.app import parse_target
 from server.config import ServerConfig
 from server.control import ControlApp, serve_control, stream_url
 from server.metrics import ServerMetrics
+from server.store.records import LeadContext
 
 
 @dataclass
@@ -79,7 +81,11 @@ async def test_exotel_url_get_carries_call_details_as_custom_parameters(
     assert url.path == "/media"
     query = dict(parse_qsl(url.query))
     assert query == {"sample-rate": "8000", "call_sid": "c" * 32, "lead_id": "lead-42",
-                     "campaign": "diwali"}
+                     "campaign_id": "diwali"}
+    # What the call server makes of that URL is what the store records.
+    _, _, params = parse_target(f"{url.path}?{url.query}")
+    lead = LeadContext(params=params)
+    assert (lead.lead_id, lead.campaign_id) == ("lead-42", "diwali")
 
 
 async def test_exotel_url_post_form_and_json_bodies(control: Control) -> None:
