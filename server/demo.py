@@ -1,8 +1,12 @@
 """``voicebot demo``: a caller's speech through the call's audio path, offline.
 
-Until the full call pipeline runs here, the demo shows the audio core doing a
-call's work on real synthesized speech (espeak-ng, bundled; no keys, no
-network, a few seconds):
+Until the full call pipeline (STT → dialogue → TTS) runs here, the demo shows
+the best end-to-end slice that exists, in two parts, with no keys, no network
+and nothing to install. Part two, ``server.demo_call``, is one embedded echo
+call through the whole server path (WebSocket, Exotel frames, VAD, paced
+speaker, marks, outcome in an embedded Redis); ``--no-call`` skips it. Part
+one shows the audio core doing a call's work on real synthesized speech
+(espeak-ng, bundled; a few seconds):
 
 1. three sentences synthesized at espeak's 22,050 Hz with known silences
    between them, plus a little line noise: the *truth* is where each
@@ -51,9 +55,12 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         "demo",
         help="run the embedded demo (no keys, no servers)",
         description="Synthesized speech through resampler, G.711, chunker and VAD, "
-        "with detected speech segments against the truth and per-stage timings.",
+        "with detected speech segments against the truth and per-stage timings; then "
+        "one embedded echo call through the call server, recorded in an embedded Redis.",
     )
     parser.add_argument("--seed", type=int, default=7, help="line-noise seed (default 7)")
+    parser.add_argument("--no-call", action="store_true",
+                        help="skip the embedded echo call (about 15 s of real time)")
     parser.set_defaults(func=run)
 
 
@@ -269,5 +276,14 @@ def run(args: argparse.Namespace) -> int:
     dsp.warm_up()
     warm_up_ms = (time.perf_counter() - start) * 1000
     signal = _spoken(args.seed)
-    print("\n".join(_report(signal, _stream(signal), warm_up_ms)))
-    return 0
+    print("\n".join(_report(signal, _stream(signal), warm_up_ms)), flush=True)
+    if args.no_call:
+        return 0
+    import trio
+
+    from server.demo_call import report_lines, run_echo_call
+
+    print(flush=True)
+    report = trio.run(run_echo_call)
+    print("\n".join(report_lines(report)))
+    return 0 if report.ok else 1

@@ -20,8 +20,19 @@ def test_demo_stream_finds_each_sentence_near_the_truth() -> None:
     assert 30.0 < run.codec_snr_db < 45.0
 
 
-def test_demo_command_prints_the_report(capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_command_prints_both_parts_and_the_call_holds_up(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
     assert "speech segments" in out
     assert "time per 100 ms frame" in out
+    # The embedded echo call: every sentence echoed, every frame valid, the
+    # outcome written to the (embedded) Redis with the URL's campaign.
+    lines = {line.split(None, 1)[0]: line for line in out.splitlines()[1:] if line.strip()}
+    assert "protocol violations    0" in out
+    echoed = lines["echo"].split(": ", 1)[1].split(" ms")[0].split(", ")
+    assert len(echoed) == 3  # three sentences in the caller's script
+    assert "end_reason=stop" in lines["outcome"]
+    assert "campaign=demo" in lines["outcome"]
+    assert out.rstrip().endswith("result                 ok")
