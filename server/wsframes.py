@@ -1,13 +1,15 @@
 """RFC 6455 frame headers, unmasking and server frames (sans-IO, no wsproto).
 
 ``server.websocket`` delimits every inbound frame with ``read_head`` and
-decodes the one kind that is nearly all of a call's traffic itself: a whole
-(FIN), masked, text or binary frame with no RSV bits. Everything else
-(fragments, control frames, anything malformed) goes to wsproto whole, so
-wsproto remains the judge of the protocol's corners. The fast path exists
-because it is measured to matter: wsproto spends ~15 µs turning a 2.2 KB
-``media`` frame into an event; the header, a numpy unmask and a UTF-8 decode
-take ~3 µs (``python -m bench ws``).
+decodes the one kind that is nearly all of a call's traffic itself
+(``decode_frame``): a whole (FIN), masked, text or binary frame with no RSV
+bits. Everything else (fragments, control frames, anything malformed) goes to
+wsproto whole, so wsproto remains the judge of the protocol's corners. The fast
+path exists because it is measured to matter: wsproto spends ~15 µs turning a
+2.2 KB ``media`` frame into an event; the header, a numpy unmask and a UTF-8
+decode take ~5 µs (the ``websocket_frame`` budget stage), and per message the
+whole layer costs 27 µs above a raw floor against trio-websocket's 66
+(``python -m bench ws``).
 """
 
 from __future__ import annotations
