@@ -2,7 +2,8 @@
 server vs ours (``server.websocket``), side by side under the same load.
 
 A third server, ``raw``, is the floor both stand on: after a wsproto handshake
-it only delimits frames by their headers (no unmasking, no UTF-8, no events)
+it only delimits frames by their headers (``server.wsframes.read_head``; no
+unmasking, no UTF-8, no events)
 and writes a pre-built reply frame. What remains in ``raw`` is the kernel's
 socket work, epoll and trio's scheduling; ``impl − raw`` is each WebSocket
 layer's own cost per message.
@@ -45,6 +46,7 @@ from wsproto.events import AcceptConnection, Request
 from server import exceptions as server_exceptions
 from server.websocket import WebSocketLimits
 from server.websocket_listen import serve_websocket as serve_our_websocket
+from server.wsframes import read_head
 
 RESULTS = Path(__file__).parent / "results" / "ws.md"
 IMPLS = ("trio-websocket", "voicebot", "raw")
@@ -95,18 +97,10 @@ async def _raw_sink(tally: Tally, stream: trio.SocketStream) -> None:
     buf, count = bytearray(), 0
     while data := await stream.receive_some(RECEIVE_BUFFER):
         buf += data
-        while len(buf) >= 2:
-            size, head = buf[1] & 0x7F, 2
-            if size == 126:
-                size, head = int.from_bytes(buf[2:4], "big"), 4
-            elif size == 127:
-                size, head = int.from_bytes(buf[2:10], "big"), 10
-            head += 4 if buf[1] & 0x80 else 0
-            if len(buf) < head + size:
-                break
-            opcode = buf[0] & 0x0F
-            del buf[:head + size]
-            if opcode == 0x8:
+        pos = 0
+        while (head := read_head(buf, pos)) is not None and pos + head.frame_size <= len(buf):
+            pos += head.frame_size
+            if head.opcode == 0x8:
                 await stream.send_all(_CLOSE_FRAME)
                 return
             tally.received += 1
@@ -114,6 +108,7 @@ async def _raw_sink(tally: Tally, stream: trio.SocketStream) -> None:
             if count % 2 == 0:
                 await stream.send_all(_REPLY_FRAME)
                 tally.sent += 1
+        del buf[:pos]
 
 
 async def _sink(ws: _MessageSocket, tally: Tally) -> None:
