@@ -52,7 +52,7 @@ from wsproto.utilities import LocalProtocolError
 from server.exceptions import ConnectionClosed
 from server.wsframes import BINARY, TEXT, data_frame, decode_frame, read_head
 
-_ABNORMAL = 1006  # no close frame: EOF, reset, torn stream
+ABNORMAL_CLOSURE = 1006  # no close frame: EOF, reset, torn stream
 _TOO_BIG = 1009
 _CONTINUATION = 0x0
 STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
@@ -199,18 +199,18 @@ class ServerWebSocket:
         if self._closed is not None and not isinstance(event, CloseConnection):
             raise ConnectionClosed(*self._closed)
         if self._torn:
-            raise ConnectionClosed(_ABNORMAL, "stream torn by a cancelled send", True)
-        try:
-            if isinstance(event, (Pong, CloseConnection)):
+            raise ConnectionClosed(ABNORMAL_CLOSURE, "stream torn by a cancelled send", True)
+        if isinstance(event, (Pong, CloseConnection)):
+            try:
                 data = self._conn.send(event)
-            elif self._conn.state is not ConnectionState.OPEN:
-                raise LocalProtocolError("not open")
-            elif isinstance(event, str):
-                data = data_frame(event.encode(), text=True)
-            else:
-                data = data_frame(bytes(event), text=False)
-        except LocalProtocolError as exc:  # they started closing while we spoke
-            raise ConnectionClosed(_ABNORMAL, "connection is closing", False) from exc
+            except LocalProtocolError as exc:  # they started closing while we spoke
+                raise ConnectionClosed(ABNORMAL_CLOSURE, "connection is closing") from exc
+        elif self._conn.state is not ConnectionState.OPEN:
+            raise ConnectionClosed(ABNORMAL_CLOSURE, "connection is closing")
+        elif isinstance(event, str):
+            data = data_frame(event.encode(), text=True)
+        else:
+            data = data_frame(bytes(event), text=False)
         # Cancellation before this point leaves the stream clean; after it,
         # trio may have written part of the frame, so the stream is torn.
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -221,8 +221,8 @@ class ServerWebSocket:
             self._torn = True
             raise
         except STREAM_ERRORS as exc:
-            self._mark_closed(_ABNORMAL, "connection lost", by_us=False)
-            raise ConnectionClosed(*self._closed_or_lost()) from exc
+            self._mark_closed(ABNORMAL_CLOSURE, "connection lost", by_us=False)
+            raise ConnectionClosed(ABNORMAL_CLOSURE, "connection lost") from exc
         finally:
             self._sending = False
             if self._send_idle is not None:
@@ -267,9 +267,6 @@ class ServerWebSocket:
     def _mark_closed(self, code: int, reason: str, *, by_us: bool) -> None:
         if self._closed is None:
             self._closed = (code, reason, by_us)
-
-    def _closed_or_lost(self) -> tuple[int, str, bool]:
-        return self._closed or (_ABNORMAL, "connection lost", False)
 
 
 def _join(parts: list[str | bytes], *, text: bool) -> str | bytes:

@@ -27,7 +27,7 @@ from wsproto.utilities import RemoteProtocolError
 
 from server.exceptions import ConnectionClosed
 from server.logs import log_event
-from server.websocket import STREAM_ERRORS, ServerWebSocket, WebSocketLimits
+from server.websocket import ABNORMAL_CLOSURE, STREAM_ERRORS, ServerWebSocket, WebSocketLimits
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,6 @@ Handler = Callable[["WebSocketRequest"], Awaitable[None]]
 #: valid upgrade, answered 400/426) or ``"handshake_timeout"``.
 OnRefused = Callable[[str], None]
 
-_ABNORMAL = 1006
 _BAD_REQUEST_BODY = b"not a WebSocket upgrade request\n"
 
 
@@ -64,7 +63,7 @@ class WebSocketRequest:
         try:
             await self._stream.send_all(self._conn.send(AcceptConnection()))
         except STREAM_ERRORS as exc:
-            raise ConnectionClosed(_ABNORMAL, "peer left during the handshake") from exc
+            raise ConnectionClosed(ABNORMAL_CLOSURE, "peer left during the handshake") from exc
         return ServerWebSocket(self._stream, self._conn, self._limits)
 
     async def reject(self, status: int, *, extra_headers: Headers = (), body: bytes = b"") -> None:
@@ -98,12 +97,10 @@ async def serve_websocket(
     gets 500). ``on_refused`` hears of connections that never got that far.
     Reports the bound port through ``task_status``.
     """
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    bound = listeners[0].socket.getsockname()[1]
+    serve_one = partial(serve_connection, handler, limits, on_refused=on_refused)
     async with trio.open_nursery() as nursery:
-        serve_one = partial(serve_connection, handler, limits, on_refused=on_refused)
-        await nursery.start(trio.serve_listeners, serve_one, listeners)
-        task_status.started(bound)
+        listeners = await nursery.start(partial(trio.serve_tcp, serve_one, port, host=host))
+        task_status.started(listeners[0].socket.getsockname()[1])
 
 
 async def serve_connection(handler: Handler, limits: WebSocketLimits,
