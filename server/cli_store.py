@@ -10,12 +10,14 @@ record unreadable, 2 usage (e.g. no Redis URL), 3 no such session.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
+from server.redact import printable
 from server.store.codec import (
     encode_latency,
     encode_snapshot,
@@ -84,7 +86,7 @@ def _with_backend(
                          prefix=args.key_prefix)
     backend = RedisBackend(connect(url, config), config)
     try:
-        return command(backend, args, sys.stdout)
+        return command(backend, args, cast(TextIO, _Printable(sys.stdout)))
     except StoreUnavailable as exc:
         print(f"cannot read Redis at {mask_url(url)}: {exc}", file=sys.stderr)
         return 1
@@ -95,6 +97,27 @@ def _with_backend(
         return 130
     finally:
         backend.close()
+
+
+class _Printable(io.TextIOBase):
+    """Standard output with control characters in stored values escaped
+    (``server.redact.printable``): a transcript or custom parameter cannot
+    drive the terminal. JSON output is pure ASCII already."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+
+    def write(self, text: str) -> int:
+        return self._out.write(printable(text))
+
+    def flush(self) -> None:
+        self._out.flush()
+
+
+def _json_line(record: object, *, indent: int | None = None) -> str:
+    """JSON with everything outside ASCII escaped: one record per line, safe for
+    any reader (U+2028/U+2029/NEL never appear raw)."""
+    return json.dumps(record, ensure_ascii=True, indent=indent)
 
 
 # ---------------------------------------------------------------- outcomes
@@ -127,7 +150,7 @@ def _print_outcomes(rows: list[tuple[str, Outcome | RecordError]], as_json: bool
                 record["error"] = str(item)
             else:
                 record.update(outcome_to_fields(item))
-            print(json.dumps(record, ensure_ascii=False), file=out)
+            print(_json_line(record), file=out)
         elif isinstance(item, RecordError):
             print(f"{entry_id}  unreadable: {item}", file=out)
         else:
@@ -166,7 +189,7 @@ def _session_show(backend: RedisBackend, args: argparse.Namespace, out: TextIO) 
             "transcript": [json.loads(encode_transcript_entry(e)) for e in view.transcript],
             "latency": [json.loads(encode_latency(r)) for r in view.latency],
         }
-        print(json.dumps(doc, ensure_ascii=False, indent=2), file=out)
+        print(_json_line(doc, indent=2), file=out)
         return 0
     print(f"session {view.call_sid}  (expires in {view.ttl_seconds}s)", file=out)
     if view.snapshot is not None:
@@ -222,7 +245,7 @@ def _transcript_line(e: TranscriptEntry) -> str:
 def _campaign_stats(backend: RedisBackend, args: argparse.Namespace, out: TextIO) -> int:
     stats = backend.campaign_stats(args.campaign_id)
     if args.json:
-        print(json.dumps({"campaign_id": args.campaign_id, **stats}), file=out)
+        print(_json_line({"campaign_id": args.campaign_id, **stats}), file=out)
         return 0
     if not stats:
         print(f"campaign {args.campaign_id}: no calls recorded", file=out)

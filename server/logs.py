@@ -7,7 +7,11 @@ outside a call show ``call_id=-``.
 
 Structured fields are passed as ``extra={"fields": {...}}`` or with
 :func:`log_event`. Phone numbers must go through :func:`mask_phone` first;
-credentials and URLs that may carry tokens are never passed at all.
+credentials and URLs that may carry tokens are never passed at all. Whatever a
+peer sent may be a field value: every string value is cut at 256 characters,
+and in ``key=value`` lines control characters are escaped (``server.redact.
+log_safe``), so one value can never forge or break a line; JSON lines escape
+everything outside ASCII (U+2028, U+2029 and NEL included).
 """
 
 from __future__ import annotations
@@ -20,23 +24,13 @@ import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+from server.redact import MAX_LOG_VALUE, log_safe, mask_phone
+
+__all__ = ["call_id", "configure_logging", "log_event", "mask_phone"]
+
 call_id: contextvars.ContextVar[str] = contextvars.ContextVar("call_id", default="-")
 
 _RESERVED = frozenset(("ts", "level", "logger", "call_id", "msg"))
-
-
-def mask_phone(number: object) -> str:
-    """Hide all but the last four digits: ``"+919876543210"`` → ``"******3210"``.
-
-    Non-digits are dropped before masking; four digits or fewer are masked
-    entirely (too short to be a safe suffix); ``None``/empty gives ``""``.
-    """
-    digits = "".join(ch for ch in str(number or "") if ch.isdigit())
-    if not digits:
-        return ""
-    if len(digits) <= 4:
-        return "*" * len(digits)
-    return "******" + digits[-4:]
 
 
 def _iso_utc(created: float) -> str:
@@ -58,15 +52,24 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     extra = getattr(record, "fields", None)
     if isinstance(extra, Mapping):
         for key, value in extra.items():
-            out[f"f_{key}" if key in _RESERVED else str(key)] = value
+            if isinstance(value, str) and len(value) > MAX_LOG_VALUE:
+                value = log_safe(value)
+            out[f"f_{log_safe(key, 64)}" if key in _RESERVED else log_safe(key, 64)] = value
     if record.exc_info and record.exc_info[0] is not None:
         out["exc"] = logging.Formatter().formatException(record.exc_info)
     return out
 
 
-def _kv_value(value: object) -> str:
-    text = f"{value:.4g}" if isinstance(value, float) else str(value)
-    if text == "" or any(ch in text for ch in ' ="\n\t'):
+#: How much of the message and of a traceback a ``key=value`` line keeps.
+_LIMITS = {"msg": 2048, "exc": 16384}
+
+
+def _kv_value(key: str, value: object) -> str:
+    if isinstance(value, float):
+        text = f"{value:.4g}"
+    else:
+        text = log_safe(value, _LIMITS.get(key, MAX_LOG_VALUE))
+    if text == "" or any(ch in text for ch in ' ="'):
         return json.dumps(text)
     return text
 
@@ -75,7 +78,8 @@ class KeyValueFormatter(logging.Formatter):
     """``ts=... level=info logger=server.call call_id=ab12 msg="call ended" k=v``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return " ".join(f"{key}={_kv_value(value)}" for key, value in _fields(record).items())
+        return " ".join(f"{key}={_kv_value(key, value)}"
+                        for key, value in _fields(record).items())
 
 
 class JsonFormatter(logging.Formatter):
@@ -112,7 +116,9 @@ def configure_logging(
     return handler
 
 
-def log_event(logger: logging.Logger, level: int, message: str, **fields: object) -> None:
-    """Log ``message`` with structured ``fields`` (cheap when the level is off)."""
+def log_event(logger: logging.Logger, level: int, message: str, *,
+              exc_info: BaseException | None = None, **fields: object) -> None:
+    """Log ``message`` with structured ``fields`` (cheap when the level is off);
+    ``exc_info`` adds that exception's traceback."""
     if logger.isEnabledFor(level):
-        logger.log(level, message, extra={"fields": fields})
+        logger.log(level, message, exc_info=exc_info, extra={"fields": fields})

@@ -1,8 +1,9 @@
 """What a call leaves in Redis: the record types (serialized by ``codec.py``).
 
 Money is integer micro-dollars (no float drift in campaign totals). Phone
-numbers are stored masked: a snapshot refuses a ``caller`` field that shows
-more than its last 4 digits. Times are timezone-aware datetimes.
+numbers are stored masked (``server.redact.mask_phone``: ``******1234``): a
+snapshot refuses a ``caller`` field that shows more than its last 4 digits.
+Times are timezone-aware datetimes.
 
 Pure: no I/O, no clock reads.
 """
@@ -16,6 +17,12 @@ from enum import StrEnum
 
 from dialogue.cost import Usage
 from dialogue.model import Slots, Stage
+from server.redact import mask_phone
+
+__all__ = [
+    "LATENCY_MARKS", "Delivery", "LeadContext", "Outcome", "SessionSnapshot", "Speaker",
+    "TranscriptEntry", "TurnLatency", "mask_phone",
+]
 
 #: The per-turn stage timestamps of DESIGN.md §6, in pipeline order.
 LATENCY_MARKS: tuple[str, ...] = (
@@ -34,14 +41,6 @@ class Delivery(StrEnum):
 
     FULL = "full"
     CUT = "cut"  # barge-in: ``heard_text`` holds what the marks say was played
-
-
-def mask_phone(number: str | None) -> str:
-    """``"+919876543210"`` → ``"********3210"``; at most the last 4 digits survive."""
-    if not number:
-        return ""
-    digits = [c for c in number if c.isdigit()]
-    return "*" * max(len(digits) - 4, 0) + "".join(digits[-4:])
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +127,7 @@ class Outcome:
     duration_s: float = 0.0
     turns: int = 0
     cost_micro_usd: int = 0
+    close_code: int | None = None  # the call's WebSocket close code, when known
 
     @property
     def callback_at(self) -> datetime | None:

@@ -37,7 +37,7 @@ from server.store.redis_store import RedisBackend
 from server.store.spill import SpillFile
 
 CALLER = "+919876543210"
-MASKED = "********3210"
+MASKED = "******3210"
 WAIT = 10.0  # bound on any single wait in these tests (seconds)
 SPEECH = speech_like_script(speech_s=0.6, silence_s=0.9, repeats=1)  # one utterance
 FRAME = 1600  # 100 ms of 8 kHz PCM16

@@ -79,7 +79,7 @@ def test_session_show(capsys: pytest.CaptureFixture[str], backend: RedisBackend,
                                  (TurnLatency(1, {"speech_end": 10.0, "decided": 10.25}),)))
     code, out, _ = run(capsys, backend, redis_url, "session", "show", "S1")
     assert code == 0
-    assert "caller       ********3210" in out
+    assert "caller       ******3210" in out
     assert "callback_at=2026-11-25T14:30:00+05:30" in out
     assert "bot: Our plan costs five lakh rupees.   (cut by barge-in; heard: 'Our plan')" in out
     assert "turn 1: decided=250" in out
