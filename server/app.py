@@ -4,16 +4,20 @@ Handshake policy, decided from the upgrade request alone and answered at once
 (Exotel gives us 10 s and retries once; nothing slow happens before
 ``accept``). Checked in this order:
 
+0. the target is malformed (``server.http_target``: bad escapes, not UTF-8,
+   too many query fields, not a path) → 400
 1. path is neither ``config.ws_path`` (Exotel) nor ``config.twilio_path`` → 404
 2. Basic auth configured and the ``Authorization`` header does not match → 401
-   (constant-time comparison; the header is never logged)
+   (scheme case-insensitive, constant-time comparison; the header is never logged)
 3. the server is draining → 503
 4. ``max_calls`` calls already live → 503 (never accept and then fail)
 
 Each rejection increments ``handshake_rejections_total{reason}`` with reason
-``path``, ``auth``, ``draining`` or ``busy``; connections that never sent a
-valid upgrade count as ``bad_request`` (answered 400/426) or
-``handshake_timeout`` (``server.websocket_listen``).
+``bad_target``, ``path``, ``auth``, ``draining`` or ``busy``; connections that
+never sent a valid upgrade count as ``bad_request`` (answered 400/426),
+``handshake_timeout``, ``peer_busy`` (more than ``max_handshakes_per_peer``
+unfinished handshakes from one address: 503) or ``error`` (anything else that
+went wrong before the call started: 500; see ``server.websocket_listen``).
 
 The upgrade URL's query picks the sample rate (``sample-rate`` or
 ``sample_rate``: 8000, 16000 or 24000, anything else → 8000); the other query
@@ -26,23 +30,22 @@ calls go on; ``cancel_calls()`` ends the stragglers with reason ``shutdown``.
 
 from __future__ import annotations
 
-import base64
-import hmac
 import logging
 import secrets
 import signal
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlsplit
 
 import trio
 
 from server import logs
-from server.call import CallStateFactory, HandlerFactory, run_call
+from server.call import CallStateFactory, CallSummary, HandlerFactory, LiveCallIds, run_call
 from server.config import SAMPLE_RATES, ServerConfig
-from server.control import ControlApp, serve_control
+from server.control import ControlApp
+from server.control_http import serve_control
 from server.dialect import EXOTEL, TWILIO, Dialect
-from server.exceptions import ConnectionClosed
+from server.exceptions import ConnectionClosed, RequestError
+from server.http_target import split_target
 from server.logs import log_event
 from server.metrics import ServerMetrics, monitor_loop_lag
 from server.websocket import WebSocketLimits
@@ -72,22 +75,21 @@ class Route:
 
 
 def parse_target(target: str) -> tuple[str, int, dict[str, str]]:
-    """Split an upgrade target into (path, sample rate, other query parameters)."""
-    parts = urlsplit(target)
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    """Split an upgrade target into (path, sample rate, other query parameters).
+
+    Raises ``RequestError(400)`` for a malformed target (``server.http_target``).
+    """
+    path, pairs = split_target(target)
+    query = dict(pairs)
     rate = 8000
     for key in _SAMPLE_RATE_KEYS:
         text = query.pop(key, None)
-        if text is not None and text.strip().isdigit() and int(text) in SAMPLE_RATES:
-            rate = int(text)
-    return parts.path or "/", rate, query
-
-
-def _expected_authorization(config: ServerConfig) -> bytes | None:
-    if config.basic_auth is None:
-        return None
-    pair = f"{config.basic_auth.user}:{config.basic_auth.password}".encode()
-    return b"Basic " + base64.b64encode(pair)
+        if text is not None:
+            text = text.strip()
+            if text.isascii() and text.isdigit() and len(text) <= 6 \
+                    and int(text) in SAMPLE_RATES:
+                rate = int(text)
+    return path, rate, query
 
 
 class CallServer:
@@ -101,10 +103,10 @@ class CallServer:
         self.metrics = metrics or ServerMetrics()
         self._handler_factory = handler_factory
         self._call_state = call_state  # e.g. server.call_state.store_call_state(...)
-        self._expected_auth = _expected_authorization(config)
         self._draining = False
         self._cancelling = False
         self._calls: set[trio.CancelScope] = set()
+        self._live_ids = LiveCallIds()
         self._idle = trio.Event()
         self._idle.set()
         self.port = 0
@@ -154,8 +156,12 @@ class CallServer:
     # -- handshake -----------------------------------------------------------
 
     def decide(self, target: str, headers: Mapping[bytes, bytes]) -> Route | Rejection:
-        """The handshake policy (module docstring) as a pure decision."""
-        path, rate, query = parse_target(target)
+        """The handshake policy (module docstring) as a pure decision; a
+        malformed target is a ``Rejection(400, "bad_target")``."""
+        try:
+            path, rate, query = parse_target(target)
+        except RequestError as exc:
+            return Rejection(exc.status, "bad_target", f"{exc}\n".encode())
         if path == self.config.ws_path:
             dialect = EXOTEL
         elif path == self.config.twilio_path:
@@ -164,10 +170,9 @@ class CallServer:
             return Rejection(404, "path", b"unknown path\n")
         if rate not in dialect.sample_rates:
             rate = dialect.sample_rates[0]  # Twilio carries 8 kHz only
-        if self._expected_auth is not None:
-            given = headers.get(b"authorization", b"")
-            if not hmac.compare_digest(given, self._expected_auth):
-                return Rejection(401, "auth", b"unauthorized\n")
+        auth = self.config.basic_auth
+        if auth is not None and not auth.matches(headers.get(b"authorization")):
+            return Rejection(401, "auth", b"unauthorized\n")
         if self._draining:
             return Rejection(503, "draining", b"shutting down\n")
         if self.config.max_calls and len(self._calls) >= self.config.max_calls:
@@ -195,6 +200,7 @@ class CallServer:
         token = logs.call_id.set(call_id)
         try:
             ws = None
+            summary: CallSummary | None = None
             with scope:
                 try:
                     ws = await request.accept()
@@ -203,18 +209,20 @@ class CallServer:
                     return
                 log_event(log, logging.INFO, "call accepted", dialect=decision.dialect.name,
                           sample_rate=decision.sample_rate)
-                await run_call(
+                summary = await run_call(
                     ws, call_id=call_id, dialect=decision.dialect,
                     sample_rate=decision.sample_rate,
                     query_parameters=decision.query_parameters, config=self.config,
                     metrics=self.metrics, handler_factory=self._handler_factory,
                     cancelled_by_server=lambda: self._cancelling,
-                    call_state=self._call_state,
+                    call_state=self._call_state, live_ids=self._live_ids,
                 )
             if ws is not None:
-                # Our part is over: close now (1001 "going away" on shutdown).
+                # Our part is over: close now (1001 "going away" on shutdown,
+                # 1008 for idle, start_timeout and limit).
+                code = summary.close_code if summary and summary.close_code else 1001
                 with trio.move_on_after(self.config.close_seconds):
-                    await ws.aclose(1001 if scope.cancelled_caught else 1000)
+                    await ws.aclose(code if code != 1006 else 1000)
         except Exception:
             # The call boundary: one call's failure must not take the server down.
             log.exception("call failed")
@@ -241,7 +249,9 @@ class CallServer:
             handshake_seconds=self.config.handshake_seconds,
         )
         await serve_websocket(self.handle_request, self.config.host, self.config.port, limits,
-                              on_refused=self._count_refused, task_status=task_status)
+                              on_refused=self._count_refused,
+                              max_handshakes_per_peer=self.config.max_handshakes_per_peer,
+                              task_status=task_status)
 
     def _count_refused(self, reason: str) -> None:
         self.metrics.handshake_rejections.labels(reason=reason).inc()
@@ -275,6 +285,8 @@ async def serve_until_signalled(
     *,
     signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT),
     call_state: CallStateFactory | None = None,
+    store_up: Callable[[], bool] | None = None,
+    metrics: ServerMetrics | None = None,
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """The whole server: calls, control HTTP, loop-lag monitor; drain on a signal.
@@ -284,14 +296,15 @@ async def serve_until_signalled(
     during the grace period cancels the calls at once. Must run in the main
     thread (signal handling). ``call_state`` records each call (the session
     store); a call counts as finished once its state was handed off.
+    ``store_up`` (the embedded Redis' health) turns ``/readyz`` 503 while false.
     """
-    metrics = ServerMetrics()
+    metrics = metrics or ServerMetrics()
     with trio.open_signal_receiver(*signals) as received:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(monitor_loop_lag, metrics)
             calls = CallServer(config, handler_factory, metrics, call_state=call_state)
             await nursery.start(calls.serve)
-            app = ControlApp(config, metrics, lambda: calls.ready)
+            app = ControlApp(config, metrics, lambda: calls.ready, store_up)
             control_port: int = await nursery.start(serve_control, app, config)
             task_status.started(Running(calls, app, control_port))
             async for signum in received:

@@ -11,6 +11,9 @@ code that enforces them uses caller-side cancel scopes built from one place.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +32,7 @@ ENV_VARS: dict[str, str] = {
     "twilio_path": "VOICEBOT_TWILIO_PATH",
     "max_calls": "MAX_CONCURRENT_CALLS",
     "basic_auth": "VOICEBOT_BASIC_AUTH",
+    "control_auth": "VOICEBOT_CONTROL_AUTH",
     "our_base_url": "OUR_BASE_URL",
     "echo": "VOICEBOT_ECHO",
     "grace": "VOICEBOT_GRACE",
@@ -39,7 +43,13 @@ ENV_VARS: dict[str, str] = {
     "max_lead_ms": "VOICEBOT_MAX_LEAD_MS",
     "max_call_seconds": "VOICEBOT_MAX_CALL_SECONDS",
     "store": "VOICEBOT_STORE",
+    "start_seconds": "VOICEBOT_START_TIMEOUT",
+    "idle_seconds": "VOICEBOT_IDLE_TIMEOUT",
+    "max_handshakes_per_peer": "VOICEBOT_MAX_HANDSHAKES_PER_PEER",
 }
+
+#: Options holding ``user:pass`` credentials (parsed into ``BasicAuth``).
+_AUTH_OPTIONS = ("basic_auth", "control_auth")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +60,29 @@ class BasicAuth:
     password: str = field(repr=False)
 
     @classmethod
-    def parse(cls, text: str) -> BasicAuth:
+    def parse(cls, text: str, *, variable: str = "VOICEBOT_BASIC_AUTH") -> BasicAuth:
         user, sep, password = text.partition(":")
         if not sep or not user:
-            raise ConfigError("VOICEBOT_BASIC_AUTH must look like user:pass")
+            raise ConfigError(f"{variable} must look like user:pass")
         return cls(user, password)
+
+    def matches(self, authorization: bytes | None) -> bool:
+        """Whether an ``Authorization`` header value carries these credentials.
+
+        The scheme is case-insensitive (RFC 7617: ``basic`` works too); the
+        credentials are compared after base64 decoding, in constant time.
+        """
+        if not authorization:
+            return False
+        scheme, _, token = authorization.strip().partition(b" ")
+        if scheme.lower() != b"basic":
+            return False
+        try:
+            given = base64.b64decode(token.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        expected = f"{self.user}:{self.password}".encode()
+        return hmac.compare_digest(given, expected)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +91,17 @@ class ServerConfig:
 
     ``max_calls`` of 0 means unlimited. ``our_base_url`` is the public
     http(s)/ws(s) base the dynamic-URL endpoint answers with; it may carry
-    credentials, so it is never logged (``repr`` hides it). ``store`` records
-    calls in Redis (``REDIS_URL``, else an embedded redis-server); off runs
-    without any Redis.
+    credentials, so it is never logged (``repr`` hides it), and when it does,
+    ``control_auth`` must be set (``ConfigError`` otherwise): ``/exotel/url``
+    would hand them to anyone. ``store`` records calls in Redis
+    (``REDIS_URL``, else an embedded redis-server); off runs without any Redis.
+
+    Deadlines for idle sockets: an upgraded socket that sends no ``start``
+    within ``start_seconds`` is closed (1008, no call, no outcome); a call with
+    no inbound message for ``idle_seconds`` ends with reason ``idle`` (Exotel
+    streams audio, silence included, for the whole call). At most
+    ``max_handshakes_per_peer`` upgrade requests may be unfinished per peer
+    address (0 = no limit); more get 503.
     """
 
     host: str = "127.0.0.1"
@@ -75,6 +111,7 @@ class ServerConfig:
     twilio_path: str = "/twilio"
     max_calls: int = 0
     basic_auth: BasicAuth | None = None
+    control_auth: BasicAuth | None = None
     our_base_url: str | None = field(default=None, repr=False)
     echo: bool = False
     grace: float = 30.0
@@ -93,6 +130,9 @@ class ServerConfig:
     receive_buffer_size: int = 64 * 1024
     control_max_request_bytes: int = 16 * 1024
     control_request_seconds: float = 5.0
+    start_seconds: float = 10.0
+    idle_seconds: float = 30.0
+    max_handshakes_per_peer: int = 32
 
     def __post_init__(self) -> None:
         for name in ("ws_path", "twilio_path"):
@@ -100,8 +140,10 @@ class ServerConfig:
                 raise ConfigError(f"{name} must start with '/'")
         if self.ws_path == self.twilio_path:
             raise ConfigError("the Exotel and Twilio paths must differ")
-        if self.max_calls < 0 or self.grace < 0:
-            raise ConfigError("max_calls and grace must not be negative")
+        if self.max_calls < 0 or self.grace < 0 or self.max_handshakes_per_peer < 0:
+            raise ConfigError("max_calls, grace and max_handshakes_per_peer must not be negative")
+        if not (self.start_seconds > 0 and self.idle_seconds > 0):
+            raise ConfigError("start and idle timeouts must be positive")
         if self.frame_ms <= 0 or self.frame_ms % 20:
             raise ConfigError("frame_ms must be a positive multiple of 20")
         if self.max_lead_ms < self.frame_ms:
@@ -110,6 +152,11 @@ class ServerConfig:
             scheme = urlsplit(self.our_base_url).scheme
             if scheme not in {"http", "https", "ws", "wss"}:
                 raise ConfigError("OUR_BASE_URL must be an http(s) or ws(s) URL")
+            if "@" in urlsplit(self.our_base_url).netloc and self.control_auth is None:
+                raise ConfigError(
+                    "OUR_BASE_URL carries credentials, so /exotel/url would hand them to "
+                    "anyone: set VOICEBOT_CONTROL_AUTH=user:pass (--control-auth) and give "
+                    "Exotel https://user:pass@host/exotel/url")
 
 
 def _parse_bool(text: str) -> bool:
@@ -124,8 +171,8 @@ def _parse_bool(text: str) -> bool:
 def _convert(name: str, text: str) -> object:
     kind = type(getattr(ServerConfig(), name))
     try:
-        if name == "basic_auth":
-            return BasicAuth.parse(text) if text else None
+        if name in _AUTH_OPTIONS:
+            return BasicAuth.parse(text, variable=ENV_VARS[name]) if text else None
         if name == "our_base_url":
             return text or None
         if kind is bool:
@@ -153,7 +200,7 @@ def build_config(
     for name, value in cli.items():
         if value is None:
             continue
-        if name == "basic_auth" and isinstance(value, str):
-            value = BasicAuth.parse(value)
+        if name in _AUTH_OPTIONS and isinstance(value, str):
+            value = BasicAuth.parse(value, variable="--" + name.replace("_", "-"))
         values[name] = value
     return ServerConfig(**values)  # type: ignore[arg-type]

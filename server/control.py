@@ -1,15 +1,28 @@
 """Control HTTP: health, readiness, metrics and Exotel's dynamic stream URL.
 
-A deliberately small HTTP/1.1 server (h11 over trio streams), one request per
-connection (``Connection: close``), bounded in size and time:
+``ControlApp`` routes one parsed request to a ``Response`` and does no I/O;
+``server.control_http`` serves it (h11 over trio streams, one request per
+connection, bounded in size and time, each connection its own error boundary).
 
 - ``GET /healthz``       200 ``ok`` while the process runs
-- ``GET /readyz``        200 while accepting calls, 503 while draining
+- ``GET /readyz``        200 while accepting calls; 503 while draining or while
+  the embedded redis-server is down (``store_up``)
 - ``GET /metrics``       Prometheus text format of the server's registry
 - ``GET|POST /exotel/url``  ``{"url": "wss://…/media?…"}`` for Exotel's Voicebot
   applet (dynamic URL). Call details come from the query string, or from a
   form-encoded / JSON body on POST.
-- anything else: 404 (unknown path) or 405 (known path, wrong method).
+- anything else: 404 (unknown path) or 405 (known path, wrong method); a
+  malformed target or body 400, a body over the size cap 413.
+
+**Who may ask.** With ``control_auth`` set (``VOICEBOT_CONTROL_AUTH=user:pass``),
+``/exotel/url`` and ``/metrics`` need those Basic credentials (401 otherwise);
+``/healthz`` and ``/readyz`` stay open for load-balancer probes and say nothing
+but a status word. The answered stream URL carries ``OUR_BASE_URL``'s
+credentials (the WebSocket's Basic auth), so ``ServerConfig`` refuses to start
+when ``OUR_BASE_URL`` has credentials and ``control_auth`` is unset: the
+WebSocket password is never handed to a client that has not shown its own.
+Only ``/exotel/url`` is meant to face the internet (Exotel fetches it as
+``https://user:pass@host/exotel/url``).
 
 Which details travel, as Exotel custom parameters (Exotel passes at most three,
 each at most 256 characters, into ``start.custom_parameters``):
@@ -25,8 +38,7 @@ custom parameter        taken from (first present, case-insensitive)
 The names are the ones the call's lead context reads (``server.store.records.
 LeadContext``: ``lead_id``, ``campaign_id``), so outcomes and campaign stats
 carry them. ``From``/``To`` are not copied: ``start`` already carries them, and phone
-numbers in URLs end up in proxy logs. The returned URL is never logged
-(``OUR_BASE_URL`` may embed ``KEY:TOKEN`` for Basic auth).
+numbers in URLs end up in proxy logs. The returned URL is never logged.
 """
 
 from __future__ import annotations
@@ -37,17 +49,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import h11
-import trio
-
 from server.config import ServerConfig
-from server.exceptions import ControlRequestError
+from server.exceptions import RequestError
+from server.http_target import MAX_QUERY_FIELDS, split_target
+from server.logs import log_event
 from server.metrics import ServerMetrics
+from server.redact import checked_id
 
 log = logging.getLogger(__name__)
 
 MAX_CUSTOM_PARAMETERS = 3
 MAX_CUSTOM_VALUE_CHARS = 256
+#: Deepest JSON nesting a POST body may have (Exotel sends a flat object).
+MAX_JSON_DEPTH = 16
 
 #: custom parameter → accepted source keys (matched case-insensitively).
 CUSTOM_PARAMETER_SOURCES: dict[str, tuple[str, ...]] = {
@@ -62,6 +76,7 @@ _ROUTES: dict[str, frozenset[str]] = {
     "/metrics": frozenset({"GET"}),
     "/exotel/url": frozenset({"GET", "POST"}),
 }
+_NEEDS_AUTH = frozenset({"/metrics", "/exotel/url"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +84,11 @@ class Response:
     status: int
     body: bytes
     content_type: str = "text/plain; charset=utf-8"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+_UNAUTHORIZED = Response(401, b"unauthorized\n",
+                         headers=(("www-authenticate", 'Basic realm="voicebot-control"'),))
 
 
 def stream_url(
@@ -78,8 +98,9 @@ def stream_url(
 
     ``http`` becomes ``ws`` and ``https`` becomes ``wss``; credentials and an
     existing query in ``base_url`` are kept (the query first). Custom
-    parameters are chosen per ``CUSTOM_PARAMETER_SOURCES`` and truncated to
-    256 characters; empty ones are left out.
+    parameters are chosen per ``CUSTOM_PARAMETER_SOURCES``, truncated to 256
+    characters, and left out when empty; ids that ``server.redact.checked_id``
+    would refuse are left out too (the call would replace them anyway).
     """
     parts = urlsplit(base_url)
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
@@ -89,160 +110,125 @@ def stream_url(
     chosen = 0
     for name, sources in CUSTOM_PARAMETER_SOURCES.items():
         value = next((lowered[key] for key in sources if lowered.get(key)), "")
-        if value and chosen < MAX_CUSTOM_PARAMETERS:
-            query.append((name, value[:MAX_CUSTOM_VALUE_CHARS]))
+        value = value[:MAX_CUSTOM_VALUE_CHARS]
+        if value and checked_id(value, kind=name)[1] and chosen < MAX_CUSTOM_PARAMETERS:
+            query.append((name, value))
             chosen += 1
     path = parts.path.rstrip("/") + ws_path
     return urlunsplit((scheme, parts.netloc, path, urlencode(query), ""))
 
 
-def _request_details(target: str, headers: Mapping[str, str], body: bytes) -> dict[str, str]:
-    details = dict(parse_qsl(urlsplit(target).query, keep_blank_values=True))
+def json_depth(body: bytes) -> int:
+    """The deepest nesting of ``[``/``{`` in a JSON text, without recursion.
+
+    Strings are skipped (with their escapes), so brackets inside them do not
+    count. Linear in the body size; used to refuse deep bodies before a
+    recursive parser sees them.
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
+def _request_details(query: list[tuple[str, str]], headers: Mapping[str, str],
+                     body: bytes) -> dict[str, str]:
+    details = dict(query)
     if not body:
         return details
     content_type = headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
+        if json_depth(body) > MAX_JSON_DEPTH:
+            raise RequestError(400, "JSON body is nested too deeply")
         try:
             data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ControlRequestError(400, "body is not valid JSON") from exc
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise RequestError(400, "body is not valid JSON") from exc
         if not isinstance(data, dict):
-            raise ControlRequestError(400, "JSON body must be an object")
+            raise RequestError(400, "JSON body must be an object")
         details.update({str(k): str(v) for k, v in data.items() if v is not None})
     else:  # Exotel posts form-encoded; be lenient about a missing content type
         try:
-            details.update(parse_qsl(body.decode(), keep_blank_values=True))
+            details.update(parse_qsl(body.decode(), keep_blank_values=True,
+                                     max_num_fields=MAX_QUERY_FIELDS))
         except UnicodeDecodeError as exc:
-            raise ControlRequestError(400, "body is not UTF-8") from exc
+            raise RequestError(400, "body is not UTF-8") from exc
+        except ValueError as exc:
+            raise RequestError(400, "body has too many fields") from exc
     return details
 
 
 class ControlApp:
-    """Routes one parsed request to a response; no I/O (easy to test)."""
+    """Routes one parsed request to a response; no I/O (easy to test).
+
+    ``is_ready`` is the call server's drain state; ``store_up`` (optional)
+    whether the embedded redis-server answers.
+    """
 
     def __init__(
-        self, config: ServerConfig, metrics: ServerMetrics, is_ready: Callable[[], bool]
+        self, config: ServerConfig, metrics: ServerMetrics, is_ready: Callable[[], bool],
+        store_up: Callable[[], bool] | None = None,
     ) -> None:
         self._config = config
         self._metrics = metrics
         self._is_ready = is_ready
+        self._store_up = store_up
 
     def respond(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes
     ) -> Response:
-        path = urlsplit(target).path
+        """The answer to one request. Raises ``RequestError`` for a malformed one
+        (the HTTP shell answers it with its status)."""
+        path, query = split_target(target)
         allowed = _ROUTES.get(path)
         if allowed is None:
             return Response(404, b"not found\n")
         if method not in allowed:
             return Response(405, b"method not allowed\n")
+        auth = self._config.control_auth
+        if path in _NEEDS_AUTH and auth is not None \
+                and not auth.matches(headers.get("authorization", "").encode("latin-1")):
+            self.count_rejection("auth")
+            return _UNAUTHORIZED
         if path == "/healthz":
             return Response(200, b"ok\n")
         if path == "/readyz":
-            return Response(200, b"ready\n") if self._is_ready() else Response(
-                503, b"draining\n"
-            )
+            return self._readiness()
         if path == "/metrics":
             return Response(200, self._metrics.render(), "text/plain; version=0.0.4")
-        return self._exotel_url(target, headers, body)
+        return self._exotel_url(query, headers, body)
 
-    def _exotel_url(self, target: str, headers: Mapping[str, str], body: bytes) -> Response:
+    def count_rejection(self, reason: str) -> None:
+        """Count a refused control request (``voicebot_control_rejections_total``)."""
+        self._metrics.control_rejections.labels(reason=reason).inc()
+
+    def _readiness(self) -> Response:
+        if not self._is_ready():
+            return Response(503, b"draining\n")
+        if self._store_up is not None and not self._store_up():
+            return Response(503, b"store down\n")
+        return Response(200, b"ready\n")
+
+    def _exotel_url(self, query: list[tuple[str, str]], headers: Mapping[str, str],
+                    body: bytes) -> Response:
         if self._config.our_base_url is None:
             return Response(503, b"OUR_BASE_URL is not configured\n")
-        try:
-            details = _request_details(target, headers, body)
-        except ControlRequestError as exc:
-            return Response(exc.status, f"{exc}\n".encode())
+        details = _request_details(query, headers, body)
         url = stream_url(self._config.our_base_url, self._config.ws_path, details)
-        log.info("dynamic stream url issued", extra={"fields": {"call_sid": details.get(
-            "CallSid", details.get("call_sid", "-"))}})
+        call_sid = details.get("CallSid", details.get("call_sid", "-"))
+        log_event(log, logging.INFO, "dynamic stream url issued", call_sid=call_sid)
         return Response(200, json.dumps({"url": url}).encode(), "application/json")
-
-
-async def _read_request(
-    conn: h11.Connection, stream: trio.abc.Stream, max_bytes: int
-) -> tuple[h11.Request, bytes] | None:
-    request: h11.Request | None = None
-    body = bytearray()
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            data = await stream.receive_some(max_bytes)
-            conn.receive_data(bytes(data))
-            continue
-        if isinstance(event, h11.Request):
-            request = event
-        elif isinstance(event, h11.Data):
-            body += event.data
-            if len(body) > max_bytes:
-                raise ControlRequestError(413, "request body too large")
-        elif isinstance(event, h11.EndOfMessage):
-            assert request is not None
-            return request, bytes(body)
-        elif isinstance(event, h11.ConnectionClosed):
-            return None
-
-
-async def _send_response(conn: h11.Connection, stream: trio.abc.Stream, resp: Response) -> None:
-    headers = [
-        ("content-type", resp.content_type),
-        ("content-length", str(len(resp.body))),
-        ("connection", "close"),
-    ]
-    data = conn.send(h11.Response(status_code=resp.status, headers=headers))
-    data += conn.send(h11.Data(data=resp.body)) or b""
-    data += conn.send(h11.EndOfMessage()) or b""
-    await stream.send_all(data)
-
-
-async def handle_control_connection(
-    app: ControlApp, stream: trio.abc.Stream, config: ServerConfig
-) -> None:
-    """Serve one request on ``stream`` and close it; slow or oversized clients are cut."""
-    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=config.control_max_request_bytes)
-    try:
-        with trio.move_on_after(config.control_request_seconds):
-            try:
-                parsed = await _read_request(conn, stream, config.control_max_request_bytes)
-            except h11.RemoteProtocolError:
-                parsed, resp = None, Response(400, b"bad request\n")
-            except ControlRequestError as exc:
-                parsed, resp = None, Response(exc.status, f"{exc}\n".encode())
-            else:
-                if parsed is None:
-                    return
-                request, body = parsed
-                headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                           for k, v in request.headers}
-                resp = app.respond(
-                    request.method.decode("ascii"), request.target.decode("latin-1"),
-                    headers, body,
-                )
-            if conn.our_state in {h11.IDLE, h11.SEND_RESPONSE}:
-                await _send_response(conn, stream, resp)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass  # the client went away; nothing to answer
-    finally:
-        await stream.aclose()
-
-
-async def serve_control(
-    app: ControlApp,
-    config: ServerConfig,
-    *,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve control HTTP forever on ``config.host:config.control_port``.
-
-    Reports the bound port through ``task_status`` (useful with port 0).
-    """
-
-    async def handler(stream: trio.SocketStream) -> None:
-        await handle_control_connection(app, stream, config)
-
-    listeners = await trio.open_tcp_listeners(config.control_port, host=config.host)
-    port = int(listeners[0].socket.getsockname()[1])
-    log.info("control http listening", extra={"fields": {"port": port}})
-    async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners, handler, listeners)
-        task_status.started(port)

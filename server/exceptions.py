@@ -7,7 +7,8 @@ The tree (each module adds its leaves here, keeping the drawing current)::
     ├── FrameError                malformed inbound frame (event when known, reason)
     │   └── BadPayload            media payload is not valid base64 / not whole samples
     ├── ConnectionClosed          the call's WebSocket is closed (code, reason, by_us)
-    ├── ControlRequestError       control HTTP request we refuse (status, reason)
+    ├── RequestError              an HTTP request we refuse on either port (status, reason)
+    ├── CallLimitExceeded         a per-call cap was exceeded (queued outbound audio); limit
     └── StoreError                call-state store (its own tree: server.store.exceptions)
 """
 
@@ -42,12 +43,23 @@ class ConnectionClosed(ServerError):
         self.by_us = by_us
 
 
-class ControlRequestError(ServerError):
-    """A control-plane HTTP request is refused; ``status`` is the HTTP answer."""
+class RequestError(ServerError):
+    """An HTTP request (an upgrade on the call port, or a control request) that
+    we refuse; ``status`` is the HTTP answer (4xx: the client's fault). The
+    message is log-safe and may be sent back: it never quotes the request."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class CallLimitExceeded(ServerError):
+    """A per-call cap was exceeded (e.g. the outbound audio queue); the call ends
+    with end reason ``limit`` and close code 1008. ``limit`` names the cap."""
+
+    def __init__(self, message: str, *, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class FrameError(ServerError):

@@ -10,8 +10,12 @@ Names (all prefixed ``voicebot_``):
 - ``calls_total{reason}``               calls ended, by end reason
 - ``frames_in_total`` / ``frames_out_total``  WebSocket messages per direction
 - ``bad_frames_total``                  inbound frames that failed to parse
-- ``handshake_rejections_total{reason}``  refused upgrades (auth, path, busy, draining,
-  bad_request, handshake_timeout)
+- ``handshake_rejections_total{reason}``  refused upgrades (bad_target, path, auth,
+  draining, busy, bad_request, handshake_timeout, peer_busy, error)
+- ``control_rejections_total{reason}``   refused control requests (bad_request, too_large,
+  auth, timeout, error)
+- ``start_timeouts_total``              upgraded sockets that sent no ``start`` in time
+- ``redis_up``                          1 while the session store's Redis answers, else 0
 - ``outbound_lead_seconds``             per call: most unplayed audio held at the far end
 - ``outbound_lateness_seconds``         how late outbound frames left vs schedule
 - ``event_loop_lag_seconds``            overshoot of a 100 ms sleep
@@ -50,6 +54,18 @@ class ServerMetrics:
         )
         self.handshake_rejections = Counter(
             "voicebot_handshake_rejections", "Refused WebSocket upgrades, by reason", ["reason"],
+            registry=reg,
+        )
+        self.control_rejections = Counter(
+            "voicebot_control_rejections", "Refused control HTTP requests, by reason",
+            ["reason"], registry=reg,
+        )
+        self.start_timeouts = Counter(
+            "voicebot_start_timeouts", "Upgraded sockets closed for sending no start in time",
+            registry=reg,
+        )
+        self.redis_up = Gauge(
+            "voicebot_redis_up", "1 while the session store's Redis answers pings, else 0",
             registry=reg,
         )
         self.outbound_lead = Histogram(

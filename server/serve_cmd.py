@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import resource
 
 import trio
 
@@ -52,6 +53,9 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     add("--max-calls", type=int, help="concurrent call limit, 0 = none (default 0)")
     add("--basic-auth", metavar="USER:PASS",
         help="require this Basic auth on the upgrade (prefer the environment variable)")
+    add("--control-auth", metavar="USER:PASS",
+        help="require this Basic auth on /exotel/url and /metrics (prefer the environment "
+        "variable); needed when --our-base-url carries credentials")
     add("--our-base-url", help="public base URL answered by /exotel/url (http(s) or ws(s))")
     add("--echo", action="store_true", default=None,
         help="echo mode: play each caller utterance back (connectivity test)")
@@ -66,6 +70,15 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         help=f"most unplayed audio held at the far end (default {defaults.max_lead_ms})")
     add("--max-call-seconds", type=float,
         help=f"end calls after this long (default {defaults.max_call_seconds:g})")
+    add("--start-seconds", type=float,
+        help=f"close an upgraded socket that sends no start within this "
+        f"(default {defaults.start_seconds:g})")
+    add("--idle-seconds", type=float,
+        help=f"end a call with no inbound message for this long, reason idle "
+        f"(default {defaults.idle_seconds:g})")
+    add("--max-handshakes-per-peer", type=int,
+        help=f"unfinished upgrade requests allowed per peer address, 0 = no limit "
+        f"(default {defaults.max_handshakes_per_peer})")
     add("--store", action=argparse.BooleanOptionalAction, default=None,
         help="record calls in Redis (REDIS_URL or embedded); --no-store runs without "
         "Redis (default on)")
@@ -101,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
               auth="on" if config.basic_auth else "off", max_calls=config.max_calls)
     from server.store import EmbeddedRedisError, open_store_service  # noqa: F401 (before freezing)
 
+    log_event(log, logging.INFO, "file descriptor limit", nofile=raise_fd_limit())
     freeze_startup_heap()
     try:
         trio.run(_serve, config, factory)
@@ -110,6 +124,27 @@ def run(args: argparse.Namespace) -> int:
             "another VOICEBOT_STATE_DIR per process, or --no-store)") from exc
     log_event(log, logging.INFO, "stopped")
     return 0
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit; return the soft limit now.
+
+    Every call and every connection waiting for its handshake holds a
+    descriptor: with a default soft limit of 1,024 (or 256 on some hosts) a
+    few hundred idle sockets would starve real calls. An unlimited hard limit
+    is taken as 1,048,576 (Linux's default ``nr_open``).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log_event(log, logging.WARNING, "cannot raise the file descriptor limit",
+                  soft=soft, hard=hard, error=str(exc))
+        return soft
+    return target
 
 
 def freeze_startup_heap() -> None:

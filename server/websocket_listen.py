@@ -85,9 +85,42 @@ class WebSocketRequest:
 
 
 
+class HandshakeGate:
+    """At most ``per_peer`` unfinished handshakes (upgrade request not read yet)
+    per peer address; 0 means no limit. Bounds what idle unauthenticated sockets
+    from one address can hold (file descriptors, the handshake deadline)."""
+
+    def __init__(self, per_peer: int) -> None:
+        self.per_peer = per_peer
+        self._open: dict[str, int] = {}
+
+    def enter(self, peer: str) -> bool:
+        count = self._open.get(peer, 0)
+        if self.per_peer and count >= self.per_peer:
+            return False
+        self._open[peer] = count + 1
+        return True
+
+    def leave(self, peer: str) -> None:
+        count = self._open.get(peer, 0) - 1
+        if count > 0:
+            self._open[peer] = count
+        else:
+            self._open.pop(peer, None)
+
+
+def peer_address(stream: trio.abc.Stream) -> str:
+    """The peer's IP address for a socket stream, ``"-"`` for anything else."""
+    sock = getattr(stream, "socket", None)
+    try:
+        return str(sock.getpeername()[0]) if sock is not None else "-"
+    except OSError:
+        return "-"
+
+
 async def serve_websocket(
     handler: Handler, host: str | None, port: int, limits: WebSocketLimits, *,
-    on_refused: OnRefused | None = None,
+    on_refused: OnRefused | None = None, max_handshakes_per_peer: int = 0,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Accept WebSocket upgrades on ``host:port`` forever, each in its own task.
@@ -97,7 +130,8 @@ async def serve_websocket(
     gets 500). ``on_refused`` hears of connections that never got that far.
     Reports the bound port through ``task_status``.
     """
-    serve_one = partial(serve_connection, handler, limits, on_refused=on_refused)
+    gate = HandshakeGate(max_handshakes_per_peer)
+    serve_one = partial(serve_connection, handler, limits, on_refused=on_refused, gate=gate)
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(partial(trio.serve_tcp, serve_one, port, host=host))
         task_status.started(listeners[0].socket.getsockname()[1])
@@ -105,20 +139,46 @@ async def serve_websocket(
 
 async def serve_connection(handler: Handler, limits: WebSocketLimits,
                            stream: trio.abc.Stream, *, on_refused: OnRefused | None = None,
-                           ) -> None:
+                           gate: HandshakeGate | None = None) -> None:
     """Serve one connection (any trio stream: tests use in-memory ones): read
-    the upgrade request, give it to ``handler``, close the stream afterwards."""
+    the upgrade request, give it to ``handler``, close the stream afterwards.
+
+    This is the connection's error boundary: whatever goes wrong while reading,
+    parsing or routing the request is answered (500 if nothing was sent yet),
+    logged once with the peer's address, counted as ``error`` and contained;
+    it never reaches the listener, so one connection cannot stop the server.
+    """
+    peer = peer_address(stream)
+    request: WebSocketRequest | None = None
     try:
-        request = await read_request(stream, limits, on_refused=on_refused)
+        if gate is not None and not gate.enter(peer):
+            log_event(log, logging.WARNING, "too many handshakes from one peer", peer=peer,
+                      limit=gate.per_peer)
+            await _send_plain_response(stream, 503, b"too many connections\n")
+            _refused(on_refused, "peer_busy")
+            return
+        try:
+            request = await read_request(stream, limits, on_refused=on_refused)
+        finally:
+            if gate is not None:
+                gate.leave(peer)
         if request is not None:
-            try:
-                await handler(request)
-            finally:
-                if not request.answered:
-                    with trio.CancelScope(shield=True), trio.move_on_after(1):
-                        await request.reject(500, body=b"internal error\n")
+            await handler(request)
+    except Exception as exc:
+        log_event(log, logging.ERROR, "connection failed before the call", peer=peer,
+                  error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+        _refused(on_refused, "error")
     finally:
-        await stream.aclose()
+        with trio.CancelScope(shield=True):
+            if request is not None and not request.answered:
+                with trio.move_on_after(1):
+                    await request.reject(500, body=b"internal error\n")
+            await stream.aclose()
+
+
+def _refused(on_refused: OnRefused | None, reason: str) -> None:
+    if on_refused is not None:
+        on_refused(reason)
 
 
 async def read_request(stream: trio.abc.Stream, limits: WebSocketLimits, *,
@@ -144,20 +204,18 @@ async def read_request(stream: trio.abc.Stream, limits: WebSocketLimits, *,
                 log_event(log, logging.INFO, "bad upgrade request refused", status=status,
                           error=str(exc)[:120])
                 await _send_plain_response(stream, status, _BAD_REQUEST_BODY)
-                if on_refused is not None:
-                    on_refused("bad_request")
+                _refused(on_refused, "bad_request")
                 return None
     log_event(log, logging.INFO, "upgrade request not received in time",
               deadline_s=limits.handshake_seconds)
-    if on_refused is not None:
-        on_refused("handshake_timeout")
+    _refused(on_refused, "handshake_timeout")
     return None
 
 
 async def _send_plain_response(stream: trio.abc.Stream, status: int, body: bytes) -> None:
     """A minimal HTTP/1.1 answer written by hand: h11 may refuse to answer a
     request it could not parse, but the client still deserves a status."""
-    reasons = {400: b"Bad Request", 426: b"Upgrade Required"}
+    reasons = {400: b"Bad Request", 426: b"Upgrade Required", 503: b"Service Unavailable"}
     head = (b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
             b"content-length: %d\r\nconnection: close\r\n" % (
                 status, reasons.get(status, b"Error"), len(body)))

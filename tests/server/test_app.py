@@ -42,8 +42,11 @@ async def test_a_real_echo_call_over_loopback_with_auth_and_metrics() -> None:
 def test_config_merges_defaults_environment_and_cli() -> None:
     env = {"WEBSOCKET_ENDPOINT_PATH": "/exotel", "MAX_CONCURRENT_CALLS": "40",
            "VOICEBOT_BASIC_AUTH": "k:t", "VOICEBOT_ECHO": "yes", "VOICEBOT_GRACE": "12.5",
-           "OUR_BASE_URL": "https://k:t@bot.example"}
+           "OUR_BASE_URL": "https://k:t@bot.example", "VOICEBOT_CONTROL_AUTH": "ex:pw",
+           "VOICEBOT_IDLE_TIMEOUT": "45"}
     config = build_config({"max_calls": 5, "port": None}, env)
+    assert config.control_auth == BasicAuth("ex", "pw")
+    assert config.idle_seconds == 45.0
     assert config.ws_path == "/exotel"
     assert config.max_calls == 5  # the flag wins
     assert config.port == 8080  # unset flag, unset variable: default
@@ -52,6 +55,7 @@ def test_config_merges_defaults_environment_and_cli() -> None:
     assert config.grace == 12.5
     # Credentials never show in a repr (and so never in a log line).
     assert "k:t" not in repr(config)
+    assert "pw" not in repr(config)
     assert "bot.example" not in repr(config)
 
 
@@ -59,7 +63,10 @@ def test_config_merges_defaults_environment_and_cli() -> None:
     "env",
     [{"MAX_CONCURRENT_CALLS": "many"}, {"VOICEBOT_BASIC_AUTH": "nocolon"},
      {"WEBSOCKET_ENDPOINT_PATH": "media"}, {"VOICEBOT_FRAME_MS": "30"},
-     {"OUR_BASE_URL": "ftp://x"}, {"VOICEBOT_ECHO": "perhaps"}],
+     {"OUR_BASE_URL": "ftp://x"}, {"VOICEBOT_ECHO": "perhaps"},
+     # the WebSocket's credentials in /exotel/url's answer need the endpoint's own
+     {"OUR_BASE_URL": "https://k:t@bot.example"}, {"VOICEBOT_CONTROL_AUTH": ":pw"},
+     {"VOICEBOT_IDLE_TIMEOUT": "0"}, {"VOICEBOT_MAX_HANDSHAKES_PER_PEER": "-1"}],
 )
 def test_bad_settings_are_config_errors(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError):

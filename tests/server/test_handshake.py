@@ -13,6 +13,7 @@ from server.app import CallServer, Rejection, Route, parse_target, serve_calls
 from server.call import ListenOnlyHandler
 from server.config import BasicAuth, ServerConfig
 from server.dialect import EXOTEL, TWILIO
+from server.exceptions import RequestError
 
 AUTH = [(b"Authorization", b"Basic " + base64.b64encode(b"key:token"))]
 
@@ -105,7 +106,11 @@ def test_parse_target_picks_sample_rate_and_keeps_custom_parameters() -> None:
     assert parse_target("/media?sample_rate=24000")[1] == 24000
     assert parse_target("/media?sample-rate=44100")[1] == 8000
     assert parse_target("/media?sample-rate=abc")[1] == 8000
-    assert parse_target("")[0] == "/"
+    assert parse_target("/media?sample-rate=%C2%B2")[1] == 8000  # superscript two
+    assert parse_target("http://[::1/media?x=1") == ("/media", 8000, {"x": "1"})
+    for bad in ("", "*", "/media?x=%ff", "/media?" + "&".join(["k=v"] * 100)):
+        with pytest.raises(RequestError):
+            parse_target(bad)
 
 
 def test_decide_routes_dialects_and_orders_checks() -> None:

@@ -1,0 +1,146 @@
+"""Serving ``server.control.ControlApp`` over HTTP/1.1: h11 on trio streams.
+
+One request per connection (``Connection: close``), bounded: the request head
+and body together at most ``control_max_request_bytes`` (413 beyond), the whole
+exchange within ``control_request_seconds``. Each connection is its own error
+boundary: a request h11 cannot parse gets 400, a ``RequestError`` its status, any
+other failure 500; each is logged once with the peer and a reason (never a
+header value), counted in ``voicebot_control_rejections_total{reason}``
+(``bad_request``, ``too_large``, ``timeout``, ``error``; ``auth`` is counted by
+the app), and the listener goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import h11
+import trio
+
+from server.config import ServerConfig
+from server.control import ControlApp, Response
+from server.exceptions import RequestError
+from server.logs import log_event
+from server.websocket_listen import peer_address
+
+log = logging.getLogger(__name__)
+
+_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+async def _read_request(
+    conn: h11.Connection, stream: trio.abc.Stream, max_bytes: int
+) -> tuple[h11.Request, bytes] | None:
+    request: h11.Request | None = None
+    body = bytearray()
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            data = await stream.receive_some(max_bytes)
+            conn.receive_data(bytes(data))
+            continue
+        if isinstance(event, h11.Request):
+            request = event
+        elif isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > max_bytes:
+                raise RequestError(413, "request body too large")
+        elif isinstance(event, h11.EndOfMessage):
+            assert request is not None
+            return request, bytes(body)
+        elif isinstance(event, h11.ConnectionClosed):
+            return None
+
+
+async def _send_response(conn: h11.Connection, stream: trio.abc.Stream, resp: Response) -> None:
+    headers = [
+        ("content-type", resp.content_type),
+        ("content-length", str(len(resp.body))),
+        ("connection", "close"),
+        *resp.headers,
+    ]
+    data = conn.send(h11.Response(status_code=resp.status, headers=headers))
+    data += conn.send(h11.Data(data=resp.body)) or b""
+    data += conn.send(h11.EndOfMessage()) or b""
+    await stream.send_all(data)
+
+
+def _answer(app: ControlApp, request: h11.Request, body: bytes) -> Response:
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
+    return app.respond(request.method.decode("ascii", "replace"),
+                       request.target.decode("latin-1"), headers, body)
+
+
+def _refusal(reason: str, status: int, text: str) -> tuple[str, Response]:
+    return reason, Response(status, f"{text}\n".encode())
+
+
+async def handle_control_connection(
+    app: ControlApp, stream: trio.abc.Stream, config: ServerConfig
+) -> None:
+    """Serve one request on ``stream`` and close it (see the module docstring)."""
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=config.control_max_request_bytes)
+    peer = peer_address(stream)
+    refused: tuple[str, Response] | None = None
+    try:
+        with trio.move_on_after(config.control_request_seconds) as deadline:
+            try:
+                parsed = await _read_request(conn, stream, config.control_max_request_bytes)
+                if parsed is None:
+                    return
+                resp = _answer(app, *parsed)
+            except h11.RemoteProtocolError:
+                refused = _refusal("bad_request", 400, "bad request")
+            except RequestError as exc:
+                reason = "too_large" if exc.status == 413 else "bad_request"
+                refused = _refusal(reason, exc.status, str(exc))
+            except _STREAM_ERRORS:
+                return  # the client went away; nothing to answer
+            except Exception as exc:  # the connection's error boundary
+                log_event(log, logging.ERROR, "control request failed", peer=peer,
+                          error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+                refused = _refusal("error", 500, "internal error")
+            if refused is not None:
+                reason, resp = refused
+                app.count_rejection(reason)
+                if reason != "error":
+                    log_event(log, logging.INFO, "control request refused", peer=peer,
+                              status=resp.status, reason=reason)
+            if conn.our_state in {h11.IDLE, h11.SEND_RESPONSE}:
+                with contextlib.suppress(*_STREAM_ERRORS):
+                    await _send_response(conn, stream, resp)
+        if deadline.cancelled_caught:
+            app.count_rejection("timeout")
+            log_event(log, logging.INFO, "control request timed out", peer=peer,
+                      deadline_s=config.control_request_seconds)
+    finally:
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+
+
+async def serve_control(
+    app: ControlApp,
+    config: ServerConfig,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve control HTTP forever on ``config.host:config.control_port``.
+
+    Reports the bound port through ``task_status`` (useful with port 0).
+    """
+
+    async def handler(stream: trio.SocketStream) -> None:
+        try:
+            await handle_control_connection(app, stream, config)
+        except Exception as exc:  # last resort: nothing escapes to the listener
+            log_event(log, logging.ERROR, "control connection failed",
+                      peer=peer_address(stream), error=type(exc).__name__, exc_info=exc)
+            app.count_rejection("error")
+
+    listeners = await trio.open_tcp_listeners(config.control_port, host=config.host)
+    port = int(listeners[0].socket.getsockname()[1])
+    log_event(log, logging.INFO, "control http listening", port=port)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, handler, listeners)
+        task_status.started(port)
