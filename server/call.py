@@ -8,13 +8,24 @@ waits, such as paced playback, runs in tasks the handler starts in
 
 However the call ends, it ends here, once, with one reason:
 
-=============  ==============================================================
-``stop``       the peer sent ``stop`` (any reason)
-``closed``     the socket closed (or broke) without ``stop``
-``time_limit`` ``max_call_seconds`` (Exotel's 60 minutes) ran out
-``shutdown``   the server cancelled the call after the drain grace period
-``error``      a bug or an unexpected failure in the handler (re-raised)
-=============  ==============================================================
+=================  ==========================================================
+``stop``           the peer sent ``stop`` (any reason)
+``closed``         the socket closed (or broke) without ``stop``; the close
+                   code is kept (``CallSummary.close_code``: 1000, 1002, 1006…)
+``idle``           no inbound message for ``idle_seconds`` after ``start``
+``limit``          a per-call cap was exceeded: queued outbound audio
+                   (``CallLimitExceeded``) or the WebSocket's fragment/size caps
+                   (we closed with 1008/1009)
+``time_limit``     ``max_call_seconds`` (Exotel's 60 minutes) ran out
+``shutdown``       the server cancelled the call after the drain grace period
+``error``          a bug or an unexpected failure in the handler (re-raised)
+``start_timeout``  no ``start`` within ``start_seconds`` of the upgrade: not a
+                   call at all (no ids), so nothing is recorded
+=================  ==========================================================
+
+``CallSummary.close_code`` is the WebSocket close code of the call: the peer's
+when they closed, else the one we close with (1000, 1001 on shutdown, 1008
+for ``idle``, ``limit`` and ``start_timeout``).
 
 A ``CallState`` (optional, from a ``CallStateFactory``: the session store's
 is ``server.call_state``) sees the call from outside: ``started`` once the
@@ -25,6 +36,17 @@ tasks are gone, exactly once. Its methods never block.
 
 Malformed frames are counted, logged with the call id (the first few per
 call, then every hundredth) and skipped; the call continues.
+
+Identifiers from ``start`` are checked before anything records them
+(``server.redact``): a ``call_sid``/``stream_sid`` (or a ``lead_id``/
+``campaign_id`` custom parameter) outside ``[A-Za-z0-9._-]{1,128}`` is replaced
+by a generated id, and the original is logged escaped and truncated; custom
+parameter values that look like phone numbers are masked. ``CallSession.
+call_sid`` is the call's *record id*: its ``call_sid``, or ``<call_sid>.<n>``
+(n = 2, 3, …) when another live call of this process already holds that
+``call_sid``, so two concurrent streams of one call keep two sessions and two
+outcomes. ``session.start`` keeps the frame's own values (the speaker must
+answer with the stream sid the peer sent).
 """
 
 from __future__ import annotations
@@ -33,21 +55,28 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import trio
 
 from server.config import ServerConfig
 from server.dialect import Dialect
 from server.events import Event, Start, Stop
-from server.exceptions import ConnectionClosed, FrameError
+from server.exceptions import CallLimitExceeded, ConnectionClosed, FrameError
 from server.logs import log_event, mask_phone
 from server.metrics import ServerMetrics
+from server.redact import checked_id, log_safe, looks_like_phone
 from server.websocket import ServerWebSocket
 
 log = logging.getLogger(__name__)
+E = TypeVar("E", bound=BaseException)
 
-END_REASONS = ("stop", "closed", "time_limit", "shutdown", "error")
+END_REASONS = ("stop", "closed", "idle", "limit", "time_limit", "shutdown", "error",
+               "start_timeout")
+#: Close code for ``idle``, ``limit`` and ``start_timeout`` (policy violation).
+POLICY_VIOLATION = 1008
+#: Custom parameters that are identifiers (checked, never masked).
+ID_PARAMETERS = ("lead_id", "campaign_id")
 _LOGGED_BAD_FRAMES = 5
 
 
@@ -89,13 +118,35 @@ class NoCallState:
 CallStateFactory = Callable[[], AbstractAsyncContextManager[CallState]]
 
 
+class LiveCallIds:
+    """The record ids of this process's live calls (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._live: set[str] = set()
+
+    def claim(self, call_sid: str) -> str:
+        """A record id for ``call_sid`` no live call holds; hold it until ``release``."""
+        record_id, n = call_sid, 1
+        while record_id in self._live:
+            n += 1
+            suffix = f".{n}"
+            record_id = call_sid[: 128 - len(suffix)] + suffix
+        self._live.add(record_id)
+        return record_id
+
+    def release(self, record_id: str) -> None:
+        self._live.discard(record_id)
+
+
 @dataclass(slots=True)
 class CallSession:
     """A live call as handlers see it.
 
     ``custom_parameters`` merges the upgrade URL's query parameters (minus the
-    sample rate) with ``start.custom_parameters``, the latter winning on a clash;
-    it is filled when ``start`` arrives, as is ``start`` itself.
+    sample rate) with ``start.custom_parameters``, the latter winning on a clash,
+    with ids checked and phone-like values masked; it is filled when ``start``
+    arrives, as are ``start`` itself (as sent), ``call_sid`` (the record id)
+    and ``stream_sid`` (checked).
     """
 
     call_id: str
@@ -109,6 +160,8 @@ class CallSession:
     start: Start | None = None
     custom_parameters: Mapping[str, str] = field(default_factory=dict)
     state: CallState = field(default_factory=NoCallState)
+    call_sid: str = ""
+    stream_sid: str = ""
 
 
 HandlerFactory = Callable[[CallSession], CallHandler]
@@ -134,6 +187,7 @@ class CallSummary:
     frames_in: int
     frames_out: int
     bad_frames: int
+    close_code: int | None = None
 
 
 @dataclass(slots=True)
@@ -155,69 +209,198 @@ async def run_call(
     handler_factory: HandlerFactory,
     cancelled_by_server: Callable[[], bool] = lambda: False,
     call_state: CallStateFactory | None = None,
+    live_ids: LiveCallIds | None = None,
 ) -> CallSummary:
     """Run the call on an accepted ``ws`` until it ends; return its summary.
 
     ``cancelled_by_server`` tells a drain cancellation (reason ``shutdown``)
     apart from any other cancellation; the ``Cancelled`` is re-raised either way.
     ``call_state`` (optional) opens the call's ``CallState`` around the call.
+    ``live_ids`` is the process's registry of record ids (one per server).
+    The socket is left open; the caller closes it with ``summary.close_code``.
     """
-    args = (ws, call_id, dialect, sample_rate, query_parameters, config, metrics,
-            handler_factory, cancelled_by_server)
+    call = _Call(ws, call_id, dialect, sample_rate, query_parameters, config, metrics,
+                 handler_factory, cancelled_by_server, live_ids or LiveCallIds())
     if call_state is None:
-        return await _run_call(*args, NoCallState())
+        return await call.run(NoCallState())
     async with call_state() as state:
-        return await _run_call(*args, state)
+        return await call.run(state)
 
 
-async def _run_call(
-    ws: ServerWebSocket,
-    call_id: str,
-    dialect: Dialect,
-    sample_rate: int,
-    query_parameters: Mapping[str, str],
-    config: ServerConfig,
-    metrics: ServerMetrics,
-    handler_factory: HandlerFactory,
-    cancelled_by_server: Callable[[], bool],
-    state: CallState,
-) -> CallSummary:
-    counters = _Counters()
-    started_at = trio.current_time()
-    reason: str | None = None
-    metrics.active_calls.inc()
+class _Call:
+    """One call's receive loop, deadlines and end path (``run_call``)."""
 
-    async def send(text: str) -> None:
-        await ws.send_message(text)
-        counters.frames_out += 1
-        metrics.frames_out.inc()
+    def __init__(
+        self, ws: ServerWebSocket, call_id: str, dialect: Dialect, sample_rate: int,
+        query_parameters: Mapping[str, str], config: ServerConfig, metrics: ServerMetrics,
+        handler_factory: HandlerFactory, cancelled_by_server: Callable[[], bool],
+        live_ids: LiveCallIds,
+    ) -> None:
+        self.ws = ws
+        self.call_id = call_id
+        self.dialect = dialect
+        self.sample_rate = sample_rate
+        self.query_parameters = dict(query_parameters)
+        self.config = config
+        self.metrics = metrics
+        self.handler_factory = handler_factory
+        self.cancelled_by_server = cancelled_by_server
+        self.live_ids = live_ids
+        self.counters = _Counters()
+        self.close_code: int | None = None
 
-    try:
-        with trio.move_on_after(config.max_call_seconds) as limit:
-            async with trio.open_nursery() as nursery:
-                session = CallSession(
-                    call_id=call_id, dialect=dialect, sample_rate=sample_rate, config=config,
-                    metrics=metrics, nursery=nursery, send=send,
-                    query_parameters=dict(query_parameters), state=state,
-                )
-                handler = handler_factory(session)
-                reason = await _receive_loop(ws, session, handler, counters)
-                nursery.cancel_scope.cancel()
-        if limit.cancelled_caught:
-            reason = "time_limit"
-    except* ConnectionClosed:
-        reason = "closed"  # a send found the socket gone
-    finally:
-        if reason is None:
-            reason = "shutdown" if cancelled_by_server() else "error"
-        summary = CallSummary(
-            call_id=call_id, reason=reason, duration=trio.current_time() - started_at,
-            frames_in=counters.frames_in, frames_out=counters.frames_out,
-            bad_frames=counters.bad_frames,
+    async def send(self, text: str) -> None:
+        await self.ws.send_message(text)
+        self.counters.frames_out += 1
+        self.metrics.frames_out.inc()
+
+    async def run(self, state: CallState) -> CallSummary:
+        metrics, config = self.metrics, self.config
+        started_at = trio.current_time()
+        reason: str | None = None
+        session: CallSession | None = None
+        metrics.active_calls.inc()
+        try:
+            with trio.move_on_after(config.max_call_seconds) as limit:
+                async with trio.open_nursery() as nursery:
+                    session = CallSession(
+                        call_id=self.call_id, dialect=self.dialect,
+                        sample_rate=self.sample_rate, config=config, metrics=metrics,
+                        nursery=nursery, send=self.send,
+                        query_parameters=self.query_parameters, state=state,
+                    )
+                    handler = self.handler_factory(session)
+                    reason = await self._receive_loop(session, handler)
+                    nursery.cancel_scope.cancel()
+            if limit.cancelled_caught:
+                reason = "time_limit"
+        except* ConnectionClosed as group:
+            reason = "closed"  # a send found the socket gone
+            self.close_code = _first_close_code(group)
+        except* CallLimitExceeded as group:
+            reason = "limit"
+            self.close_code = POLICY_VIOLATION
+            log_event(log, logging.WARNING, "call limit exceeded",
+                      limit=",".join(e.limit for e in _leaves(group, CallLimitExceeded)))
+        finally:
+            if reason is None:
+                reason = "shutdown" if self.cancelled_by_server() else "error"
+            if self.close_code is None:
+                self.close_code = 1001 if reason == "shutdown" else (
+                    1011 if reason == "error" else 1000)
+            if session is not None and session.call_sid:
+                self.live_ids.release(session.call_sid)
+            summary = CallSummary(
+                call_id=self.call_id, reason=reason,
+                duration=trio.current_time() - started_at,
+                frames_in=self.counters.frames_in, frames_out=self.counters.frames_out,
+                bad_frames=self.counters.bad_frames, close_code=self.close_code,
+            )
+            _record_end(summary, metrics)
+            state.ended(summary)
+        return summary
+
+    async def _receive_loop(self, session: CallSession, handler: CallHandler) -> str:
+        """Feed events to ``handler`` until the call ends; return the end reason.
+
+        One cancel scope carries both deadlines: ``start_seconds`` from the
+        upgrade until ``start``, then ``idle_seconds`` from the last message.
+        """
+        config, counters = self.config, self.counters
+        parse = session.dialect.parse_frame
+        rate = session.sample_rate
+        frames_in = session.metrics.frames_in
+        with trio.CancelScope(deadline=trio.current_time() + config.start_seconds) as quiet:
+            while True:
+                try:
+                    message = await self.ws.get_message()
+                except ConnectionClosed as closed:
+                    self.close_code = closed.code
+                    if closed.by_us and closed.code in (POLICY_VIOLATION, 1009):
+                        log_event(log, logging.WARNING, "connection closed by a cap",
+                                  close_code=closed.code, why=closed.reason)
+                        return "limit"
+                    return "closed"
+                counters.frames_in += 1
+                frames_in.inc()
+                if session.start is not None:
+                    quiet.deadline = trio.current_time() + config.idle_seconds
+                if isinstance(message, bytes):
+                    _count_bad(session, counters, "binary frame")
+                    continue
+                try:
+                    event = parse(message, sample_rate=rate)
+                except FrameError as exc:
+                    _count_bad(session, counters, str(exc))
+                    continue
+                if isinstance(event, Start):
+                    if session.start is not None:
+                        _count_bad(session, counters, "repeated start ignored")
+                        continue
+                    event = self._on_start(session, event)
+                    quiet.deadline = trio.current_time() + config.idle_seconds
+                    session.state.started(session)
+                await handler.on_event(event)
+                if isinstance(event, Stop):
+                    log_event(log, logging.INFO, "stop received",
+                              stop_reason=event.reason or "-")
+                    return "stop"
+        self.close_code = POLICY_VIOLATION
+        if session.start is None:
+            self.metrics.start_timeouts.inc()
+            log_event(log, logging.INFO, "no start in time: closing",
+                      deadline_s=config.start_seconds)
+            return "start_timeout"
+        log_event(log, logging.INFO, "caller silent on the wire: ending the call",
+                  idle_s=config.idle_seconds)
+        return "idle"
+
+    def _on_start(self, session: CallSession, start: Start) -> Start:
+        call_sid = _checked(start.call_sid, "call_sid")
+        session.stream_sid = _checked(start.stream_sid, "stream_sid")
+        session.call_sid = self.live_ids.claim(call_sid)
+        merged: dict[str, str] = {}
+        for key, value in {**session.query_parameters, **start.custom_parameters}.items():
+            if key in ID_PARAMETERS and value:
+                value = _checked(value, key)
+            elif looks_like_phone(value):
+                value = mask_phone(value)
+            merged[key] = value
+        start = replace(start, custom_parameters=merged)
+        session.start = start
+        session.custom_parameters = merged
+        log_event(
+            log, logging.INFO, "call started", call_sid=session.call_sid,
+            stream_sid=session.stream_sid, from_=mask_phone(start.from_) or "-",
+            to=mask_phone(start.to) or "-", sample_rate=session.sample_rate,
+            custom_keys=",".join(sorted(merged)) or "-",
         )
-        _record_end(summary, metrics)
-        state.ended(summary)
-    return summary
+        return start
+
+
+def _checked(value: str, kind: str) -> str:
+    """``value`` if it is a valid identifier, else a generated one (logged)."""
+    checked, ok = checked_id(value, kind=kind)
+    if not ok and value:
+        log_event(log, logging.WARNING, "invalid identifier replaced", kind=kind,
+                  given=log_safe(value, 64), used=checked)
+    return checked
+
+
+def _leaves(group: BaseExceptionGroup[BaseException], kind: type[E]) -> list[E]:
+    """Every ``kind`` exception in ``group``, however deeply nested."""
+    out: list[E] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            out += _leaves(exc, kind)
+        elif isinstance(exc, kind):
+            out.append(exc)
+    return out
+
+
+def _first_close_code(group: BaseExceptionGroup[ConnectionClosed]) -> int:
+    closed = _leaves(group, ConnectionClosed)
+    return closed[0].code if closed else 1006
 
 
 def _record_end(summary: CallSummary, metrics: ServerMetrics) -> None:
@@ -226,57 +409,10 @@ def _record_end(summary: CallSummary, metrics: ServerMetrics) -> None:
     metrics.call_duration.observe(summary.duration)
     log_event(
         log, logging.WARNING if summary.reason == "error" else logging.INFO, "call ended",
-        reason=summary.reason, duration_s=round(summary.duration, 3),
-        frames_in=summary.frames_in, frames_out=summary.frames_out,
-        bad_frames=summary.bad_frames,
+        reason=summary.reason, close_code=summary.close_code,
+        duration_s=round(summary.duration, 3), frames_in=summary.frames_in,
+        frames_out=summary.frames_out, bad_frames=summary.bad_frames,
     )
-
-
-async def _receive_loop(
-    ws: ServerWebSocket, session: CallSession, handler: CallHandler, counters: _Counters
-) -> str:
-    """Feed events to ``handler`` until ``stop`` (→ ``"stop"``) or close (→ ``"closed"``)."""
-    parse = session.dialect.parse_frame
-    rate = session.sample_rate
-    frames_in = session.metrics.frames_in
-    while True:
-        try:
-            message = await ws.get_message()
-        except ConnectionClosed:
-            return "closed"
-        counters.frames_in += 1
-        frames_in.inc()
-        if isinstance(message, bytes):
-            _count_bad(session, counters, "binary frame")
-            continue
-        try:
-            event = parse(message, sample_rate=rate)
-        except FrameError as exc:
-            _count_bad(session, counters, str(exc))
-            continue
-        if isinstance(event, Start):
-            first = session.start is None
-            event = _on_start(session, event)
-            if first:
-                session.state.started(session)
-        await handler.on_event(event)
-        if isinstance(event, Stop):
-            log_event(log, logging.INFO, "stop received", stop_reason=event.reason or "-")
-            return "stop"
-
-
-def _on_start(session: CallSession, start: Start) -> Start:
-    merged = {**session.query_parameters, **start.custom_parameters}
-    start = replace(start, custom_parameters=merged)
-    session.start = start
-    session.custom_parameters = merged
-    log_event(
-        log, logging.INFO, "call started", call_sid=start.call_sid or "-",
-        stream_sid=start.stream_sid or "-", from_=mask_phone(start.from_) or "-",
-        to=mask_phone(start.to) or "-", sample_rate=session.sample_rate,
-        custom_keys=",".join(sorted(merged)) or "-",
-    )
-    return start
 
 
 def _count_bad(session: CallSession, counters: _Counters, why: str) -> None:

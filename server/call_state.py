@@ -37,8 +37,10 @@ default: the call never got past the opening), no playbook, no transcript text
 (nothing was recognised: nothing is invented), turns = utterances echoed, and
 per turn the ``speech_end`` → ``first_media_sent`` timestamps.
 
-A call that ends before ``start`` (connected, then closed) has no ``call_sid``
-and writes nothing; that is logged.
+A call that ends before ``start`` (connected, then closed, or no ``start``
+within the deadline) has no ids and writes nothing; that is logged. A
+``start`` whose ``call_sid`` is missing or invalid is recorded under a
+generated id (``server.call``).
 """
 
 from __future__ import annotations
@@ -106,11 +108,9 @@ class StoreCallState:
         start = session.start
         if start is None or self._ids is not None:
             return
-        if not start.call_sid:
-            log_event(log, logging.WARNING, "start without call_sid: call not recorded")
-            return
+        # The session's ids are checked (server.redact) and unique among live calls.
         self._ids = _CallIds(
-            call_sid=start.call_sid, stream_sid=start.stream_sid,
+            call_sid=session.call_sid, stream_sid=session.stream_sid,
             caller=mask_phone(start.from_), params=dict(session.custom_parameters),
             started_at=self._service.clock(),
         )
@@ -165,15 +165,17 @@ class StoreCallState:
         ended_at = self._service.clock()
         if summary is None:  # left without ``ended`` (a bug upstream): still one outcome
             reason, duration = "error", (ended_at - ids.started_at).total_seconds()
+            close_code = None
         else:
             reason, duration = summary.reason, summary.duration
+            close_code = summary.close_code
         snapshot = self._snapshot()
         return Outcome(
             call_sid=ids.call_sid, stream_sid=ids.stream_sid, stage=snapshot.stage,
             ended_at=ended_at, end_reason=reason,
             campaign_id=snapshot.lead.campaign_id, lead_id=snapshot.lead.lead_id,
             slots=snapshot.slots, do_not_call=snapshot.do_not_call,
-            duration_s=max(duration, 0.0), turns=self._turns,
+            duration_s=max(duration, 0.0), turns=self._turns, close_code=close_code,
         )
 
 

@@ -26,6 +26,12 @@ that one task, so media, marks and ``clear`` can never interleave out of order.
   pending marks, and has the task send ``clear`` before anything else. Twilio
   echoes those marks on ``clear``; their echo is recognised and ignored (on
   Exotel too, should it ever echo).
+* Bounded: at most ``max_queued_s`` (default 60 s) of audio may wait in the
+  queue; a ``play`` beyond that raises ``CallLimitExceeded`` (limit
+  ``outbound_queue``), which ends the call with reason ``limit``. Paced playout
+  drains in real time, so only a producer faster than real time (a flood of
+  echoed speech, a runaway reply) ever meets it; at 24 kHz it bounds the queue
+  to 2.9 MB.
 * ``wait_sent()``, ``wait_idle()`` (everything sent and every mark back) and
   ``wait_played(id)`` block; put a cancel scope around them, a peer that never
   echoes marks would keep the last two waiting.
@@ -50,6 +56,7 @@ import trio
 
 from dsp.chunker import Chunker, frame_bytes_for
 from server.dialect import Dialect
+from server.exceptions import CallLimitExceeded
 from server.pacer import LatenessHistogram, LatenessSummary, Pacer
 from server.utterances import Heard, Utterance, UtteranceLedger, UtteranceState
 
@@ -108,6 +115,7 @@ class Speaker:
         max_lead_ms: float = 300,
         mark_each_chunk: bool = False,
         lateness_observer: Callable[[float], None] | None = None,
+        max_queued_s: float = 60.0,
     ) -> None:
         if sample_rate not in dialect.sample_rates:
             raise ValueError(f"{dialect.name} does not carry {sample_rate} Hz audio")
@@ -137,6 +145,8 @@ class Speaker:
         self._nap: trio.CancelScope | None = None  # the task's wait for a due time
         self._changed = trio.Event()
         self._frames_sent = self._bytes_sent = 0
+        self._queued_bytes = 0
+        self._max_queued_bytes = int(max_queued_s * self._bytes_per_second)
         self._clears_sent = self._frames_dropped = 0
         self._max_lead = 0.0
 
@@ -147,10 +157,15 @@ class Speaker:
 
         ``utterance_id=None`` continues the open utterance if there is one; a
         different id first finishes the open one. Ids are unique per speaker and
-        may not contain ``#`` (``ValueError``).
+        may not contain ``#`` (``ValueError``). Raises ``CallLimitExceeded`` when
+        the queue would hold more than ``max_queued_s`` of audio.
         """
         if self._closed:
             raise trio.ClosedResourceError("speaker is closed")
+        if self._queued_bytes + len(pcm) > self._max_queued_bytes:
+            raise CallLimitExceeded(
+                f"more than {self._max_queued_bytes // self._bytes_per_second} s of audio "
+                "queued for playout", limit="outbound_queue")
         utterance = self._open
         if utterance is not None and utterance_id not in (None, utterance.id):
             self._finish(utterance)
@@ -173,6 +188,7 @@ class Speaker:
         now = trio.current_time()
         self._frames_dropped += sum(isinstance(item, _Frame) for item in self._queue)
         self._queue.clear()
+        self._queued_bytes = 0
         self._chunker.clear()
         self._open = None
         self._ledger.clear(now)
@@ -270,6 +286,7 @@ class Speaker:
                 self._nap = None
                 continue
             queue.popleft()
+            self._queued_bytes -= len(item.pcm)
             self._busy = True
             await self._send_frame(item, now, now - due)
             self._busy = False
@@ -303,6 +320,7 @@ class Speaker:
 
     def _queue_frame(self, utterance: Utterance, pcm: bytes, now: float) -> None:
         utterance.queued_bytes += len(pcm)
+        self._queued_bytes += len(pcm)
         utterance.chunks += 1
         mark = f"{utterance.id}#{utterance.chunks}" if self._mark_each_chunk else None
         self._queue.append(
@@ -358,6 +376,7 @@ async def open_speaker(
     max_lead_ms: float = 300,
     mark_each_chunk: bool = False,
     lateness_observer: Callable[[float], None] | None = None,
+    max_queued_s: float = 60.0,
 ) -> AsyncIterator[Speaker]:
     """A ``Speaker`` with its pacing task running; see the module docstring.
 
@@ -373,6 +392,7 @@ async def open_speaker(
         max_lead_ms=max_lead_ms,
         mark_each_chunk=mark_each_chunk,
         lateness_observer=lateness_observer,
+        max_queued_s=max_queued_s,
     )
     try:
         async with trio.open_nursery() as nursery:

@@ -16,6 +16,11 @@ What a connection does (RFC 6455, server side):
 
 - text and binary messages, whole or fragmented, up to ``max_message_size``;
   a bigger one is refused with close code 1009 as soon as its header says so;
+- at most ``max_slow_frames`` (64) fragments and control frames between two
+  whole messages: a flood of tiny fragments or pings, which would cost a
+  wsproto parse (and a pong) each, is closed with 1008 after the 64th;
+  Exotel sends whole frames (a fragment or ping is rare), so the cap only
+  ever meets a misbehaving or hostile peer;
 - pings are answered with pongs; pongs are ignored;
 - the closing handshake from either side: ``aclose(code)`` sends a close
   frame and reads until the peer's (the caller bounds the wait); a close frame
@@ -54,6 +59,7 @@ from server.wsframes import BINARY, TEXT, data_frame, decode_frame, read_head
 
 ABNORMAL_CLOSURE = 1006  # no close frame: EOF, reset, torn stream
 _TOO_BIG = 1009
+_POLICY_VIOLATION = 1008
 _CONTINUATION = 0x0
 STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
 
@@ -65,6 +71,8 @@ class WebSocketLimits:
     max_message_size: int = 256 * 1024
     receive_buffer_size: int = 64 * 1024
     handshake_seconds: float = 10.0
+    #: Fragments and control frames allowed between two whole messages.
+    max_slow_frames: int = 64
 
 
 class ServerWebSocket:
@@ -78,6 +86,7 @@ class ServerWebSocket:
         self._limits = limits
         self._buffer = bytearray()
         self._fragmented = False  # a fragmented message is being passed to wsproto
+        self._slow_frames = 0  # frames given to wsproto since the last whole message
         self._finished = False  # the stream is closed
         self._messages: deque[str | bytes] = deque()
         self._parts: list[str | bytes] = []
@@ -138,7 +147,12 @@ class ServerWebSocket:
                            if head.is_whole_data_frame and not self._fragmented else None)
                 if message is not None:
                     self._messages.append(message)
+                    self._slow_frames = 0
                 else:
+                    self._slow_frames += 1
+                    if self._slow_frames > self._limits.max_slow_frames:
+                        await self._close_now(_POLICY_VIOLATION, "too many fragments")
+                        return
                     if head.opcode in (TEXT, BINARY):
                         self._fragmented = not head.fin
                     elif head.opcode == _CONTINUATION and head.fin:
@@ -163,6 +177,7 @@ class ServerWebSocket:
                 if event.message_finished:
                     parts, self._parts, self._parts_size = self._parts, [], 0
                     self._messages.append(_join(parts, text=isinstance(event, TextMessage)))
+                    self._slow_frames = 0
             elif isinstance(event, Ping):
                 await self._send_quietly(event.response())
             elif isinstance(event, CloseConnection):

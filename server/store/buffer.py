@@ -6,11 +6,12 @@ matters); transcript entries and latency records queue in order, bounded:
 on overflow the *oldest* are dropped, counted, and logged once per outage.
 
 ``OutcomeRetrier`` (one per process, ``open_outcome_retrier``) owns outcomes a
-call could not write before it ended. It retries with capped exponential
-backoff until each is written, never drops one, replays the spill file at
-start and after every successful write following an outage, and at shutdown
-spills whatever is still unwritten. It also takes, best effort and bounded,
-the last unwritten turn batch of such calls.
+call could not write before it ended. An attempt that fails moves every
+queued outcome to the spill file at once (so a process killed during an
+outage loses none); it retries with capped exponential backoff, replays the
+spill file at start and after every successful write following an outage,
+and at shutdown spills whatever is still unwritten; it never drops one. It
+also takes, best effort and bounded, the last unwritten turn batch of such calls.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 
 import trio
 
-from server.store.exceptions import StoreUnavailable
+from server.store.exceptions import SpillError, StoreUnavailable
 from server.store.interface import SessionStore, TurnBatch
 from server.store.records import Outcome, SessionSnapshot, TranscriptEntry, TurnLatency
 from server.store.spill import SpillFile, replay_spill
@@ -160,6 +161,11 @@ class OutcomeRetrier:
         self._wakeup.set()
         return True
 
+    def replay_spill_soon(self) -> None:
+        """Someone spilled outcomes: replay the file once Redis takes writes."""
+        self._replay_due = True
+        self._wakeup.set()
+
     def submit_turns_nowait(self, batch: TurnBatch) -> bool:
         """Queue an ended call's unwritten state; ``False`` once shut down."""
         if self._closed:
@@ -188,6 +194,7 @@ class OutcomeRetrier:
                             len(self._queue), exc)
                 self._failing = True
             self._replay_due = True
+            await self._spill_queue()
             return False
         self._failing = False
         if self._replay_due:
@@ -195,6 +202,20 @@ class OutcomeRetrier:
             self._replay_due = result.remaining > 0
             return not self._replay_due
         return True
+
+    async def _spill_queue(self) -> None:
+        """Move the queued outcomes to the spill file (kept in memory if it fails)."""
+        pending = list(self._queue)
+        if not pending:
+            return
+        try:
+            await trio.to_thread.run_sync(self.spill.append, pending)
+        except SpillError as exc:
+            log.error("retrier: cannot spill %d outcome(s), keeping them in memory: %s",
+                      len(pending), exc)
+            return
+        for _ in pending:
+            self._queue.popleft()
 
     async def _serve(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()

@@ -278,6 +278,8 @@ OUTCOME_FIELDS: tuple[str, ...] = (
     "callback_at", "do_not_call", "duration_s", "turns", "cost_micro_usd",
     "end_reason", "ended_at",
 )
+# Added since version 1 was first written, so optional on decode (absent from
+# older entries) and always written: "close_code" (empty when unknown).
 
 
 def outcome_to_fields(o: Outcome) -> dict[str, str]:
@@ -298,6 +300,7 @@ def outcome_to_fields(o: Outcome) -> dict[str, str]:
         "cost_micro_usd": str(int(o.cost_micro_usd)),
         "end_reason": o.end_reason,
         "ended_at": _iso(o.ended_at),
+        "close_code": "" if o.close_code is None else str(o.close_code),
     }
 
 
@@ -324,6 +327,7 @@ def outcome_from_fields(raw: Mapping[Any, Any]) -> Outcome:
             cost_micro_usd=int(fields["cost_micro_usd"]),
             end_reason=fields["end_reason"],
             ended_at=_parse_time(fields["ended_at"], kind, "ended_at"),
+            close_code=int(fields["close_code"]) if fields.get("close_code") else None,
         )
     except ValueError as exc:  # int()/float()/json.loads on a malformed field
         raise RecordFormatError(f"outcome entry: {exc}", kind=kind) from exc

@@ -130,6 +130,7 @@ class EmbeddedRedisServer:
         self.socket_path = self.run_dir / "redis.sock"
         self.log_path = self.run_dir / "redis.log"
         self._process: subprocess.Popen[bytes] | None = None
+        self.last_pid = 0  # of the newest process started (0: none yet)
         self._lock_fd: int | None = None
 
     @property
@@ -155,14 +156,29 @@ class EmbeddedRedisServer:
         return [*args, "--dir", str(self.data_dir), "--appendonly", "yes",
                 "--appendfsync", "everysec"]
 
+    def alive(self) -> bool:
+        """Whether our redis-server process is still running (reaps it if not)."""
+        return self._process is not None and self._process.poll() is None
+
+    def respawn(self) -> None:
+        """Start a new process after the old one died (non-blocking; call from a
+        long-lived thread, as ``spawn``). Same socket path and data directory:
+        the server reloads its AOF, and clients reconnect to the same URL. The
+        data-dir lock is kept, not taken again."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        self.spawn()
+
     def spawn(self) -> None:
         """Start the process (non-blocking). Call from a long-lived thread."""
         if self._process is not None:
             raise EmbeddedRedisError("embedded redis-server already running")
-        if self.data_dir is not None:
+        if self.data_dir is not None and self._lock_fd is None:
             self._lock_data_dir(self.data_dir)
         self.socket_path.unlink(missing_ok=True)
-        self._process = subprocess.Popen(
+        self._process = process = subprocess.Popen(
             self._args(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -170,6 +186,7 @@ class EmbeddedRedisServer:
             start_new_session=True,
             preexec_fn=_die_with_parent(),  # only a prctl call in the child
         )
+        self.last_pid = process.pid
 
     def wait_ready(self) -> None:
         """Block until the server answers PING on its socket (or fail)."""
@@ -185,7 +202,7 @@ class EmbeddedRedisServer:
             if self._answers_ping():
                 return
             time.sleep(0.005)
-        self.stop()
+        self._kill_process()
         raise EmbeddedRedisError("redis-server did not become ready", detail=self._log_tail())
 
     def start(self) -> None:
@@ -211,10 +228,13 @@ class EmbeddedRedisServer:
 
     def kill(self) -> None:
         """SIGKILL the server (tests: a crash, not a shutdown). Keeps the directory."""
+        self._kill_process()
+        self._process = None
+
+    def _kill_process(self) -> None:
         if self._process is not None:
             self._process.kill()
             self._process.wait()
-            self._process = None
 
     def stop(self) -> None:
         """Graceful stop (SIGTERM: redis fsyncs its AOF), SIGKILL after the deadline;
@@ -254,13 +274,19 @@ class EmbeddedRedisServer:
             return ""
 
 
-@dataclass(frozen=True, slots=True)
 class EmbeddedRedis:
-    """A running embedded server: where to connect, and its process id."""
+    """A running embedded server: where to connect, its current process id, and
+    the process itself (``server``) for the supervisor, which may restart it."""
 
-    url: str
-    socket_path: Path
-    pid: int
+    def __init__(self, server: EmbeddedRedisServer) -> None:
+        self.server = server
+        self.url = server.url
+        self.socket_path = server.socket_path
+
+    @property
+    def pid(self) -> int:
+        """The newest redis-server process's id (it may have exited since)."""
+        return self.server.last_pid
 
 
 @asynccontextmanager
@@ -277,9 +303,7 @@ async def open_embedded_redis(
         server.spawn()
         await trio.to_thread.run_sync(server.wait_ready, abandon_on_cancel=True)
         server.publish_url()
-        pid = server.pid
-        assert pid is not None
-        yield EmbeddedRedis(url=server.url, socket_path=server.socket_path, pid=pid)
+        yield EmbeddedRedis(server)
     finally:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(server.stop)

@@ -21,12 +21,16 @@ class TurnBatch:
 
     ``snapshot`` is the newest state (it replaces the stored one) or ``None``
     to only refresh the TTLs. ``transcript`` and ``latency`` are appended in order.
+    With ``live_owner`` (an instance id) the call is (re)registered in
+    ``calls:live`` under ``{call_sid}:{stream_sid}`` (``server.store.lost``).
     """
 
     call_sid: str
     snapshot: SessionSnapshot | None = None
     transcript: tuple[TranscriptEntry, ...] = ()
     latency: tuple[TurnLatency, ...] = ()
+    stream_sid: str = ""
+    live_owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,9 @@
 """The Lua script that writes one outcome exactly once.
 
-One atomic step on the server: if the marker ``outcome:{call_sid}`` exists the
-outcome was written before and the script only returns the earlier entry id;
+One atomic step on the server: it removes the call's ``calls:live`` field (the
+call has an outcome now; ``server.store.lost``); then, if the marker
+``outcome:{call_sid}:{stream_sid}`` exists, the outcome was written before and
+the script only returns the earlier entry id;
 otherwise it XADDs the entry to ``calls:outcomes``, sets the marker (value: the
 entry id, with a TTL), updates ``campaign:{id}:stats`` and trims the stream.
 
@@ -15,22 +17,23 @@ pending). When a lagging group holds the stream above its cap the script
 reports ``over_cap`` and the Python side logs a warning and counts it
 (``StoreStatistics.outcomes_over_cap``): memory grows, data is kept.
 
-KEYS: marker, stream, campaign stats (ignored unless ARGV[3] == "1").
+KEYS: marker, stream, campaign stats (ignored unless ARGV[3] == "1"), calls:live.
 ARGV: marker_ttl_s, cap, has_campaign, stage, duration_ms, cost_micro_usd,
-dnc (0/1), scan_limit, then the entry's field/value pairs.
+dnc (0/1), scan_limit, the calls:live field, then the entry's field/value pairs.
 Returns {entry_id, written (0/1), over_cap (0/1)}.
 """
 
 from __future__ import annotations
 
-FIXED_ARGS = 8
+FIXED_ARGS = 9
 
 WRITE_OUTCOME_LUA = """
+redis.call('HDEL', KEYS[4], ARGV[9])
 local existing = redis.call('GET', KEYS[1])
 if existing then return {existing, 0, 0} end
 
 local fields = {}
-for i = 9, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
 local id = redis.call('XADD', KEYS[2], '*', unpack(fields))
 redis.call('SET', KEYS[1], id, 'EX', ARGV[1])
 

@@ -10,8 +10,11 @@ retries with backoff; while the call is idle the task refreshes the TTLs.
 Exit always writes the outcome — normal end, exception, or cancellation of
 the call — shielded, under its own short ``exit_deadline``: first the pending
 batch (one attempt), then the outcome. If Redis cannot take the outcome in
-time it goes to the process's ``OutcomeRetrier`` (retried until written) or,
-without one or when it is shutting down, straight to the spill file. The
+time it goes to the process's ``OutcomeRetrier`` (retried until written;
+spilled at its first failed attempt) or, without one, when it is shutting down,
+or while ``StoreHealth`` says Redis is down (then without trying Redis first),
+straight to the spill file: an ended call's outcome is on disk within moments
+even if the process is then killed. The
 call's unwritten turn state goes to the retrier too (best effort, bounded). When the
 call never set an outcome (abrupt end: socket dropped, no ``stop``, process
 shutting down), one is built from the newest snapshot.
@@ -33,6 +36,7 @@ import trio
 from dialogue.model import Slots, Stage
 from server.store.buffer import Backoff, BufferLimits, OutcomeRetrier, TurnBuffer
 from server.store.exceptions import RecordFormatError, SpillError, StoreUnavailable
+from server.store.health import StoreHealth
 from server.store.interface import SessionStore
 from server.store.records import Outcome, SessionSnapshot, TranscriptEntry, TurnLatency
 from server.store.spill import SpillFile
@@ -99,8 +103,12 @@ class CallRecorder:
         spill: SpillFile,
         config: RecorderConfig,
         clock: Callable[[], datetime],
+        health: StoreHealth | None = None,
+        live_owner: str | None = None,
     ) -> None:
         self.store = store
+        self.health = health
+        self.live_owner = live_owner
         self.call_sid = call_sid
         self.stream_sid = stream_sid
         self.retrier = retrier
@@ -180,6 +188,8 @@ class CallRecorder:
         batch = self.buffer.take()
         if batch is None:
             return True
+        if self.live_owner is not None:
+            batch = replace(batch, stream_sid=self.stream_sid, live_owner=self.live_owner)
         with trio.CancelScope(shield=True, deadline=deadline) as scope:
             try:
                 await self.store.write_turn(batch)
@@ -217,7 +227,10 @@ class CallRecorder:
                 end_reason=_end_reason(exc), ended_at=self.clock(),
             )
             deadline = trio.current_time() + self.config.exit_deadline
-            with trio.move_on_at(deadline):
+            known_down = self.health is not None and not self.health.up
+            with trio.move_on_at(deadline) as attempt:
+                if known_down:  # spill at once: nothing waits in memory for Redis
+                    attempt.cancel()
                 if self.buffer.pending:
                     await self._write_pending(deadline)
                 try:
@@ -242,7 +255,10 @@ class CallRecorder:
                 await self._hand_off(outcome)
 
     async def _hand_off(self, outcome: Outcome) -> None:
-        if self.retrier is not None and self.retrier.submit_nowait(outcome):
+        """To the retrier while Redis may answer soon; straight to the spill file
+        (durable at once) while it is known to be down."""
+        known_down = self.health is not None and not self.health.up
+        if not known_down and self.retrier is not None and self.retrier.submit_nowait(outcome):
             self.outcome_destination = "retrier"
             return
         try:
@@ -255,6 +271,8 @@ class CallRecorder:
             self.outcome_destination = "log"
             return
         self.outcome_destination = "spill"
+        if self.retrier is not None:
+            self.retrier.replay_spill_soon()
 
 
 @asynccontextmanager
@@ -267,6 +285,8 @@ async def open_call_recorder(
     retrier: OutcomeRetrier | None = None,
     config: RecorderConfig | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    health: StoreHealth | None = None,
+    live_owner: str | None = None,
 ) -> AsyncIterator[CallRecorder]:
     """Record one call for the duration of the block (see the module docstring).
 
@@ -275,7 +295,7 @@ async def open_call_recorder(
     """
     recorder = CallRecorder(
         store, call_sid, stream_sid, retrier=retrier, spill=spill,
-        config=config or RecorderConfig(), clock=clock,
+        config=config or RecorderConfig(), clock=clock, health=health, live_owner=live_owner,
     )
     body_exc: BaseException | None = None
     async with trio.open_nursery() as nursery:

@@ -6,12 +6,15 @@ isolates tests and benchmarks sharing one server)::
     session:{call_sid}              string  JSON snapshot            TTL session_ttl
     session:{call_sid}:transcript   list    JSON entries, in order   TTL session_ttl
     session:{call_sid}:latency      list    JSON per-turn records    TTL session_ttl
-    outcome:{call_sid}              string  stream id (idempotency)  TTL marker_ttl
+    outcome:{call_sid}:{stream_sid} string  stream id (idempotency)  TTL marker_ttl
     calls:outcomes                  stream  one entry per call
     campaign:{campaign_id}:stats    hash    calls, outcome:<STAGE>, duration_ms,
                                             cost_micro_usd, dnc
     lead:{lead_id}                  hash    written by the CRM: name, company,
                                             product_interest, language
+    calls:live                      hash    {call_sid}:{stream_sid} → owner instance
+                                            id, for calls not yet given an outcome
+    instance:{id}:alive             string  a live process's heartbeat  TTL 30 s
 
 ``RedisBackend`` is the synchronous core (redis-py + hiredis): one method, one
 round trip. The CLI and the benchmark use it directly. ``RedisSessionStore``
@@ -49,7 +52,7 @@ from server.store.connection import StoreConfig, map_redis_errors
 from server.store.exceptions import RecordError, RecordFormatError, StoreUnavailable
 from server.store.interface import OutcomeReceipt, SessionView, StoreStatistics, TurnBatch
 from server.store.outcome_script import WRITE_OUTCOME_LUA
-from server.store.records import LeadContext, Outcome
+from server.store.records import LeadContext, Outcome, SessionSnapshot
 
 log = logging.getLogger("voicebot.store")
 T = TypeVar("T")
@@ -74,14 +77,28 @@ class Keys:
     def latency(self, call_sid: str) -> str:
         return f"{self.prefix}session:{call_sid}:latency"
 
-    def outcome_marker(self, call_sid: str) -> str:
-        return f"{self.prefix}outcome:{call_sid}"
+    def outcome_marker(self, call_sid: str, stream_sid: str) -> str:
+        """One marker per stream of a call: a second stream of the same call
+        (a reconnect) writes its own outcome; a retried write of one does not."""
+        return f"{self.prefix}outcome:{call_sid}:{stream_sid}"
 
     def campaign_stats(self, campaign_id: str) -> str:
         return f"{self.prefix}campaign:{campaign_id}:stats"
 
     def lead(self, lead_id: str) -> str:
         return f"{self.prefix}lead:{lead_id}"
+
+    @property
+    def live_calls(self) -> str:
+        return f"{self.prefix}calls:live"
+
+    def instance(self, instance_id: str) -> str:
+        return f"{self.prefix}instance:{instance_id}:alive"
+
+
+def live_field(call_sid: str, stream_sid: str) -> str:
+    """A call's field in ``calls:live`` (``:`` never occurs in a checked id)."""
+    return f"{call_sid}:{stream_sid}"
 
 
 @contextmanager
@@ -127,6 +144,8 @@ class RedisBackend:
         if latency:
             pipe.rpush(keys.latency(sid), *latency)
         pipe.expire(keys.latency(sid), ttl)
+        if batch.live_owner is not None:
+            pipe.hset(keys.live_calls, live_field(sid, batch.stream_sid), batch.live_owner)
         with map_redis_errors("write_turn", sid):
             pipe.execute()
 
@@ -139,12 +158,13 @@ class RedisBackend:
             cfg.outcome_marker_ttl, cfg.outcome_stream_cap, "1" if campaign else "0",
             outcome.stage.value, round(outcome.duration_s * 1000), outcome.cost_micro_usd,
             1 if outcome.do_not_call else 0, cfg.trim_scan_limit,
+            live_field(outcome.call_sid, outcome.stream_sid),
         ]
         for name, value in fields.items():
             args += [name, value]
         script_keys = [
-            keys.outcome_marker(outcome.call_sid), keys.outcomes,
-            keys.campaign_stats(campaign or "-"),
+            keys.outcome_marker(outcome.call_sid, outcome.stream_sid), keys.outcomes,
+            keys.campaign_stats(campaign or "-"), keys.live_calls,
         ]
         with map_redis_errors("write_outcome", outcome.call_sid):
             entry_id, written, over = self._write_outcome(keys=script_keys, args=args)
@@ -223,6 +243,27 @@ class RedisBackend:
                 rows = reply[0][1] if reply else []
         return [(_str(entry_id), _decode_outcome(fields)) for entry_id, fields in rows]
 
+    def read_snapshot(self, call_sid: str) -> SessionSnapshot | None:
+        """The stored snapshot of one call (``None`` when absent or expired)."""
+        with map_redis_errors("read_snapshot", call_sid):
+            raw = self.client.get(self.keys.session(call_sid))
+        return decode_snapshot(raw) if raw is not None else None
+
+    def heartbeat(self, instance_id: str, ttl: int) -> None:
+        """Keep ``instance:{id}:alive`` for ``ttl`` more seconds."""
+        with map_redis_errors("heartbeat"):
+            self.client.set(self.keys.instance(instance_id), "1", ex=ttl)
+
+    def instance_alive(self, instance_id: str) -> bool:
+        with map_redis_errors("instance_alive"):
+            return bool(self.client.exists(self.keys.instance(instance_id)))
+
+    def live_calls(self) -> list[tuple[str, str]]:
+        """Every ``calls:live`` field and its owner."""
+        with map_redis_errors("live_calls"):
+            items: Any = list(self.client.hscan_iter(self.keys.live_calls, count=500))
+        return [(_str(field), _str(owner)) for field, owner in items]
+
     def campaign_stats(self, campaign_id: str) -> dict[str, int]:
         with map_redis_errors("campaign_stats"):
             raw = self.client.hgetall(self.keys.campaign_stats(campaign_id))
@@ -256,22 +297,23 @@ class RedisSessionStore:
         self._limiter = trio.CapacityLimiter(self.config.max_threads)
         self._counts = _Counters()
 
-    async def _run(self, fn: Callable[[], T]) -> T:
+    async def run_sync(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on one of the store's worker threads (bounded, abandoned on cancel)."""
         return await trio.to_thread.run_sync(fn, limiter=self._limiter, abandon_on_cancel=True)
 
     async def ping(self) -> None:
-        await self._run(self.backend.ping)
+        await self.run_sync(self.backend.ping)
 
     async def write_turn(self, batch: TurnBatch) -> None:
         try:
-            await self._run(functools.partial(self.backend.write_turn, batch))
+            await self.run_sync(functools.partial(self.backend.write_turn, batch))
         except StoreUnavailable:
             self._counts.turn_write_failures += 1
             raise
         self._counts.turn_writes += 1
 
     async def write_outcome(self, outcome: Outcome) -> OutcomeReceipt:
-        receipt = await self._run(functools.partial(self.backend.write_outcome, outcome))
+        receipt = await self.run_sync(functools.partial(self.backend.write_outcome, outcome))
         if receipt.duplicate:
             self._counts.outcomes_duplicate += 1
         else:
@@ -287,7 +329,7 @@ class RedisSessionStore:
         reason = "timed out"
         with trio.move_on_after(self.config.lead_lookup_deadline):
             try:
-                fields = await self._run(functools.partial(self.backend.read_lead, lead_id))
+                fields = await self.run_sync(functools.partial(self.backend.read_lead, lead_id))
             except (StoreUnavailable, RecordFormatError) as exc:
                 reason = str(exc)
             else:

@@ -11,8 +11,15 @@ retrier (which first replays the spill file) and hands out per-call recorders::
             recorder.record_nowait(snapshot, transcript=[...], latency=[...])
             recorder.finish_nowait(outcome)
 
-Exit order matters and is handled here: the retrier spills what it still
-holds, then the client closes, then the embedded server (if ours) stops.
+While it runs, a supervisor (``server.store.supervisor``) watches Redis:
+``service.health`` says whether it answers (``/readyz``, ``voicebot_redis_up``),
+our embedded redis-server is restarted when it dies, this process's heartbeat
+is kept, and calls that a crashed process left without an outcome get one
+(``server.store.lost``).
+
+Exit order matters and is handled here: the supervisor stops, the retrier
+spills what it still holds, then the client closes, then the embedded server
+(if ours) stops.
 """
 
 from __future__ import annotations
@@ -29,11 +36,14 @@ import trio
 
 from server.store.buffer import Backoff, OutcomeRetrier, open_outcome_retrier
 from server.store.connection import StoreConfig, connect, mask_url
-from server.store.embedded import EmbeddedConfig, open_embedded_redis
+from server.store.embedded import EmbeddedConfig, EmbeddedRedis, open_embedded_redis
 from server.store.exceptions import StoreUnavailable
+from server.store.health import StoreHealth
+from server.store.lost import LostCallSweeper, new_instance_id
 from server.store.recorder import CallRecorder, RecorderConfig, open_call_recorder
 from server.store.redis_store import RedisBackend, RedisSessionStore
 from server.store.spill import SpillFile, default_state_dir
+from server.store.supervisor import SupervisorConfig, supervise_redis
 
 log = logging.getLogger("voicebot.store")
 
@@ -51,13 +61,16 @@ class StoreService:
     embedded: bool
     recorder_config: RecorderConfig
     clock: Callable[[], datetime]
+    health: StoreHealth
+    instance_id: str
 
     def open_call_recorder(
         self, call_sid: str, stream_sid: str
     ) -> AbstractAsyncContextManager[CallRecorder]:
         return open_call_recorder(
             self.store, call_sid, stream_sid, spill=self.spill, retrier=self.retrier,
-            config=self.recorder_config, clock=self.clock,
+            config=self.recorder_config, clock=self.clock, health=self.health,
+            live_owner=self.instance_id,
         )
 
 
@@ -72,8 +85,10 @@ async def open_store_service(
     persist_embedded: bool = True,
     backoff: Backoff | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    supervisor: SupervisorConfig | None = None,
 ) -> AsyncIterator[StoreService]:
-    """Connect (or start the embedded server), run the retrier, yield the service.
+    """Connect (or start the embedded server), run the retrier and the
+    supervisor, yield the service.
 
     ``url`` defaults to ``REDIS_URL``. The embedded server persists to
     ``embedded_data_dir`` (default ``<state dir>/redis``) unless
@@ -82,8 +97,10 @@ async def open_store_service(
     url = url or os.environ.get("REDIS_URL") or None
     config = config or StoreConfig.from_env()
     spill = spill or SpillFile()
+    supervisor = supervisor or SupervisorConfig()
     if url is not None:
-        async with _serve(url, False, config, recorder_config, spill, backoff, clock) as svc:
+        async with _serve(url, None, config, recorder_config, spill, backoff, clock,
+                          supervisor) as svc:
             yield svc
         return
     data_dir = (embedded_data_dir or default_state_dir() / "redis") if persist_embedded else None
@@ -91,7 +108,7 @@ async def open_store_service(
         log.info("no REDIS_URL: embedded redis-server pid %d on %s (data: %s)",
                  embedded.pid, embedded.socket_path, data_dir or "not persisted")
         async with _serve(
-            embedded.url, True, config, recorder_config, spill, backoff, clock
+            embedded.url, embedded, config, recorder_config, spill, backoff, clock, supervisor
         ) as svc:
             yield svc
 
@@ -99,14 +116,17 @@ async def open_store_service(
 @asynccontextmanager
 async def _serve(
     url: str,
-    embedded: bool,
+    embedded: EmbeddedRedis | None,
     config: StoreConfig,
     recorder_config: RecorderConfig | None,
     spill: SpillFile,
     backoff: Backoff | None,
     clock: Callable[[], datetime],
+    supervisor: SupervisorConfig,
 ) -> AsyncIterator[StoreService]:
     store = RedisSessionStore(RedisBackend(connect(url, config), config))
+    health = StoreHealth()
+    instance_id = new_instance_id()
     try:
         with trio.move_on_after(STARTUP_PING_DEADLINE) as ping_scope:
             try:
@@ -114,12 +134,27 @@ async def _serve(
             except StoreUnavailable as exc:
                 log.warning("redis at %s not answering (%s); calls will buffer", mask_url(url),
                             exc)
+                health.mark(False, "not answering at start")
         if ping_scope.cancelled_caught:
             log.warning("redis at %s slow to answer; calls will buffer", mask_url(url))
-        async with open_outcome_retrier(store, spill, backoff) as retrier:
-            yield StoreService(
-                store=store, retrier=retrier, spill=spill, url=mask_url(url), embedded=embedded,
-                recorder_config=recorder_config or RecorderConfig(), clock=clock,
-            )
+            health.mark(False, "slow to answer at start")
+        sweeper = LostCallSweeper(store, instance_id, clock)
+        body_exc: BaseException | None = None
+        async with open_outcome_retrier(store, spill, backoff) as retrier, \
+                trio.open_nursery() as nursery:
+            await nursery.start(supervise_redis, sweeper, health, embedded, supervisor)
+            try:
+                yield StoreService(
+                    store=store, retrier=retrier, spill=spill, url=mask_url(url),
+                    embedded=embedded is not None,
+                    recorder_config=recorder_config or RecorderConfig(), clock=clock,
+                    health=health, instance_id=instance_id,
+                )
+            except BaseException as exc:
+                body_exc = exc  # raised again outside the nursery, unwrapped
+            finally:
+                nursery.cancel_scope.cancel()
+        if body_exc is not None:
+            raise body_exc
     finally:
         store.close()

@@ -24,6 +24,7 @@ from server.websocket import WebSocketLimits
 from server.websocket_listen import serve_connection
 
 CONFIG = ServerConfig(port=0, control_port=0, grace=30.0)
+START = json.dumps({"event": "start", "start": {"stream_sid": "s1", "call_sid": "c1"}})
 
 
 @asynccontextmanager
@@ -36,6 +37,7 @@ async def connected_call(calls: CallServer) -> AsyncIterator[WebSocketConnection
 
         nursery.start_soon(serve_one)
         ws = await wrap_client_stream(nursery, client_stream, "t", "/media")  # type: ignore[arg-type]
+        await ws.send_message(START)  # else the start deadline (10 s) ends the call
         yield ws
         await ws.aclose()
 

@@ -133,9 +133,11 @@ async def test_abrupt_close_without_stop_is_recorded_as_closed(
 async def test_the_call_time_limit_ends_the_call(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    calls = CallServer(ServerConfig(max_call_seconds=60.0), EchoHandler)
+    calls = CallServer(ServerConfig(max_call_seconds=60.0, idle_seconds=90.0), EchoHandler)
     async with connected_call(calls) as ws:
         await ws.send_message(json.dumps({"event": "connected"}))
+        await ws.send_message(json.dumps(
+            {"event": "start", "start": {"stream_sid": "s1", "call_sid": "c1"}}))
         with trio.fail_after(120), pytest.raises(ConnectionClosed) as closed:
             await ws.get_message()  # blocks until the server closes the socket
         assert closed.value.reason is not None

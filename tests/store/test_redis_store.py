@@ -69,7 +69,7 @@ def test_outcome_is_written_exactly_once(backend: RedisBackend, redis_client: re
         "calls": 1, "outcome:DEAL_CLOSED": 1, "duration_ms": 30000, "cost_micro_usd": 1500,
         "dnc": 0,
     }
-    marker_ttl = redis_client.ttl(backend.keys.outcome_marker("CA4"))
+    marker_ttl = redis_client.ttl(backend.keys.outcome_marker("CA4", "st-CA4"))
     assert marker_ttl > 29 * 24 * 3600
 
 
