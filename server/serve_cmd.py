@@ -14,6 +14,7 @@ from server.call import HandlerFactory
 from server.config import ENV_VARS, ServerConfig, build_config
 from server.exceptions import ConfigError
 from server.logs import configure_logging, log_event
+from server.metrics import ServerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,13 @@ async def _serve(config: ServerConfig, factory: HandlerFactory) -> None:
 
     async with open_store_service() as service:
         log_event(log, logging.INFO, "call store ready", redis=service.url,
-                  embedded=service.embedded)
-        await serve_until_signalled(config, factory, call_state=store_call_state(service))
+                  embedded=service.embedded, instance=service.instance_id)
+        metrics = ServerMetrics()
+        service.health.listen(lambda up: metrics.redis_up.set(1 if up else 0))
+        # Our own redis-server down means this process cannot record: take it out
+        # of rotation. A shared REDIS_URL down is every process's problem, so
+        # readiness stays (calls still run and spill).
+        store_up = (lambda: service.health.up) if service.embedded else None
+        await serve_until_signalled(config, factory, call_state=store_call_state(service),
+                                    store_up=store_up, metrics=metrics)
     log_event(log, logging.INFO, "call store closed")

@@ -10,11 +10,11 @@ retries with backoff; while the call is idle the task refreshes the TTLs.
 Exit always writes the outcome — normal end, exception, or cancellation of
 the call — shielded, under its own short ``exit_deadline``: first the pending
 batch (one attempt), then the outcome. If Redis cannot take the outcome in
-time it goes to the process's ``OutcomeRetrier`` (retried until written;
-spilled at its first failed attempt) or, without one, when it is shutting down,
-or while ``StoreHealth`` says Redis is down (then without trying Redis first),
-straight to the spill file: an ended call's outcome is on disk within moments
-even if the process is then killed. The
+time (or ``StoreHealth`` already says it is down: then without trying), the
+outcome goes to the spill file at once, fsynced, and the process's
+``OutcomeRetrier`` replays the file when Redis answers: an ended call's outcome
+is on disk before the recorder returns, even if the process is killed the
+next moment. Only when the disk refuses does it wait in the retrier's memory. The
 call's unwritten turn state goes to the retrier too (best effort, bounded). When the
 call never set an outcome (abrupt end: socket dropped, no ``stop``, process
 shutting down), one is built from the newest snapshot.
@@ -255,15 +255,18 @@ class CallRecorder:
                 await self._hand_off(outcome)
 
     async def _hand_off(self, outcome: Outcome) -> None:
-        """To the retrier while Redis may answer soon; straight to the spill file
-        (durable at once) while it is known to be down."""
-        known_down = self.health is not None and not self.health.up
-        if not known_down and self.retrier is not None and self.retrier.submit_nowait(outcome):
-            self.outcome_destination = "retrier"
-            return
+        """Redis did not take the outcome: make it durable at once (the spill
+        file, fsynced; the retrier replays it when Redis answers), so a process
+        killed the next moment loses nothing. Only if the disk refuses does it
+        wait in the retrier's memory; failing that, the log is the last record."""
         try:
             await trio.to_thread.run_sync(self.spill.append, [outcome])
         except SpillError as exc:
+            if self.retrier is not None and self.retrier.submit_nowait(outcome):
+                log.error("call %s: spill failed (%s); outcome kept in memory for retries",
+                          self.call_sid, exc)
+                self.outcome_destination = "retrier"
+                return
             # Nothing else can hold it: the log line is the last record, with all a human
             # needs to re-enter it (outcomes carry no phone numbers).
             log.critical("call %s: OUTCOME NOT STORED, spill failed (%s): %s",
