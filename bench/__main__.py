@@ -18,6 +18,7 @@ BENCHMARKS = {
     "local_engines": "bench.local_engines",
     "load": "bench.load",
     "ws": "bench.ws_server",
+    "flood": "bench.flood",
     "budget": "bench.budget",
 }
 

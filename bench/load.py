@@ -113,10 +113,11 @@ class Server:
 
     With ``store`` the server records every call in its embedded redis-server
     (state in a private temporary directory); that redis-server inherits the
-    pinning, so the core carries the store's work too.
+    pinning, so the core carries the store's work too. ``root`` runs the server
+    from another checkout (``bench flood --reference``).
     """
 
-    def __init__(self, core: int, *, store: bool = False) -> None:
+    def __init__(self, core: int, *, store: bool = False, root: Path | None = None) -> None:
         self.port, self.control_port = _free_port(), _free_port()
         self._state_dir = tempfile.TemporaryDirectory(prefix="voicebot-load-")
         cmd = [sys.executable, "-m", "server", "serve", "--echo", "--host", "127.0.0.1",
@@ -126,7 +127,7 @@ class Server:
         env = {**os.environ, "VOICEBOT_STATE_DIR": self._state_dir.name}
         env.pop("REDIS_URL", None)
         self.proc = subprocess.Popen(
-            cmd, cwd=Path(__file__).resolve().parent.parent, env=env,
+            cmd, cwd=root or Path(__file__).resolve().parent.parent, env=env,
             preexec_fn=lambda: os.sched_setaffinity(0, {core}),
         )
         self.ps = psutil.Process(self.proc.pid)

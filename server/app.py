@@ -16,7 +16,9 @@ Each rejection increments ``handshake_rejections_total{reason}`` with reason
 ``bad_target``, ``path``, ``auth``, ``draining`` or ``busy``; connections that
 never sent a valid upgrade count as ``bad_request`` (answered 400/426),
 ``handshake_timeout``, ``peer_busy`` (more than ``max_handshakes_per_peer``
-unfinished handshakes from one address: 503) or ``error`` (anything else that
+unfinished handshakes from one address: 503), ``peer_penalized`` (a call from
+that address broke a per-call cap moments ago: 503 before reading, see
+``HandshakeGate``) or ``error`` (anything else that
 went wrong before the call started: 500; see ``server.websocket_listen``).
 
 The upgrade URL's query picks the sample rate (``sample-rate`` or
@@ -49,7 +51,7 @@ from server.http_target import split_target
 from server.logs import log_event
 from server.metrics import ServerMetrics, monitor_loop_lag
 from server.websocket import WebSocketLimits
-from server.websocket_listen import WebSocketRequest, serve_websocket
+from server.websocket_listen import HandshakeGate, WebSocketRequest, serve_websocket
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,7 @@ class CallServer:
         self._cancelling = False
         self._calls: set[trio.CancelScope] = set()
         self._live_ids = LiveCallIds()
+        self.gate = HandshakeGate(config.max_handshakes_per_peer)
         self._idle = trio.Event()
         self._idle.set()
         self.port = 0
@@ -217,6 +220,8 @@ class CallServer:
                     cancelled_by_server=lambda: self._cancelling,
                     call_state=self._call_state, live_ids=self._live_ids,
                 )
+            if summary is not None and summary.peer_at_fault:
+                self.gate.penalize(request.peer)
             if ws is not None:
                 # Our part is over: close now (1001 "going away" on shutdown,
                 # 1008 for idle, start_timeout and limit).
@@ -249,8 +254,7 @@ class CallServer:
             handshake_seconds=self.config.handshake_seconds,
         )
         await serve_websocket(self.handle_request, self.config.host, self.config.port, limits,
-                              on_refused=self._count_refused,
-                              max_handshakes_per_peer=self.config.max_handshakes_per_peer,
+                              on_refused=self._count_refused, gate=self.gate,
                               task_status=task_status)
 
     def _count_refused(self, reason: str) -> None:

@@ -188,6 +188,9 @@ class CallSummary:
     frames_out: int
     bad_frames: int
     close_code: int | None = None
+    #: the peer broke a WebSocket cap (fragments, message size): its address is
+    #: penalized for a moment (``server.websocket_listen.HandshakeGate``)
+    peer_at_fault: bool = False
 
 
 @dataclass(slots=True)
@@ -248,6 +251,7 @@ class _Call:
         self.live_ids = live_ids
         self.counters = _Counters()
         self.close_code: int | None = None
+        self.peer_at_fault = False
 
     async def send(self, text: str) -> None:
         await self.ws.send_message(text)
@@ -295,6 +299,7 @@ class _Call:
                 duration=trio.current_time() - started_at,
                 frames_in=self.counters.frames_in, frames_out=self.counters.frames_out,
                 bad_frames=self.counters.bad_frames, close_code=self.close_code,
+                peer_at_fault=self.peer_at_fault,
             )
             _record_end(summary, metrics)
             state.ended(summary)
@@ -317,6 +322,7 @@ class _Call:
                 except ConnectionClosed as closed:
                     self.close_code = closed.code
                     if closed.by_us and closed.code in (POLICY_VIOLATION, 1009):
+                        self.peer_at_fault = True
                         log_event(log, logging.WARNING, "connection closed by a cap",
                                   close_code=closed.code, why=closed.reason)
                         return "limit"

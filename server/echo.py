@@ -10,7 +10,9 @@ other; nothing is dropped unless an utterance runs longer than
 ``MAX_UTTERANCE_S``, in which case only its last ``MAX_UTTERANCE_S`` are kept.
 
 Memory per call is bounded: while nobody speaks only the last pre-roll is
-kept; while someone speaks at most ``MAX_UTTERANCE_S`` of audio.
+kept; while someone speaks at most ``MAX_UTTERANCE_S`` of audio; and the
+speaker's queue holds at most 60 s (``server.speaker``): a caller sending
+speech faster than real time fills it and the call ends with reason ``limit``.
 
 Each utterance is one turn for ``session.state`` (the call's durable record),
 reported when its first frame goes out, with two stage timestamps on the trio

@@ -11,7 +11,7 @@ Names (all prefixed ``voicebot_``):
 - ``frames_in_total`` / ``frames_out_total``  WebSocket messages per direction
 - ``bad_frames_total``                  inbound frames that failed to parse
 - ``handshake_rejections_total{reason}``  refused upgrades (bad_target, path, auth,
-  draining, busy, bad_request, handshake_timeout, peer_busy, error)
+  draining, busy, bad_request, handshake_timeout, peer_busy, peer_penalized, error)
 - ``control_rejections_total{reason}``   refused control requests (bad_request, too_large,
   auth, timeout, error)
 - ``start_timeouts_total``              upgraded sockets that sent no ``start`` in time

@@ -16,9 +16,9 @@ What a connection does (RFC 6455, server side):
 
 - text and binary messages, whole or fragmented, up to ``max_message_size``;
   a bigger one is refused with close code 1009 as soon as its header says so;
-- at most ``max_slow_frames`` (64) fragments and control frames between two
+- at most ``max_slow_frames`` (16) fragments and control frames between two
   whole messages: a flood of tiny fragments or pings, which would cost a
-  wsproto parse (and a pong) each, is closed with 1008 after the 64th;
+  wsproto parse (and a pong) each, is closed with 1008 after the 16th;
   Exotel sends whole frames (a fragment or ping is rare), so the cap only
   ever meets a misbehaving or hostile peer;
 - pings are answered with pongs; pongs are ignored;
@@ -72,7 +72,7 @@ class WebSocketLimits:
     receive_buffer_size: int = 64 * 1024
     handshake_seconds: float = 10.0
     #: Fragments and control frames allowed between two whole messages.
-    max_slow_frames: int = 64
+    max_slow_frames: int = 16
 
 
 class ServerWebSocket:

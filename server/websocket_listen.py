@@ -45,12 +45,14 @@ class WebSocketRequest:
 
     ``path`` is the request target (path and query); ``headers`` are the
     request's headers with lower-case names (Host and the Sec-WebSocket-*
-    negotiation headers excluded).
+    negotiation headers excluded); ``peer`` the client's IP address (``"-"``
+    when not a socket).
     """
 
     def __init__(self, stream: trio.abc.Stream, conn: WSConnection, request: Request,
-                 limits: WebSocketLimits) -> None:
+                 limits: WebSocketLimits, peer: str = "-") -> None:
         self.path: str = request.target
+        self.peer = peer
         self.headers: Headers = list(request.extra_headers)
         self._stream = stream
         self._conn = conn
@@ -86,13 +88,30 @@ class WebSocketRequest:
 
 
 class HandshakeGate:
-    """At most ``per_peer`` unfinished handshakes (upgrade request not read yet)
-    per peer address; 0 means no limit. Bounds what idle unauthenticated sockets
-    from one address can hold (file descriptors, the handshake deadline)."""
+    """Per peer address: at most ``per_peer`` unfinished handshakes (upgrade
+    request not read yet), and a penalty box for peers whose call broke a cap.
+
+    The handshake cap bounds what idle unauthenticated sockets from one address
+    can hold (file descriptors, the handshake deadline). The penalty stops a
+    reconnect loop from turning a capped flood into a connection flood: after a
+    peer broke a WebSocket cap (a fragment/ping flood, an oversized message:
+    never Exotel's or Twilio's traffic; our own outbound queue cap does not
+    count), new connections from that address are held unread until the
+    penalty is over and then get 503 (at most ``per_peer`` held at once;
+    beyond that 503 at once). A penalty lasts ``PENALTY_S``, doubling (up to
+    ``MAX_PENALTY_S``) while the peer keeps offending. Holding, not refusing at
+    once, is what makes a reconnect loop cheap: it can only try again as fast
+    as it is answered. ``per_peer=0`` turns both off (e.g. behind a proxy, where every
+    peer has the proxy's address: limit there instead).
+    """
+
+    PENALTY_S = 1.0
+    MAX_PENALTY_S = 30.0
 
     def __init__(self, per_peer: int) -> None:
         self.per_peer = per_peer
         self._open: dict[str, int] = {}
+        self._penalties: dict[str, tuple[float, float]] = {}  # peer → (until, length)
 
     def enter(self, peer: str) -> bool:
         count = self._open.get(peer, 0)
@@ -108,6 +127,26 @@ class HandshakeGate:
         else:
             self._open.pop(peer, None)
 
+    def penalize(self, peer: str) -> None:
+        """A call from ``peer`` broke a per-call cap (see the class docstring)."""
+        if not self.per_peer or peer == "-":
+            return
+        now = trio.current_time()
+        until, length = self._penalties.get(peer, (0.0, 0.0))
+        # A repeat offender (its last penalty ended less than MAX_PENALTY_S ago)
+        # gets twice the last one; a peer that behaved since starts over.
+        recent = until + self.MAX_PENALTY_S > now
+        length = min(self.MAX_PENALTY_S, length * 2) if recent else self.PENALTY_S
+        self._penalties[peer] = (now + length, length)
+        if len(self._penalties) > 4096:  # forget long-expired entries now and then
+            self._penalties = {p: v for p, v in self._penalties.items()
+                               if v[0] + self.MAX_PENALTY_S > now}
+
+    def penalty_left(self, peer: str) -> float:
+        """Seconds until ``peer``'s penalty ends (0 when it has none)."""
+        entry = self._penalties.get(peer)
+        return max(0.0, entry[0] - trio.current_time()) if entry is not None else 0.0
+
 
 def peer_address(stream: trio.abc.Stream) -> str:
     """The peer's IP address for a socket stream, ``"-"`` for anything else."""
@@ -120,7 +159,7 @@ def peer_address(stream: trio.abc.Stream) -> str:
 
 async def serve_websocket(
     handler: Handler, host: str | None, port: int, limits: WebSocketLimits, *,
-    on_refused: OnRefused | None = None, max_handshakes_per_peer: int = 0,
+    on_refused: OnRefused | None = None, gate: HandshakeGate | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Accept WebSocket upgrades on ``host:port`` forever, each in its own task.
@@ -130,7 +169,6 @@ async def serve_websocket(
     gets 500). ``on_refused`` hears of connections that never got that far.
     Reports the bound port through ``task_status``.
     """
-    gate = HandshakeGate(max_handshakes_per_peer)
     serve_one = partial(serve_connection, handler, limits, on_refused=on_refused, gate=gate)
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(partial(trio.serve_tcp, serve_one, port, host=host))
@@ -151,6 +189,15 @@ async def serve_connection(handler: Handler, limits: WebSocketLimits,
     peer = peer_address(stream)
     request: WebSocketRequest | None = None
     try:
+        if gate is not None and (left := gate.penalty_left(peer)) > 0:
+            if gate.enter(peer):
+                try:
+                    await trio.sleep(min(left, limits.handshake_seconds))
+                finally:
+                    gate.leave(peer)
+            await _send_plain_response(stream, 503, b"try again later\n")
+            _refused(on_refused, "peer_penalized")
+            return
         if gate is not None and not gate.enter(peer):
             log_event(log, logging.WARNING, "too many handshakes from one peer", peer=peer,
                       limit=gate.per_peer)
@@ -158,7 +205,7 @@ async def serve_connection(handler: Handler, limits: WebSocketLimits,
             _refused(on_refused, "peer_busy")
             return
         try:
-            request = await read_request(stream, limits, on_refused=on_refused)
+            request = await read_request(stream, limits, on_refused=on_refused, peer=peer)
         finally:
             if gate is not None:
                 gate.leave(peer)
@@ -182,7 +229,8 @@ def _refused(on_refused: OnRefused | None, reason: str) -> None:
 
 
 async def read_request(stream: trio.abc.Stream, limits: WebSocketLimits, *,
-                       on_refused: OnRefused | None = None) -> WebSocketRequest | None:
+                       on_refused: OnRefused | None = None, peer: str = "-",
+                       ) -> WebSocketRequest | None:
     """Read the upgrade request; ``None`` if the peer left, stalled or sent garbage."""
     conn = WSConnection(ConnectionType.SERVER)
     with trio.move_on_after(limits.handshake_seconds):
@@ -197,7 +245,7 @@ async def read_request(stream: trio.abc.Stream, limits: WebSocketLimits, *,
                 conn.receive_data(bytes(data))
                 for event in conn.events():
                     if isinstance(event, Request):
-                        return WebSocketRequest(stream, conn, event, limits)
+                        return WebSocketRequest(stream, conn, event, limits, peer)
             except RemoteProtocolError as exc:
                 hint = exc.event_hint
                 status = hint.status_code if isinstance(hint, RejectConnection) else 400

@@ -159,12 +159,12 @@ async def test_fragments_and_pings_below_the_cap_are_fine(
     server = server_with(record)
     async with call(server) as client:
         await client.send(TextMessage(start_frame()))
-        for _ in range(3):  # well-behaved: each message in 60 pieces, pings between
+        for _ in range(3):  # well-behaved: each message in 14 pieces, a ping between
             data = client.conn.send(Ping(b"p"))
             text = json.dumps({"event": "dtmf", "dtmf": {"digit": "5"}})
-            pieces = [text[i:i + 1] for i in range(60)] + [text[60:]]
+            pieces = [text[i:i + 1] for i in range(13)] + [text[13:]]
             for k, piece in enumerate(pieces):
-                data += client.conn.send(TextMessage(piece, message_finished=k == 60))
+                data += client.conn.send(TextMessage(piece, message_finished=k == 13))
             await client.stream.send_all(data)
         await client.send(TextMessage(json.dumps({"event": "stop"})))
         assert await closed_with(client) == 1000

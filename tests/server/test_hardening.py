@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Request, TextMessage
 
 from bench.caller import run_caller, speech_like_script
 from server.app import Running, serve_until_signalled
@@ -187,3 +189,27 @@ async def test_idle_unauthenticated_sockets_from_one_peer_are_capped(running: Ru
             await stream.aclose()
     assert running.calls.metrics.registry.get_sample_value(
         "voicebot_handshake_rejections_total", {"reason": "peer_busy"}) >= 1
+
+
+async def test_a_peer_whose_call_broke_a_cap_is_refused_for_a_moment(running: Running) -> None:
+    stream = await trio.open_tcp_stream("127.0.0.1", running.calls.port)
+    async with stream:
+        conn = WSConnection(ConnectionType.CLIENT)
+        await stream.send_all(conn.send(Request(
+            host="x", target="/media", extra_headers=[(b"authorization", WS_AUTH)])))
+        conn.receive_data(await stream.receive_some())
+        assert any(isinstance(e, AcceptConnection) for e in conn.events())
+        flood = conn.send(TextMessage('{"event":"start","start":{"stream_sid":"s"}}'))
+        flood += conn.send(TextMessage("{", message_finished=False))
+        flood += conn.send(TextMessage("x", message_finished=False)) * 100
+        await stream.send_all(flood)
+        with trio.fail_after(5):
+            while await stream.receive_some():  # until the server closes (1008)
+                pass
+    await trio.sleep(0.1)
+    refused = await exchange(running.calls.port, upgrade(b"/media", WS_AUTH))
+    assert status(refused) == 503
+    await trio.sleep(1.1)  # the first penalty lasts one second
+    assert status(await exchange(running.calls.port, upgrade(b"/media", WS_AUTH))) == 101
+    assert running.calls.metrics.registry.get_sample_value(
+        "voicebot_calls_total", {"reason": "limit"}) == 1
