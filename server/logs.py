@@ -53,24 +53,26 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     if isinstance(extra, Mapping):
         for key, value in extra.items():
             if isinstance(value, str) and len(value) > MAX_LOG_VALUE:
-                value = log_safe(value)
+                value = f"{value[:MAX_LOG_VALUE]}…(+{len(value) - MAX_LOG_VALUE} chars)"
             out[f"f_{log_safe(key, 64)}" if key in _RESERVED else log_safe(key, 64)] = value
     if record.exc_info and record.exc_info[0] is not None:
         out["exc"] = logging.Formatter().formatException(record.exc_info)
     return out
 
 
-#: How much of the message and of a traceback a ``key=value`` line keeps.
+#: How much of the message and of a traceback a ``key=value`` line keeps
+#: (field values were cut to ``MAX_LOG_VALUE`` already, in ``_fields``).
 _LIMITS = {"msg": 2048, "exc": 16384}
+_NO_CUT = 1 << 20
 
 
 def _kv_value(key: str, value: object) -> str:
     if isinstance(value, float):
         text = f"{value:.4g}"
     else:
-        text = log_safe(value, _LIMITS.get(key, MAX_LOG_VALUE))
+        text = log_safe(value, _LIMITS.get(key, _NO_CUT))
     if text == "" or any(ch in text for ch in ' ="'):
-        return json.dumps(text)
+        return json.dumps(text, ensure_ascii=False)
     return text
 
 

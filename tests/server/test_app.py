@@ -89,3 +89,19 @@ def test_serve_parses_flags_into_the_config() -> None:
         ["serve", "--port", "9000", "--echo", "--grace", "5", "--max-calls", "3"])
     config = build_config({name: getattr(args, name) for name in ENV_VARS}, {})
     assert (config.port, config.echo, config.grace, config.max_calls) == (9000, True, 5.0, 3)
+
+
+def test_serve_raises_the_soft_descriptor_limit_to_the_hard_one() -> None:
+    import resource
+
+    from server.serve_cmd import raise_fd_limit
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowered = min(256, soft)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowered, hard))
+    try:
+        now = raise_fd_limit()
+        assert now == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        assert now > lowered or hard == lowered
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

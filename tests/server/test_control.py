@@ -131,3 +131,20 @@ def test_stream_url_maps_schemes_and_keeps_base_query() -> None:
     assert stream_url("http://h:8080/base/", "/media", {}) == "ws://h:8080/base/media?sample-rate=8000"
     url = stream_url("wss://h/?token=s3cret", "/media", {"callsid": "z"}, sample_rate=16000)
     assert url == "wss://h/media?token=s3cret&sample-rate=16000&call_sid=z"
+
+
+def test_readyz_follows_the_store_and_control_auth_guards_metrics() -> None:
+    from server.metrics import ServerMetrics as Metrics
+
+    store = {"up": True}
+    app = ControlApp(ServerConfig(control_auth=BasicAuth("c", "p")), Metrics(), lambda: True,
+                     lambda: store["up"])
+    assert app.respond("GET", "/readyz", {}, b"").status == 200
+    store["up"] = False  # the embedded redis-server died
+    assert app.respond("GET", "/readyz", {}, b"") == app.respond("GET", "/readyz", {}, b"")
+    assert app.respond("GET", "/readyz", {}, b"").status == 503
+    assert app.respond("GET", "/healthz", {}, b"").status == 200
+    assert app.respond("GET", "/metrics", {}, b"").status == 401
+    ok = app.respond("GET", "/metrics", {"authorization": "Basic Yzpw"}, b"")
+    assert ok.status == 200
+    assert b"voicebot_redis_up" in ok.body

@@ -96,3 +96,29 @@ def test_json_lines_are_one_object_per_line_with_call_id() -> None:
     assert record["f_msg"] == "user field kept apart"
     assert record["from_"] == "******5678"
     assert "9812345678" not in buffer.getvalue()
+
+
+def test_key_value_values_cannot_forge_lines_and_are_cut(
+    captured: tuple[io.StringIO, logging.Handler],
+) -> None:
+    buffer, _ = captured
+    forged = "abc\r\nts=x level=critical msg=forged\x1b[2J\x00\u2028"
+    log_event(logging.getLogger("t"), logging.INFO, "m", call_sid=forged, big="y" * 10_000)
+    text = buffer.getvalue()
+    assert text.count("\n") == 1  # one record, one line
+    assert "\x1b" not in text and "\x00" not in text and "\r" not in text
+    assert "\u2028" not in text
+    assert "\\x1b[2J" in text
+    assert "y" * 256 + "…(+9744 chars)" in text
+    assert "y" * 257 not in text
+
+
+def test_json_lines_escape_line_separators() -> None:
+    buffer = io.StringIO()
+    handler = configure_logging(json_lines=True, stream=buffer)
+    try:
+        log_event(logging.getLogger("t"), logging.INFO, "m", given="a\u2028b\x85c")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    [line] = buffer.getvalue().splitlines()
+    assert json.loads(line)["given"] == "a\u2028b\x85c"

@@ -92,7 +92,7 @@ outcomes = st.builds(
     lead_id=st.none() | st.text(min_size=1, max_size=10),
     slots=slots(), do_not_call=st.booleans(),
     duration_s=st.integers(0, 10**7).map(lambda ms: ms / 1000), turns=small_ints,
-    cost_micro_usd=small_ints,
+    cost_micro_usd=small_ints, close_code=st.none() | st.integers(1000, 4999),
 )
 
 

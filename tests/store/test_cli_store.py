@@ -166,3 +166,23 @@ async def test_outcomes_tail_follow_prints_new_entries(backend: RedisBackend,
 def test_callback_constant_is_aware() -> None:
     assert isinstance(KOLKATA_CALLBACK, datetime)
     assert KOLKATA_CALLBACK.utcoffset() is not None
+
+
+def test_stored_text_cannot_break_json_lines_or_drive_the_terminal(
+    capsys: pytest.CaptureFixture[str], backend: RedisBackend, redis_url: str
+) -> None:
+    from dataclasses import replace
+
+    backend.write_outcome(replace(outcome("U1"), end_reason="stop\u2028\x85x", close_code=1009))
+    code, out, _ = run(capsys, backend, redis_url, "outcomes", "tail", "--json")
+    assert code == 0
+    [line] = out.splitlines()  # splitlines() also breaks at U+2028 and NEL
+    assert json.loads(line)["end_reason"] == "stop\u2028\x85x"
+    assert json.loads(line)["close_code"] == "1009"
+    snap = replace(snapshot("U2"), lead=replace(snapshot("U2").lead,
+                                                params={"note": "\x1b[31mred\x1b[0m"}))
+    backend.write_turn(TurnBatch("U2", snap))
+    code, out, _ = run(capsys, backend, redis_url, "session", "show", "U2")
+    assert code == 0
+    assert "\x1b" not in out
+    assert "\\x1b[31mred" in out

@@ -55,6 +55,12 @@ def test_outcome_round_trip_through_stream_fields(o: Outcome) -> None:
     assert outcome_from_fields(as_bytes) == o
 
 
+def test_outcome_entries_written_before_close_code_still_decode() -> None:
+    fields = outcome_to_fields(outcome("OLD"))
+    del fields["close_code"]  # an entry from before the field existed
+    assert outcome_from_fields(fields).close_code is None
+
+
 def test_unknown_schema_version_is_reported_with_the_version() -> None:
     data = json.loads(encode_snapshot(snapshot("CA1")))
     data["v"] = 2
