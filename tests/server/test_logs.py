@@ -106,7 +106,9 @@ def test_key_value_values_cannot_forge_lines_and_are_cut(
     log_event(logging.getLogger("t"), logging.INFO, "m", call_sid=forged, big="y" * 10_000)
     text = buffer.getvalue()
     assert text.count("\n") == 1  # one record, one line
-    assert "\x1b" not in text and "\x00" not in text and "\r" not in text
+    assert "\x1b" not in text
+    assert "\x00" not in text
+    assert "\r" not in text
     assert "\u2028" not in text
     assert "\\x1b[2J" in text
     assert "y" * 256 + "…(+9744 chars)" in text
