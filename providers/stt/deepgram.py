@@ -49,6 +49,7 @@ from providers.exceptions import (
     ProviderClosed,
     StreamClosed,
 )
+from providers.groups import sole_error, unwrap_sole_error
 from providers.stt import deepgram_wire as wire
 from providers.stt.base import (
     Endpoint,
@@ -216,7 +217,9 @@ class DeepgramStream:
                 await self._session(nursery, task_status)
                 nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
-            error = _sole_error(group)
+            error = sole_error(group)
+            if error is None:
+                raise
             raise _translate(error, self.config) from error
         except (trio_websocket.HandshakeError, OSError) as error:
             raise _translate(error, self.config) from error
@@ -390,7 +393,7 @@ async def open_deepgram(
     """Connect and yield the stream; on exit close it gracefully (``CloseStream``,
     bounded by ``close_deadline``) and stop its tasks."""
     stream = DeepgramStream(config, usage if usage is not None else UsageCounter())
-    try:
+    with unwrap_sole_error():
         async with trio.open_nursery() as nursery:
             await nursery.start(stream._supervise)
             nursery.start_soon(stream._keepalive)
@@ -402,24 +405,3 @@ async def open_deepgram(
                     await stream._supervisor_done.wait()
             finally:
                 nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        raise _sole_error(group) from None
-
-
-def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one real error in a nursery's group (the others being the Cancelled it
-    caused), so callers can ``except StreamClosed``; the group itself otherwise."""
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        error = pending.pop()
-        if isinstance(error, BaseExceptionGroup):
-            pending.extend(error.exceptions)
-        else:
-            leaves.append(error)
-    real = [error for error in leaves if not isinstance(error, trio.Cancelled)]
-    if len(real) == 1:
-        return real[0]
-    if not real and leaves:
-        return leaves[0]
-    return group

@@ -52,6 +52,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from providers.config import ElevenLabsConfig
 from providers.exceptions import DeadlineExceeded, ProviderClosed, ProviderError
+from providers.groups import unwrap_sole_error
 from providers.tts import elevenlabs_wire as wire
 from providers.tts.elevenlabs_socket import (
     Failed,
@@ -269,22 +270,6 @@ class ElevenLabsSession(SessionSocket):
             out.send_nowait(Failed(exc))
 
 
-def sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The one real exception in a nursery's group (``Cancelled`` ignored), if only
-    one: callers then see ``AuthError``, not an ``ExceptionGroup`` around it."""
-    errors: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        elif not isinstance(exc, trio.Cancelled) and all(exc is not e for e in errors):
-            errors.append(exc)  # a reply may re-raise the session's own error
-
-    walk(group)
-    return errors[0] if len(errors) == 1 else None
-
-
 @asynccontextmanager
 async def open_elevenlabs(
     config: ElevenLabsConfig, usage: UsageCounter | None = None,
@@ -294,7 +279,7 @@ async def open_elevenlabs(
     A failure of the session (or of the block) is raised as itself, not wrapped
     in an exception group, when it is the only one."""
     options = options or wire.StreamOptions()
-    try:
+    with unwrap_sole_error():
         async with trio.open_nursery() as nursery:
             session = ElevenLabsSession(config, options, usage or UsageCounter(), nursery)
             if options.multi_context:
@@ -305,8 +290,3 @@ async def open_elevenlabs(
                 await session.aclose()
             finally:
                 nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        error = sole_error(group)
-        if error is None:
-            raise
-        raise error from None
