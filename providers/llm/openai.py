@@ -49,6 +49,7 @@ from providers.exceptions import (
 from providers.llm.base import ChatEvent, Message, TextDelta, Usage
 from providers.llm.sse import SSEDecoder
 from providers.usage import UsageCounter
+from providers.wire import json_object
 
 VENDOR = "openai"
 
@@ -113,7 +114,7 @@ class OpenAIChat:
                     if event.data.strip() == "[DONE]":
                         done = True
                         break
-                    payload = _json_object(event.data)
+                    payload = json_object(event.data, vendor=VENDOR)
                     if "error" in payload:
                         raise _stream_error(payload["error"])
                     for delta, reason in _choices(payload):
@@ -167,7 +168,7 @@ class OpenAIChat:
                 f"no JSON reply within {seconds:g} s", vendor=VENDOR, deadline="json",
                 seconds=seconds,
             )
-        payload = _json_object(raw.decode("utf-8", errors="replace"))
+        payload = json_object(raw.decode("utf-8", errors="replace"), vendor=VENDOR)
         if payload.get("usage"):
             used = _usage(payload["usage"])
             self.usage.add_llm_tokens(
@@ -180,8 +181,7 @@ class OpenAIChat:
         if message.get("refusal"):
             raise VendorError("model refused", vendor=VENDOR, code="refusal",
                               detail=str(message["refusal"]))
-        result = _json_object(str(message.get("content") or ""))
-        return result
+        return json_object(str(message.get("content") or ""), vendor=VENDOR)
 
     async def _post_with_retries(self, body: dict[str, Any], *, stream: bool) -> httpx.Response:
         attempt = 0
@@ -257,16 +257,6 @@ def _fits(retry_after: float | None) -> bool:
         return False
     deadline = trio.current_effective_deadline()
     return math.isinf(deadline) or trio.current_time() + retry_after < deadline
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise ProtocolError(f"not JSON: {text[:80]!r}", vendor=VENDOR) from exc
-    if not isinstance(value, dict):
-        raise ProtocolError(f"not a JSON object: {text[:80]!r}", vendor=VENDOR)
-    return value
 
 
 def _choices(payload: Mapping[str, Any]) -> list[tuple[str, str | None]]:

@@ -60,6 +60,7 @@ from providers.stt.base import (
     UtteranceEnd,
 )
 from providers.usage import UsageCounter
+from providers.wire import close_of
 
 log = logging.getLogger(__name__)
 VENDOR = wire.VENDOR
@@ -302,9 +303,7 @@ class DeepgramStream:
             try:
                 text = await ws.get_message()
             except ConnectionClosed as exc:
-                reason = exc.reason
-                code = reason.code if reason is not None else 1006
-                detail = reason.reason if reason is not None else None
+                code, detail = close_of(exc)
                 if last_error is not None and not detail:
                     detail = f"{last_error.code or ''} {last_error.message}".strip()
                 if self._closing:

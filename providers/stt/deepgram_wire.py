@@ -25,9 +25,9 @@ from providers.config import DeepgramConfig
 from providers.exceptions import (
     AuthError,
     HandshakeRejected,
-    ProtocolError,
     StreamClosed,
 )
+from providers.wire import json_object
 
 VENDOR = "deepgram"
 KEEPALIVE = '{"type": "KeepAlive"}'
@@ -126,12 +126,7 @@ def _number(value: object, default: float = 0.0) -> float:
 
 def parse_message(text: str | bytes) -> ServerMessage:
     """Parse one server frame; ProtocolError if it is not a JSON object."""
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ProtocolError(f"not JSON: {str(text)[:80]!r}", vendor=VENDOR) from exc
-    if not isinstance(data, dict):
-        raise ProtocolError(f"not a JSON object: {str(text)[:80]!r}", vendor=VENDOR)
+    data = json_object(text, vendor=VENDOR)
     kind = str(data.get("type") or "")
     if kind == "Results" or (not kind and isinstance(data.get("channel"), Mapping)):
         return _results(data)

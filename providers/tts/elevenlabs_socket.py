@@ -37,6 +37,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from providers.config import ElevenLabsConfig
 from providers.exceptions import ConnectError, DeadlineExceeded, ProviderError, VendorError
 from providers.tts import elevenlabs_wire as wire
+from providers.wire import close_of
 
 VENDOR: Final = wire.VENDOR
 
@@ -174,12 +175,9 @@ class SessionSocket:
             try:
                 message = await ws.get_message()
             except ConnectionClosed as exc:
-                reason = exc.reason
-                code = reason.code if reason is not None else 1006
                 if self._closing:
                     return
-                raise wire.stream_error(code, reason.reason if reason else None,
-                                        last_error) from None
+                raise wire.stream_error(*close_of(exc), last_error) from None
             if isinstance(message, bytes):
                 continue
             frame = wire.parse_frame(message)

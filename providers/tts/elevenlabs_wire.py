@@ -47,6 +47,7 @@ from providers.exceptions import (
     StreamClosed,
     VendorError,
 )
+from providers.wire import json_object
 
 VENDOR: Final = "elevenlabs"
 NORMAL_CLOSE: Final = 1000
@@ -336,12 +337,7 @@ def _alignment(value: object) -> Alignment | None:
 
 def parse_frame(text: str | bytes) -> ServerFrame:
     """One server text frame → a typed frame. ProtocolError on bad JSON or base64."""
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ProtocolError(f"not JSON: {str(text)[:80]!r}", vendor=VENDOR) from exc
-    if not isinstance(data, dict):
-        raise ProtocolError(f"not a JSON object: {str(text)[:80]!r}", vendor=VENDOR)
+    data = json_object(text, vendor=VENDOR)
     context = data.get("contextId", data.get("context_id"))
     context_id = str(context) if context is not None else None
     is_final = data.get("isFinal", data.get("is_final"))
