@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from contextlib import suppress
 from typing import Any
 
 import httpx
@@ -38,7 +39,6 @@ import trio
 from providers.config import OpenAIConfig
 from providers.exceptions import (
     AuthError,
-    ConnectError,
     DeadlineExceeded,
     ProtocolError,
     QuotaExceeded,
@@ -46,6 +46,7 @@ from providers.exceptions import (
     StreamClosed,
     VendorError,
 )
+from providers.http import map_transport_errors
 from providers.llm.base import ChatEvent, Message, TextDelta, Usage
 from providers.llm.sse import SSEDecoder
 from providers.usage import UsageCounter
@@ -158,9 +159,8 @@ class OpenAIChat:
         with trio.move_on_after(seconds) as scope:
             response = await self._post_with_retries(body, stream=False)
             try:
-                raw = await response.aread()
-            except httpx.TransportError as exc:
-                raise StreamClosed(f"response body broken: {exc}", vendor=VENDOR) from exc
+                with map_transport_errors(VENDOR, phase="body"):
+                    raw = await response.aread()
             finally:
                 await response.aclose()
         if scope.cancelled_caught:
@@ -206,12 +206,9 @@ class OpenAIChat:
             content=json.dumps(body).encode(),
         )
         self.usage.add_llm_request()
-        with trio.move_on_after(config.connect_deadline) as scope:
-            try:
-                response = await self._client.send(request, stream=True)
-            except httpx.TransportError as exc:
-                raise ConnectError(f"cannot reach {config.base_url}: {exc!r}",
-                                   vendor=VENDOR) from exc
+        with trio.move_on_after(config.connect_deadline) as scope, \
+                map_transport_errors(VENDOR, phase="request"):
+            response = await self._client.send(request, stream=True)
         if scope.cancelled_caught:
             raise DeadlineExceeded(
                 f"no response headers within {config.connect_deadline:g} s",
@@ -219,22 +216,18 @@ class OpenAIChat:
             )
         if response.is_success:
             return response
+        raw = b""  # an error body that breaks off still leaves the status to report
         try:
-            raw = await response.aread()
-        except httpx.TransportError:
-            raw = b""
+            with suppress(StreamClosed), map_transport_errors(VENDOR, phase="body"):
+                raw = await response.aread()
         finally:
             await response.aclose()
         raise _status_error(response, raw)
 
 
 async def _next_chunk(chunks: AsyncIterator[bytes]) -> bytes | None:
-    try:
-        return await chunks.__anext__()
-    except StopAsyncIteration:
-        return None
-    except httpx.TransportError as exc:
-        raise StreamClosed(f"stream broken: {exc!r}", vendor=VENDOR) from exc
+    with map_transport_errors(VENDOR, phase="body"):
+        return await anext(chunks, None)
 
 
 async def _release(response: httpx.Response, chunks: AsyncIterator[bytes]) -> None:
