@@ -34,8 +34,8 @@ block when the session cannot continue (refused key, quota).
 This module is the reply side: ``speak`` (feeding a reply's text, its
 deadlines, decoding its audio, barge-in), the per-reply workers of both modes,
 statistics and :func:`open_elevenlabs`. The connection side (handshake and its
-errors, sending, reading and routing frames, reconnects, keep-alive) is the base
-class :class:`~providers.tts.elevenlabs_socket.SessionSocket`.
+errors, sending, reading and routing frames, reconnects, keep-alive) is the
+session's :class:`~providers.tts.elevenlabs_socket.SessionSocket`.
 """
 
 from __future__ import annotations
@@ -43,12 +43,12 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import WebSocketConnection
 
 from providers.config import ElevenLabsConfig
 from providers.exceptions import DeadlineExceeded, ProviderClosed, ProviderError
@@ -83,14 +83,17 @@ class ElevenLabsStatistics:
     first_audio_delays: tuple[float, ...]
 
 
-class ElevenLabsSession(SessionSocket):
+class ElevenLabsSession:
     """An open TTS session; see the module docstring. Created by
-    :func:`open_elevenlabs` only. The connection side is :class:`SessionSocket`."""
+    :func:`open_elevenlabs` only. The connection side is its :class:`SessionSocket`."""
 
     def __init__(self, config: ElevenLabsConfig, options: wire.StreamOptions,
                  usage: UsageCounter, nursery: trio.Nursery) -> None:
-        super().__init__(config, options)
+        self.config = config
+        self.options = options
         self.usage = usage
+        self.socket = SessionSocket(config, options)
+        self._closing = False
         self._rate = wire.audio_format(config.output_format)[0]
         self._nursery = nursery
         self._numbers = itertools.count(1)
@@ -107,8 +110,9 @@ class ElevenLabsSession(SessionSocket):
     def statistics(self) -> ElevenLabsStatistics:
         return ElevenLabsStatistics(
             replies=self._replies, cancelled=self._cancelled, characters=self._characters,
-            audio_seconds=self._audio_bytes / (2 * self._rate), dropped_frames=self._dropped,
-            reconnects=self._reconnects, first_audio_delays=tuple(self._first_audio),
+            audio_seconds=self._audio_bytes / (2 * self._rate),
+            dropped_frames=self.socket.dropped, reconnects=self.socket.reconnects,
+            first_audio_delays=tuple(self._first_audio),
         )
 
     # -- the TTSSession interface ---------------------------------------------------
@@ -118,11 +122,11 @@ class ElevenLabsSession(SessionSocket):
         if self._closing:
             raise ProviderClosed("speak after aclose", vendor=VENDOR)
         self._replies += 1
-        context = f"{self._id}-{next(self._numbers)}" if self.options.multi_context else None
+        context = f"{self.socket.id}-{next(self._numbers)}" if self.options.multi_context else None
         send, receive = trio.open_memory_channel[ReplyItem](math.inf)
         worker = self._feed_context if self.options.multi_context else self._reply_connection
         if context is not None:
-            self._routes[context] = send
+            self.socket.routes[context] = send
         scope: trio.CancelScope = await self._nursery.start(worker, context, text_chunks, send)
         decoder = wire.AudioDecoder(self.config.output_format)
         finished = False
@@ -155,25 +159,17 @@ class ElevenLabsSession(SessionSocket):
                     raise item.error
         finally:
             scope.cancel()
-            self._routes.pop(context, None)
+            self.socket.routes.pop(context, None)
             if not finished:
                 self._cancelled += 1
                 if context is not None:
-                    await self._close_context(context)
+                    await self.socket.close_context(context)
 
     async def aclose(self) -> None:
         """End the session: ``close_socket`` (flushed replies finish), then wait up
         to ``close_deadline`` for the server's close. Idempotent."""
-        if self._closing:
-            return
         self._closing = True
-        with trio.move_on_after(self.config.close_deadline):
-            ws = self._ws
-            if ws is not None and self.options.multi_context:
-                with suppress(ConnectionClosed):
-                    await ws.send_message(wire.close_socket_message())
-                await self._closed.wait()
-        self._closed.set()
+        await self.socket.close()
 
     # -- replies ----------------------------------------------------------------------
 
@@ -203,8 +199,8 @@ class ElevenLabsSession(SessionSocket):
             try:
                 said = await self._send_text(text_chunks, out, context)
                 if said:
-                    await self._send(wire.flush_message(context))
-                    await self._send(wire.close_context_message(context))
+                    await self.socket.send(wire.flush_message(context))
+                    await self.socket.send(wire.close_context_message(context))
                 out.send_nowait(TextDone())
             except SocketLost:
                 pass  # the supervisor fails this reply with the reason for the close
@@ -223,7 +219,7 @@ class ElevenLabsSession(SessionSocket):
                 if not piece:
                     continue
                 settings = self.options.voice_settings if first and context else None
-                await self._send(wire.text_message(
+                await self.socket.send(wire.text_message(
                     piece, flush=self.options.flush_each_chunk, context_id=context,
                     voice_settings=settings), ws)
                 characters = len(piece) - 1  # the trailing space we added is not billed
@@ -248,11 +244,11 @@ class ElevenLabsSession(SessionSocket):
         with trio.CancelScope() as scope:
             task_status.started(scope)
             try:
-                async with self._connect() as ws, trio.open_nursery() as nursery:
+                async with self.socket.connect() as ws, trio.open_nursery() as nursery:
                     await ws.send_message(wire.init_message(self.options))
-                    nursery.start_soon(self._keepalive, ws)
+                    nursery.start_soon(self.socket.keepalive, ws)
                     nursery.start_soon(self._feed_connection, ws, text_chunks, out)
-                    await self._read(ws, out)
+                    await self.socket.read(ws, out)
                     nursery.cancel_scope.cancel()
             except ProviderError as exc:
                 out.send_nowait(Failed(exc))
@@ -261,8 +257,8 @@ class ElevenLabsSession(SessionSocket):
                                out: trio.MemorySendChannel[ReplyItem]) -> None:
         try:
             if await self._send_text(text_chunks, out, None, ws):
-                await self._send(wire.flush_message(), ws)
-            await self._send(wire.eos_message(), ws)
+                await self.socket.send(wire.flush_message(), ws)
+            await self.socket.send(wire.eos_message(), ws)
             out.send_nowait(TextDone())
         except SocketLost:
             pass  # _read raises the reason for the close
@@ -283,8 +279,8 @@ async def open_elevenlabs(
         async with trio.open_nursery() as nursery:
             session = ElevenLabsSession(config, options, usage or UsageCounter(), nursery)
             if options.multi_context:
-                await nursery.start(session._supervise)
-                nursery.start_soon(session._keepalive)
+                await nursery.start(session.socket.supervise)
+                nursery.start_soon(session.socket.keepalive)
             try:
                 yield session
                 await session.aclose()

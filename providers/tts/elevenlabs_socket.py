@@ -1,21 +1,24 @@
 """The WebSocket side of an ElevenLabs TTS session: connecting, sending, reading.
 
-:class:`SessionSocket` is the base of :class:`~providers.tts.elevenlabs.ElevenLabsSession`
-and holds what concerns the connection(s) rather than the replies:
+:class:`SessionSocket` is held by :class:`~providers.tts.elevenlabs.ElevenLabsSession`
+and owns what concerns the connection(s) rather than the replies:
 
-- opening a connection (:meth:`~SessionSocket._connect`): the ``xi-api-key``
+- opening a connection (:meth:`~SessionSocket.connect`): the ``xi-api-key``
   handshake, with refusals, timeouts and transport failures translated once into
   :mod:`providers.exceptions` (and the TCP socket closed, which trio-websocket
   0.12 leaks after a server-initiated close);
-- sending (:meth:`~SessionSocket._send`), on a given socket or on the session's
+- sending (:meth:`~SessionSocket.send`), on a given socket or on the session's
   multi-context socket once it is up; a closed socket raises :class:`SocketLost`
   and the reader reports why;
-- reading (:meth:`~SessionSocket._read`): frames routed to replies by context
-  (multi mode) or all to the one reply (single mode); an unexpected close
-  becomes the vendor error its close code and last error frame mean;
-- multi mode's session socket (:meth:`~SessionSocket._supervise`): held for the
+- reading (:meth:`~SessionSocket.read`): frames routed to replies by context
+  (:attr:`~SessionSocket.routes`, multi mode) or all to the one reply (single
+  mode); an unexpected close becomes the vendor error its close code and last
+  error frame mean;
+- multi mode's session socket (:meth:`~SessionSocket.supervise`): held for the
   whole call, reconnected after recoverable drops (``max_reconnects`` in a row),
-  kept alive (:meth:`~SessionSocket._keepalive`), contexts closed on barge-in.
+  kept alive (:meth:`~SessionSocket.keepalive`), contexts closed on barge-in
+  (:meth:`~SessionSocket.close_context`) and the socket at the end
+  (:meth:`~SessionSocket.close`).
 
 Replies talk to it through a memory channel of :data:`ReplyItem`: the vendor's
 audio and final frames, plus :class:`TextSent`, :class:`TextDone` and
@@ -75,10 +78,11 @@ class SessionSocket:
     def __init__(self, config: ElevenLabsConfig, options: wire.StreamOptions) -> None:
         self.config = config
         self.options = options
+        self.id = uuid.uuid4().hex[:8]  # prefix of this session's context ids
+        #: Where frames of each context go (multi mode); a reply adds and removes its own.
+        self.routes: dict[str | None, trio.MemorySendChannel[ReplyItem]] = {}
         self._url = wire.stream_url(config, options)
-        self._id = uuid.uuid4().hex[:8]
-        self._idle_context = f"{self._id}-idle"
-        self._routes: dict[str | None, trio.MemorySendChannel[ReplyItem]] = {}
+        self._idle_context = f"{self.id}-idle"
         self._ws: WebSocketConnection | None = None
         self._connected = trio.Event()
         self._last_send = 0.0
@@ -88,10 +92,19 @@ class SessionSocket:
         self._reconnects = 0
         self._failures = 0  # reconnects since a reply last completed
 
+    @property
+    def dropped(self) -> int:
+        """Audio frames that arrived for no reply (a cancelled one) and were dropped."""
+        return self._dropped
+
+    @property
+    def reconnects(self) -> int:
+        return self._reconnects
+
     # -- the connection -------------------------------------------------------------
 
     @asynccontextmanager
-    async def _connect(self) -> AsyncIterator[WebSocketConnection]:
+    async def connect(self) -> AsyncIterator[WebSocketConnection]:
         headers = [(b"xi-api-key", self.config.api_key.reveal().encode())]
         opened: WebSocketConnection | None = None
         try:
@@ -119,7 +132,7 @@ class SessionSocket:
                 # reading): one leaked socket per connection unless we close it.
                 await opened._stream.aclose()
 
-    async def _send(self, message: str, ws: WebSocketConnection | None = None) -> None:
+    async def send(self, message: str, ws: WebSocketConnection | None = None) -> None:
         """Send on ``ws``, or on the session socket once it is connected."""
         if ws is None:
             await self._connected.wait()
@@ -132,13 +145,13 @@ class SessionSocket:
             raise SocketLost from exc
         self._last_send = trio.current_time()
 
-    async def _supervise(self, *, task_status: trio.TaskStatus[None]) -> None:
+    async def supervise(self, *, task_status: trio.TaskStatus[None]) -> None:
         """Multi mode: hold the session socket, reconnecting after recoverable drops."""
         started = False
         try:
             while True:
                 try:
-                    async with self._connect() as ws:
+                    async with self.connect() as ws:
                         await ws.send_message(wire.init_message(self.options,
                                                                 self._idle_context))
                         self._ws = ws
@@ -147,7 +160,7 @@ class SessionSocket:
                             started = True
                             task_status.started()
                         try:
-                            await self._read(ws)
+                            await self.read(ws)
                             return
                         finally:
                             self._ws = None
@@ -164,7 +177,7 @@ class SessionSocket:
         finally:
             self._closed.set()
 
-    async def _read(self, ws: WebSocketConnection,
+    async def read(self, ws: WebSocketConnection,
                     only: trio.MemorySendChannel[ReplyItem] | None = None) -> None:
         """Route frames to replies by context until the socket closes (multi mode),
         or hand every frame to ``only`` until its ``isFinal`` (single mode).
@@ -184,7 +197,7 @@ class SessionSocket:
             if isinstance(frame, wire.ErrorFrame):
                 last_error = frame
             elif isinstance(frame, wire.AudioFrame | wire.FinalFrame):
-                route = only if only is not None else self._routes.get(frame.context_id)
+                route = only if only is not None else self.routes.get(frame.context_id)
                 if route is None:
                     self._dropped += isinstance(frame, wire.AudioFrame)
                     continue
@@ -195,10 +208,10 @@ class SessionSocket:
                         return
 
     def _fail_replies(self, error: ProviderError) -> None:
-        for route in self._routes.values():
+        for route in self.routes.values():
             route.send_nowait(Failed(error))
 
-    async def _keepalive(self, ws: WebSocketConnection | None = None) -> None:
+    async def keepalive(self, ws: WebSocketConnection | None = None) -> None:
         """Send a keep-alive whenever nothing went out for ``keepalive_interval``."""
         interval = self.options.keepalive_interval
         while True:
@@ -211,7 +224,7 @@ class SessionSocket:
                 await target.send_message(message)
             self._last_send = trio.current_time()
 
-    async def _close_context(self, context: str) -> None:
+    async def close_context(self, context: str) -> None:
         """Barge-in: tell the vendor to stop this context (shielded, short)."""
         with trio.CancelScope(shield=True), trio.move_on_after(self.config.close_deadline):
             ws = self._ws
@@ -219,3 +232,17 @@ class SessionSocket:
                 with suppress(ConnectionClosed):
                     await ws.send_message(wire.close_context_message(context))
                     self._last_send = trio.current_time()
+
+    async def close(self) -> None:
+        """End the session socket: ``close_socket`` (flushed replies finish), then
+        wait up to ``close_deadline`` for the server's close. Idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        with trio.move_on_after(self.config.close_deadline):
+            ws = self._ws
+            if ws is not None and self.options.multi_context:
+                with suppress(ConnectionClosed):
+                    await ws.send_message(wire.close_socket_message())
+                await self._closed.wait()
+        self._closed.set()
