@@ -35,7 +35,7 @@ from providers.llm.openai import OpenAIChat
 from providers.sim.deepgram_sim import open_deepgram_sim
 from providers.sim.latency import Fixed
 from providers.sim.openai_sim import open_openai_sim
-from providers.stt.base import Endpoint, Final, Interim, SpeechStarted, UtteranceEnd
+from providers.stt.base import Endpoint, Final, Interim, SpeechDetected, UtteranceEnd
 from providers.stt.deepgram import open_deepgram
 
 RATE = 8000
@@ -107,7 +107,7 @@ async def deepgram_run(turns: int, speedup: float) -> tuple[list[float], list[fl
 
             async def pump() -> None:
                 async for event in stream.events():
-                    if isinstance(event, Interim | Final | Endpoint | SpeechStarted
+                    if isinstance(event, Interim | Final | Endpoint | SpeechDetected
                                   | UtteranceEnd):
                         received.append(trio.current_time())
 

@@ -55,7 +55,7 @@ from providers.stt.base import (
     Endpoint,
     Final,
     Interim,
-    SpeechStarted,
+    SpeechDetected,
     STTEvent,
     UtteranceEnd,
 )
@@ -340,7 +340,7 @@ class DeepgramStream:
             t = offset + message.timestamp
             if t > self._last_speech_started + 1e-6:  # replay repeats the onset
                 self._last_speech_started = t
-                event = SpeechStarted(t)
+                event = SpeechDetected(t)
         elif isinstance(message, wire.UtteranceEndMsg):
             event = UtteranceEnd(offset + message.last_word_end)
         elif isinstance(message, wire.Unknown):

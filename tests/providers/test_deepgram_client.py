@@ -24,7 +24,7 @@ from providers.exceptions import (
 )
 from providers.sim.deepgram_sim import DeepgramSim, open_deepgram_sim
 from providers.sim.latency import Fixed
-from providers.stt.base import Endpoint, Final, Interim, SpeechStarted, STTEvent, UtteranceEnd
+from providers.stt.base import Endpoint, Final, Interim, SpeechDetected, STTEvent, UtteranceEnd
 from providers.stt.deepgram import DeepgramStream, open_deepgram
 from providers.stt.turns import TurnAssembler
 from providers.usage import UsageCounter
@@ -96,7 +96,7 @@ async def test_one_turn_events_query_and_usage(autojump_clock: Any) -> None:
         "vad_events": "true", "smart_format": "true", "utterance_end_ms": "1000",
     }
     assert query["keywords"] == ["Acme", "lakh"]
-    assert events[0] == SpeechStarted(0.5)
+    assert events[0] == SpeechDetected(0.5)
     assert any(isinstance(e, Interim) for e in events)
     finals = [e for e in events if isinstance(e, Final)]
     assert finals == [Final("I want solar for my home.", 0.0, 2.3, speech_final=True)]
@@ -207,8 +207,8 @@ async def test_drop_mid_utterance_reconnects_and_replays_without_losing_words(
         Final("first thing I said", 0.0, 2.3, speech_final=True),
         Final("and the second", 2.3, 4.8, speech_final=True),
     ]
-    assert [e for e in events if isinstance(e, SpeechStarted)] == [
-        SpeechStarted(0.5), SpeechStarted(3.5)]
+    assert [e for e in events if isinstance(e, SpeechDetected)] == [
+        SpeechDetected(0.5), SpeechDetected(3.5)]
 
 
 async def test_drop_after_a_final_replays_only_the_uncovered_audio(autojump_clock: Any) -> None:
@@ -354,7 +354,7 @@ async def test_sim_result_latency_delays_every_message_in_order(autojump_clock: 
             await stream.aclose()
     # Audio [0.5, 0.6) goes out at 0.5 s (virtual) and holds the onset; the endpoint
     # (2.3 s of audio) is in the frame sent at 2.2 s. Each message then waits 0.25 s.
-    assert arrivals[0] == (pytest.approx(0.5 + 0.25, abs=1e-6), SpeechStarted(0.5))
+    assert arrivals[0] == (pytest.approx(0.5 + 0.25, abs=1e-6), SpeechDetected(0.5))
     final_at = next(t for t, e in arrivals if isinstance(e, Final))
     assert final_at == pytest.approx(2.2 + 0.25, abs=1e-6)
     times = [t for t, _ in arrivals]
