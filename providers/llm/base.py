@@ -1,7 +1,7 @@
 """The chat-model interface (OpenAI and compatible servers).
 
 :meth:`ChatModel.stream_chat` yields :class:`TextDelta` pieces of the reply as they
-arrive and exactly one :class:`Usage` last (token counts as the vendor reports
+arrive and exactly one :class:`ChatUsage` last (token counts as the vendor reports
 them, plus why generation stopped). It is an async generator: consume it inside
 ``contextlib.aclosing(...)`` so that breaking out early (barge-in) closes the HTTP
 stream at once instead of when the generator is garbage-collected.
@@ -28,7 +28,7 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
-class Usage:
+class ChatUsage:
     """Last event of a stream. ``finish_reason`` is the vendor's ("stop", "length",
     "content_filter", ...) or None if it never said."""
 
@@ -37,7 +37,7 @@ class Usage:
     finish_reason: str | None = None
 
 
-ChatEvent = TextDelta | Usage
+ChatEvent = TextDelta | ChatUsage
 
 
 class ChatModel(Protocol):

@@ -47,7 +47,7 @@ from providers.exceptions import (
     VendorError,
 )
 from providers.http import map_transport_errors
-from providers.llm.base import ChatEvent, Message, TextDelta, Usage
+from providers.llm.base import ChatEvent, ChatUsage, Message, TextDelta
 from providers.llm.sse import SSEDecoder
 from providers.usage import UsageCounter
 from providers.wire import json_object
@@ -73,7 +73,7 @@ class OpenAIChat:
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> AsyncGenerator[ChatEvent, None]:
-        """Yield reply pieces as they arrive, then one :class:`Usage`. Use inside
+        """Yield reply pieces as they arrive, then one :class:`ChatUsage`. Use inside
         ``contextlib.aclosing`` (see :mod:`providers.llm.base`)."""
         body: dict[str, Any] = {
             "model": model or self._config.model,
@@ -91,7 +91,7 @@ class OpenAIChat:
         response = await self._post_with_retries(body, stream=True)
         decoder = SSEDecoder()
         finish_reason: str | None = None
-        reported: Usage | None = None
+        reported: ChatUsage | None = None
         got_text = False
         done = False
         chunks = response.aiter_bytes()
@@ -130,11 +130,11 @@ class OpenAIChat:
             await _release(response, chunks)
         if not done:
             raise StreamClosed("stream ended before [DONE]", vendor=VENDOR)
-        reported = reported or Usage(0, 0)
+        reported = reported or ChatUsage(0, 0)
         self.usage.add_llm_tokens(
             input_tokens=reported.input_tokens, output_tokens=reported.output_tokens
         )
-        yield Usage(reported.input_tokens, reported.output_tokens, finish_reason)
+        yield ChatUsage(reported.input_tokens, reported.output_tokens, finish_reason)
 
     async def complete_json(
         self,
@@ -263,8 +263,8 @@ def _choices(payload: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     return result
 
 
-def _usage(raw: Mapping[str, Any]) -> Usage:
-    return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))
+def _usage(raw: Mapping[str, Any]) -> ChatUsage:
+    return ChatUsage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))
 
 
 def _error_fields(raw: bytes) -> tuple[str | None, str | None, str]:

@@ -22,7 +22,7 @@ from providers.exceptions import (
     VendorError,
 )
 from providers.http import open_http_client, warm_up
-from providers.llm.base import ChatEvent, TextDelta, Usage
+from providers.llm.base import ChatEvent, ChatUsage, TextDelta
 from providers.llm.openai import OpenAIChat
 from providers.sim.latency import Fixed
 from providers.sim.openai_sim import (
@@ -65,7 +65,7 @@ async def test_stream_yields_deltas_then_usage_with_sim_timing(autojump_clock: A
     assert events[0][0] - start == pytest.approx(0.3, abs=1e-6)
     assert events[-2][0] - start == pytest.approx(0.3 + 6 * 0.05, abs=1e-6)
     usage = events[-1][1]
-    assert usage == Usage(input_tokens=4 + 2 + 4 + 1, output_tokens=7, finish_reason="stop")
+    assert usage == ChatUsage(input_tokens=4 + 2 + 4 + 1, output_tokens=7, finish_reason="stop")
     snapshot = chat.usage.statistics()
     assert (snapshot.llm_input_tokens, snapshot.llm_output_tokens) == (11, 7)
     assert snapshot.llm_requests == 1
@@ -84,7 +84,7 @@ async def test_rate_limit_is_retried_only_when_the_callers_deadline_allows(
         start = trio.current_time()
         with trio.fail_after(5):
             events = await collect(chat)
-        assert isinstance(events[-1][1], Usage)
+        assert isinstance(events[-1][1], ChatUsage)
         assert events[0][0] - start == pytest.approx(1.3, abs=1e-6)
         assert len(sim.requests) == 2
 
@@ -114,7 +114,7 @@ async def test_server_errors_are_vendor_errors(autojump_clock: Any, status: int)
         assert caught.value.status == status
         assert "server had an error" in (caught.value.detail or "")
         # The connection pool is still good for the next turn.
-        assert isinstance((await collect(chat))[-1][1], Usage)
+        assert isinstance((await collect(chat))[-1][1], ChatUsage)
 
 
 async def collect_text(chat: OpenAIChat, seen: list[str]) -> None:
@@ -211,7 +211,7 @@ async def test_wrong_key_is_an_auth_error(autojump_clock: Any) -> None:
         assert caught.value.status == 401
         assert caught.value.code == "invalid_api_key"
         good = OpenAIChat(client, OpenAIConfig(base_url=sim.base_url, api_key=Secret("sk-right")))
-        assert isinstance((await collect(good))[-1][1], Usage)
+        assert isinstance((await collect(good))[-1][1], ChatUsage)
 
 
 async def test_unreachable_server_is_a_connect_error() -> None:
@@ -239,6 +239,6 @@ async def test_warm_up_opens_a_pooled_connection(autojump_clock: Any) -> None:
     async with open_openai_sim(canned={"hello": REPLY}) as sim, open_http_client() as client:
         assert await warm_up(client, sim.base_url) is True
         chat = OpenAIChat(client, OpenAIConfig(base_url=sim.base_url))
-        assert isinstance((await collect(chat))[-1][1], Usage)
+        assert isinstance((await collect(chat))[-1][1], ChatUsage)
     async with open_http_client() as client:
         assert await warm_up(client, "http://127.0.0.1:1/") is False
