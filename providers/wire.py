@@ -5,11 +5,14 @@
 - :func:`close_of` reads a WebSocket close (code, reason) from trio-websocket's
   ``ConnectionClosed``; a connection that dropped without a close frame has no
   reason and reads as 1006 (abnormal closure), as RFC 6455 says.
+- :func:`retry_after` reads ``retry-after-ms`` / ``retry-after`` (seconds; an
+  HTTP date counts as unknown).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from providers.exceptions import ProtocolError
@@ -46,3 +49,20 @@ def close_of(exc: ConnectionClosed) -> tuple[int, str | None]:
     if reason is None:
         return ABNORMAL_CLOSURE, None
     return int(reason.code), (reason.reason or None)
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (names in any
+    case); None when absent, negative or an HTTP date."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = lowered.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue
+        if seconds >= 0:
+            return seconds
+    return None

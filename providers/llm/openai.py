@@ -50,7 +50,7 @@ from providers.http import map_transport_errors
 from providers.llm.base import ChatEvent, ChatUsage, Message, TextDelta
 from providers.llm.sse import SSEDecoder
 from providers.usage import UsageCounter
-from providers.wire import json_object
+from providers.wire import json_object, retry_after
 
 VENDOR = "openai"
 
@@ -289,23 +289,9 @@ def _status_error(response: httpx.Response, raw: bytes) -> VendorError:
     if status == 429:
         if code == "insufficient_quota" or kind == "insufficient_quota":
             return QuotaExceeded(text, vendor=VENDOR, status=status, code=code, detail=message)
-        return RateLimited(text, vendor=VENDOR, retry_after=_retry_after(response.headers),
+        return RateLimited(text, vendor=VENDOR, retry_after=retry_after(response.headers),
                            code=code, detail=message)
     return VendorError(text, vendor=VENDOR, status=status, code=code, detail=message)
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) * scale
-        except ValueError:
-            continue  # an HTTP date: treat as unknown
-        if seconds >= 0:
-            return seconds
-    return None
 
 
 def _stream_error(error: object) -> VendorError:

@@ -47,7 +47,7 @@ from providers.exceptions import (
     StreamClosed,
     VendorError,
 )
-from providers.wire import json_object
+from providers.wire import json_object, retry_after
 
 VENDOR: Final = "elevenlabs"
 NORMAL_CLOSE: Final = 1000
@@ -406,16 +406,6 @@ def _detail(body: bytes | None) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 def http_error(status: int, headers: Mapping[str, str], body: bytes | None) -> VendorError:
     """Translate an HTTP error status (a refused upgrade or a failed ``/stream``)."""
     lowered = {k.lower(): v for k, v in headers.items()}
@@ -425,7 +415,7 @@ def http_error(status: int, headers: Mapping[str, str], body: bytes | None) -> V
     if code in _QUOTA_CODES:
         return QuotaExceeded(text, vendor=VENDOR, status=status, code=code, detail=message)
     if status == 429:
-        return RateLimited(text, vendor=VENDOR, retry_after=_retry_after(lowered),
+        return RateLimited(text, vendor=VENDOR, retry_after=retry_after(lowered),
                            status=status, code=code, detail=message)
     request_id = lowered.get("request-id") or lowered.get("x-request-id")
     cls = AuthError if status in (401, 403) else HandshakeRejected
