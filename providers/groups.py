@@ -43,4 +43,6 @@ def unwrap_sole_error() -> Iterator[None]:
         error = sole_error(group)
         if error is None:
             raise
-        raise error from None
+        # Keep the error's own cause (``raise X from Y`` inside the nursery), drop
+        # the group as its context.
+        raise error from error.__cause__

@@ -20,11 +20,14 @@ async def one_failing_task(error: BaseException) -> None:
             nursery.start_soon(fail, error)
 
 
-async def test_one_error_among_cancellations_is_the_sole_error() -> None:
+async def test_one_error_among_cancellations_is_the_sole_error_and_keeps_its_cause() -> None:
     error = StreamClosed("gone", vendor="x")
+    cause = ConnectionResetError()
+    error.__cause__ = cause
     with pytest.raises(StreamClosed) as caught:
         await one_failing_task(error)
     assert caught.value is error
+    assert caught.value.__cause__ is cause
 
 
 def test_the_same_error_twice_counts_once_and_two_errors_stay_a_group() -> None:
