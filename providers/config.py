@@ -75,8 +75,12 @@ class DeepgramConfig:
     connect_deadline: float = 5.0
     close_deadline: float = 3.0
     keepalive_interval: float = 4.0
-    # Reconnect within a call: at most this many in a row, replaying at most
-    # ``replay_seconds`` of audio not yet covered by a final.
+    # Reconnect within a call: after a lost connection, refused or failed attempts
+    # back off (providers.reconnect) until a connection is live again or
+    # ``reconnect_deadline`` s have passed since the loss; at most
+    # ``max_reconnects`` drops in a row without a final in between; replaying at
+    # most ``replay_seconds`` of audio not yet covered by a final.
+    reconnect_deadline: float = 5.0
     max_reconnects: int = 3
     replay_seconds: float = 30.0
 

@@ -12,7 +12,8 @@ vendor error frames) are translated once, at each client's boundary, into these.
         ├── ConnectError          vendor unreachable: DNS, refused, reset, TLS, WS handshake I/O
         ├── HandshakeRejected     upgrade/request refused (Deepgram ``dg-error``); request_id
         │   └── AuthError         key missing or refused (HTTP 401/403)
-        ├── RateLimited           429 rate_limit_exceeded: retryable; retry_after (s) or None
+        ├── RateLimited           429 rate_limit_exceeded: retryable; retry_after (s) or None,
+        │                         request_id
         ├── QuotaExceeded         429 insufficient_quota / billing: never retried
         ├── VendorUnavailable     HTTP 5xx on a handshake or request: retryable; retry_after,
         │                         request_id
@@ -110,9 +111,11 @@ class RateLimited(VendorError):
         status: int | None = 429,
         code: str | None = None,
         detail: str | None = None,
+        request_id: str | None = None,
     ) -> None:
         super().__init__(message, vendor=vendor, status=status, code=code, detail=detail)
         self.retry_after = retry_after
+        self.request_id = request_id
 
 
 class VendorUnavailable(VendorError):
