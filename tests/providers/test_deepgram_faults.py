@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import itertools
 import warnings
 from typing import Any
 
@@ -110,8 +111,8 @@ async def test_reconnect_gives_up_at_the_deadline_with_a_typed_error(
     # Lost at 0.9 s; attempts back off (first at once, then doubling with jitter) and
     # stop when the next could not start before 0.9 + 5 s.
     assert attempts[0] == pytest.approx(0.9, abs=1e-3)
-    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
-    assert all(b >= a / 2 for a, b in zip(gaps, gaps[1:], strict=False))  # growing
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert all(b >= a / 2 for a, b in itertools.pairwise(gaps))  # growing
     assert 0.9 + 5.0 - 2.0 <= failed_at <= 0.9 + 5.0
     assert 5 <= len(attempts) <= 9
 
@@ -146,4 +147,4 @@ async def test_drop_after_a_split_final_replays_from_the_split_and_keeps_each_wo
     assert finals[0] == Final("one two three", 0.0, 1.3)
     assert " ".join(f.text for f in finals) == words  # once each, in order
     assert bytes(replayed) == audio[round(1.3 * 2 * RATE):]  # from the split on
-    assert all(a.end == b.start for a, b in zip(finals, finals[1:], strict=False))
+    assert all(a.end == b.start for a, b in itertools.pairwise(finals))
