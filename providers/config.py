@@ -103,10 +103,12 @@ class DeepgramConfig:
 @dataclass(frozen=True)
 class OpenAIConfig:
     """OpenAI (or any compatible server) chat completions. ``first_token_deadline``
-    bounds request start → first content delta; ``idle_deadline`` the gap between
-    two SSE events once streaming; ``rate_limit_retries`` how many times a 429
-    ``rate_limit_exceeded`` is retried, and only if ``retry_after`` fits inside the
-    caller's remaining deadline."""
+    bounds request start → first content delta, retries included; ``idle_deadline``
+    the gap between two SSE events once streaming; ``rate_limit_retries`` how many
+    times a 429 ``rate_limit_exceeded`` is retried, and only if ``retry_after``
+    fits inside the caller's remaining deadline; ``server_error_retries`` how many
+    times a 5xx or a connection broken before the first token is retried, under
+    the same condition."""
 
     base_url: str = DEFAULT_OPENAI_BASE_URL
     api_key: Secret = Secret("")
@@ -116,6 +118,7 @@ class OpenAIConfig:
     idle_deadline: float = 5.0
     json_deadline: float = 15.0
     rate_limit_retries: int = 1
+    server_error_retries: int = 1
 
     @classmethod
     def from_env(

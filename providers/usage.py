@@ -22,17 +22,29 @@ class UsageCounter:
         self._llm_output_tokens = 0
         self._llm_requests = 0
         self._tts_characters = 0
+        self._llm_estimated = 0
+
+    @property
+    def llm_tokens_estimated(self) -> int:
+        """Of the LLM tokens counted (input and output), how many are our estimate:
+        streams cut off (barge-in, a broken connection) or served without the
+        vendor's usage chunk are billed by the vendor but never reported."""
+        return self._llm_estimated
 
     def add_stt_seconds(self, seconds: float) -> None:
         if seconds < 0:
             raise ValueError(f"negative audio duration {seconds}")
         self._stt_seconds += seconds
 
-    def add_llm_tokens(self, *, input_tokens: int, output_tokens: int) -> None:
+    def add_llm_tokens(self, *, input_tokens: int, output_tokens: int,
+                       estimated: bool = False) -> None:
+        """Add tokens as the vendor reported them, or as estimated (``estimated``)."""
         if input_tokens < 0 or output_tokens < 0:
             raise ValueError("negative token count")
         self._llm_input_tokens += input_tokens
         self._llm_output_tokens += output_tokens
+        if estimated:
+            self._llm_estimated += input_tokens + output_tokens
 
     def add_llm_request(self) -> None:
         self._llm_requests += 1
