@@ -43,13 +43,10 @@ from __future__ import annotations
 
 import logging
 import math
-import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from urllib.parse import urlsplit
 
 import trio
-import trio_websocket
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from providers.config import DeepgramConfig
@@ -62,7 +59,7 @@ from providers.exceptions import (
     StreamClosed,
     VendorUnavailable,
 )
-from providers.groups import sole_error, unwrap_sole_error
+from providers.groups import unwrap_sole_error
 from providers.reconnect import Backoff, is_transient, reconnect_deadline_error, retry_after_of
 from providers.stt import deepgram_wire as wire
 from providers.stt.base import (
@@ -75,6 +72,7 @@ from providers.stt.base import (
 )
 from providers.stt.deepgram_replay import ReplayRing
 from providers.usage import UsageCounter
+from providers.websocket_client import map_websocket_errors, open_websocket_client
 from providers.wire import close_of
 
 log = logging.getLogger(__name__)
@@ -219,69 +217,37 @@ class DeepgramStream:
                           outage: Backoff | None) -> None:
         """One connection, from handshake to close; foreign errors translated here.
         While reconnecting, the handshake must also finish before the outage's deadline."""
-        connect_by = trio.current_time() + self.config.connect_deadline
+        config = self.config
+        start = trio.current_time()
+        connect_by = start + config.connect_deadline
         if outage is not None:
             connect_by = min(connect_by, outage.deadline)
-        try:
-            async with trio.open_nursery() as nursery:  # the WebSocket reader task lives here
-                await self._session(nursery, task_status, connect_by)
-                nursery.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            error = sole_error(group)
-            if error is None:
-                raise
-            raise _translate(error, self.config) from error
-        except (trio_websocket.HandshakeError, OSError) as error:
-            raise _translate(error, self.config) from error
+        headers = [(b"Authorization", f"Token {config.api_key.reveal()}".encode())
+                   ] if config.api_key else []
+        with map_websocket_errors(VENDOR, connect_seconds=round(connect_by - start, 3),
+                                  refused=wire.handshake_error):
+            async with open_websocket_client(wire.listen_url(config), headers,
+                                             connect_by=connect_by,
+                                             close_within=config.close_deadline) as ws:
+                await self._session(ws, task_status)
 
-    async def _session(
-        self, nursery: trio.Nursery, task_status: trio.TaskStatus[None] | None,
-        connect_by: float,
-    ) -> None:
-        # We open and close the TCP stream ourselves (trio-websocket's
-        # open_websocket_url leaks the socket after a rejected handshake or a
-        # server-initiated close in 0.12).
-        config = self.config
-        url = urlsplit(wire.listen_url(config))
-        secure = url.scheme == "wss"
-        host = url.hostname or "localhost"
-        port = url.port or (443 if secure else 80)
-        with trio.move_on_at(connect_by):
-            if secure:
-                tcp: trio.SocketStream | trio.SSLStream[trio.SocketStream]
-                tcp = await trio.open_ssl_over_tcp_stream(
-                    host, port, ssl_context=ssl.create_default_context(), https_compatible=True)
-            else:
-                tcp = await trio.open_tcp_stream(host, port)
-        if trio.current_time() >= connect_by:
-            raise _connect_deadline(config)
+    async def _session(self, ws: WebSocketConnection,
+                       task_status: trio.TaskStatus[None] | None) -> None:
+        self.connections += 1
         try:
-            headers = [(b"Authorization", f"Token {config.api_key.reveal()}".encode())
-                       ] if config.api_key else []
-            host_header = host if url.port is None else f"{host}:{port}"
-            with trio.move_on_at(connect_by) as scope:
-                ws = await trio_websocket.wrap_client_stream(
-                    nursery, tcp, host_header, f"{url.path}?{url.query}",
-                    extra_headers=headers, message_queue_size=64)
-            if scope.cancelled_caught:
-                raise _connect_deadline(config)
-            self.connections += 1
-            try:
-                with suppress(ConnectionClosed):  # if it closes already, _read says why
-                    await self._replay(ws)
-                    self._ws = ws
-                if self._lost_at is not None and self._ws is ws:
-                    self.reconnects += 1
-                    self.reconnect_seconds.append(trio.current_time() - self._lost_at)
-                    self.resumed_at.append(trio.current_time())
-                    self._lost_at = None
-                if task_status is not None:
-                    task_status.started()
-                await self._read(ws)
-            finally:
-                self._ws = None
+            with suppress(ConnectionClosed):  # if it closes already, _read says why
+                await self._replay(ws)
+                self._ws = ws
+            if self._lost_at is not None and self._ws is ws:
+                self.reconnects += 1
+                self.reconnect_seconds.append(trio.current_time() - self._lost_at)
+                self.resumed_at.append(trio.current_time())
+                self._lost_at = None
+            if task_status is not None:
+                task_status.started()
+            await self._read(ws)
         finally:
-            await trio.aclose_forcefully(tcp)
+            self._ws = None
 
     async def _replay(self, ws: WebSocketConnection) -> None:
         """Send the ring's audio from the first byte no final covers, until caught up."""
@@ -376,29 +342,12 @@ class DeepgramStream:
             self._last_send = trio.current_time()
 
 
-def _connect_deadline(config: DeepgramConfig) -> DeadlineExceeded:
-    return DeadlineExceeded(
-        f"no deepgram handshake within {config.connect_deadline:g} s", vendor=VENDOR,
-        deadline="connect", seconds=config.connect_deadline)
-
-
 def _recoverable(error: ProviderError) -> bool:
     """A lost connection worth a reconnect: a network-type close (see the wire
     module) or a failure to reach the host; not bad audio or a policy close."""
     if isinstance(error, StreamClosed):
         return wire.is_recoverable(error)
     return is_transient(error)
-
-
-def _translate(error: BaseException, config: DeepgramConfig) -> BaseException:
-    """Map trio-websocket/OS errors to ours; anything else passes through."""
-    if isinstance(error, trio_websocket.ConnectionRejected):
-        return wire.handshake_error(error.status_code, error.headers, error.body)
-    if isinstance(error, trio_websocket.ConnectionTimeout):
-        return _connect_deadline(config)
-    if isinstance(error, trio_websocket.HandshakeError | OSError | trio.BrokenResourceError):
-        return ConnectError(f"cannot reach deepgram: {error!r}", vendor=VENDOR)
-    return error
 
 
 @asynccontextmanager
