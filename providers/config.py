@@ -134,7 +134,10 @@ class OpenAIConfig:
 
 @dataclass(frozen=True)
 class ElevenLabsConfig:
-    """ElevenLabs TTS. ``url`` is the HTTP base; ``ws_url`` derives the WebSocket base."""
+    """ElevenLabs TTS. ``url`` is the HTTP base; ``ws_url`` derives the WebSocket base.
+    ``reconnect_deadline``: after a transient loss of the socket under a reply,
+    how long reconnect attempts (backoff, ``retry-after``) may go on before the
+    reply fails with ``DeadlineExceeded(deadline="reconnect")``."""
 
     url: str = DEFAULT_ELEVENLABS_URL
     api_key: Secret = Secret("")
@@ -144,6 +147,7 @@ class ElevenLabsConfig:
     connect_deadline: float = 5.0
     first_byte_deadline: float = 3.0
     close_deadline: float = 3.0
+    reconnect_deadline: float = 5.0
 
     @property
     def ws_url(self) -> str:
