@@ -84,6 +84,7 @@ class ConnectionLog:
     close_code: int | None = None
     closed_by_client: bool = False
     fault: str | None = None  # the injected fault that tripped, if any
+    fault_at: float | None = None  # and when (trio time)
     discarded: list[str | None] = field(default_factory=list)  # contexts stopped or dropped
 
 
@@ -346,6 +347,7 @@ class WebSocketSession:
     async def _trip(self, fault: Fault) -> None:
         """Fail the connection as injected, mid-reply; never returns."""
         self.log.fault = fault.kind
+        self.log.fault_at = trio.current_time()
         if fault.kind == "internal_error":
             await self._fail("internal_error", INTERNAL_ERROR)
         else:
