@@ -1,5 +1,6 @@
 """ElevenLabs text-to-speech wire format (sans-IO): URLs, client messages, server
-frames, audio decoding and error translation. No I/O, no clock.
+frames and audio decoding (errors: :mod:`providers.tts.elevenlabs_errors`). No
+I/O, no clock.
 
 Two WebSocket endpoints share one message family:
 
@@ -13,8 +14,11 @@ Two WebSocket endpoints share one message family:
   ``context_id`` on every client message and ``contextId`` on every server frame;
   ``close_context`` ends one context (barge-in) without closing the socket, an
   empty text ``{"text": "", "context_id"}`` keeps a context alive (it is *not*
-  EOS here), ``close_socket`` ends everything. A context's last frame is
-  ``{"isFinal": true, "contextId": …}``.
+  EOS here), ``close_socket`` ends everything. Each ``flush`` of a context is
+  answered, once its audio is out, by ``{"isFinal": true, "contextId": …}``
+  (the context stays open); a context is closed after the ``isFinal`` of its
+  last flush, or at once on barge-in — a close right after a flush may lose the
+  flushed audio. Generation is sequential per socket.
 
 Variants seen in public samples and parsed here: ``isFinal``/``is_final``,
 ``contextId``/``context_id``, alignment durations under ``charDurationsMs`` or
