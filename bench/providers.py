@@ -1,5 +1,6 @@
 """``python -m bench providers``: per-client overhead beyond the simulators' own
-latency, and Deepgram reconnect-and-replay time.
+latency, Deepgram reconnect-and-replay time, and what each injected vendor fault
+costs the client's consumer (:mod:`bench.provider_faults`, virtual time).
 
 Overhead per event = (time our client delivers the event to its caller) − (time
 the simulator handed that message to its socket), both on the one trio clock of
@@ -28,6 +29,7 @@ import numpy as np
 import trio
 import trio_websocket
 
+from bench import provider_faults
 from providers.config import DeepgramConfig, OpenAIConfig
 from providers.http import open_http_client
 from providers.llm.base import TextDelta
@@ -35,7 +37,7 @@ from providers.llm.openai import OpenAIChat
 from providers.sim.deepgram_sim import open_deepgram_sim
 from providers.sim.latency import Fixed
 from providers.sim.openai_sim import open_openai_sim
-from providers.stt.base import Endpoint, Final, Interim, SpeechStarted, UtteranceEnd
+from providers.stt.base import Endpoint, Final, Interim, SpeechDetected, UtteranceEnd
 from providers.stt.deepgram import open_deepgram
 
 RATE = 8000
@@ -107,7 +109,7 @@ async def deepgram_run(turns: int, speedup: float) -> tuple[list[float], list[fl
 
             async def pump() -> None:
                 async for event in stream.events():
-                    if isinstance(event, Interim | Final | Endpoint | SpeechStarted
+                    if isinstance(event, Interim | Final | Endpoint | SpeechDetected
                                   | UtteranceEnd):
                         received.append(trio.current_time())
 
@@ -326,15 +328,26 @@ async def run(args: argparse.Namespace) -> list[str]:
     ]
 
 
+def fault_section(runs: int) -> list[str]:
+    """The fault table (each case runs its own trio loop on a virtual clock)."""
+    print(f"fault cases, {runs} runs each on virtual time:")
+    return [
+        f"### Faults: consumer-visible gap and recovery ({runs} runs each, virtual time)",
+        "", *(provider_faults.__doc__ or "").split("\n\n", 1)[1].strip().splitlines(), "",
+        *provider_faults.table(runs), "",
+    ]
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench providers")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--turns", type=int, default=4)
     parser.add_argument("--requests", type=int, default=10)
     parser.add_argument("--speedup", type=float, default=10.0)
+    parser.add_argument("--fault-runs", type=int, default=20)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    report = trio.run(run, args)
+    report = trio.run(run, args) + fault_section(args.fault_runs)
     if not args.no_write:
         RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
         RESULTS_PATH.write_text("\n".join(report))

@@ -72,12 +72,17 @@ def load_prices(path: str | Path, *, section: str = "prices") -> Prices:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """What one call consumed. Counters only grow; ``+`` adds two usages."""
+    """What one call (or a part of it) consumed: the one usage record that the
+    vendor clients' counters produce, the cost model prices and the store keeps.
+    Counters only grow; ``+`` adds two usages. ``llm_requests`` counts chat/JSON
+    requests that reached the vendor, retries included (not priced: a count for
+    reports)."""
 
     stt_seconds: float = 0.0
     llm_input_tokens: int = 0
     llm_output_tokens: int = 0
     tts_characters: int = 0
+    llm_requests: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -85,6 +90,7 @@ class Usage:
             self.llm_input_tokens + other.llm_input_tokens,
             self.llm_output_tokens + other.llm_output_tokens,
             self.tts_characters + other.tts_characters,
+            self.llm_requests + other.llm_requests,
         )
 
     @classmethod
@@ -104,6 +110,7 @@ class Usage:
             llm_input_tokens=int(number("llm_input_tokens")),
             llm_output_tokens=int(number("llm_output_tokens")),
             tts_characters=int(number("tts_characters")),
+            llm_requests=int(number("llm_requests")),
         )
 
 

@@ -75,8 +75,12 @@ class DeepgramConfig:
     connect_deadline: float = 5.0
     close_deadline: float = 3.0
     keepalive_interval: float = 4.0
-    # Reconnect within a call: at most this many in a row, replaying at most
-    # ``replay_seconds`` of audio not yet covered by a final.
+    # Reconnect within a call: after a lost connection, refused or failed attempts
+    # back off (providers.reconnect) until a connection is live again or
+    # ``reconnect_deadline`` s have passed since the loss; at most
+    # ``max_reconnects`` drops in a row without a final in between; replaying at
+    # most ``replay_seconds`` of audio not yet covered by a final.
+    reconnect_deadline: float = 5.0
     max_reconnects: int = 3
     replay_seconds: float = 30.0
 
@@ -99,10 +103,12 @@ class DeepgramConfig:
 @dataclass(frozen=True)
 class OpenAIConfig:
     """OpenAI (or any compatible server) chat completions. ``first_token_deadline``
-    bounds request start → first content delta; ``idle_deadline`` the gap between
-    two SSE events once streaming; ``rate_limit_retries`` how many times a 429
-    ``rate_limit_exceeded`` is retried, and only if ``retry_after`` fits inside the
-    caller's remaining deadline."""
+    bounds request start → first content delta, retries included; ``idle_deadline``
+    the gap between two SSE events once streaming; ``rate_limit_retries`` how many
+    times a 429 ``rate_limit_exceeded`` is retried, and only if ``retry_after``
+    fits inside the caller's remaining deadline; ``server_error_retries`` how many
+    times a 5xx or a connection broken before the first token is retried, under
+    the same condition."""
 
     base_url: str = DEFAULT_OPENAI_BASE_URL
     api_key: Secret = Secret("")
@@ -112,6 +118,7 @@ class OpenAIConfig:
     idle_deadline: float = 5.0
     json_deadline: float = 15.0
     rate_limit_retries: int = 1
+    server_error_retries: int = 1
 
     @classmethod
     def from_env(
@@ -127,7 +134,10 @@ class OpenAIConfig:
 
 @dataclass(frozen=True)
 class ElevenLabsConfig:
-    """ElevenLabs TTS. ``url`` is the HTTP base; ``ws_url`` derives the WebSocket base."""
+    """ElevenLabs TTS. ``url`` is the HTTP base; ``ws_url`` derives the WebSocket base.
+    ``reconnect_deadline``: after a transient loss of the socket under a reply,
+    how long reconnect attempts (backoff, ``retry-after``) may go on before the
+    reply fails with ``DeadlineExceeded(deadline="reconnect")``."""
 
     url: str = DEFAULT_ELEVENLABS_URL
     api_key: Secret = Secret("")
@@ -137,6 +147,7 @@ class ElevenLabsConfig:
     connect_deadline: float = 5.0
     first_byte_deadline: float = 3.0
     close_deadline: float = 3.0
+    reconnect_deadline: float = 5.0
 
     @property
     def ws_url(self) -> str:

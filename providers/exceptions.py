@@ -12,10 +12,20 @@ vendor error frames) are translated once, at each client's boundary, into these.
         ├── ConnectError          vendor unreachable: DNS, refused, reset, TLS, WS handshake I/O
         ├── HandshakeRejected     upgrade/request refused (Deepgram ``dg-error``); request_id
         │   └── AuthError         key missing or refused (HTTP 401/403)
-        ├── RateLimited           429 rate_limit_exceeded: retryable; retry_after (s) or None
+        ├── RateLimited           429 rate_limit_exceeded: retryable; retry_after (s) or None,
+        │                         request_id
         ├── QuotaExceeded         429 insufficient_quota / billing: never retried
+        ├── VendorUnavailable     HTTP 5xx on a handshake or request: retryable; retry_after,
+        │                         request_id
         ├── StreamClosed          the vendor closed a live stream unexpectedly; close code, reason
-        └── ProtocolError         the vendor sent something we cannot parse
+        ├── ProtocolError         the vendor sent something we cannot parse
+        └── EmptyReply            a TTS reply ended (its isFinal) without any audio
+
+Which errors a client retries by itself: a reconnect after a session-level failure
+retries ``ConnectError``, ``RateLimited``, ``VendorUnavailable``, a ``connect``
+``DeadlineExceeded`` and the ``StreamClosed`` codes its vendor documents as
+transient, until its reconnect deadline; when that passes it raises
+``DeadlineExceeded(deadline="reconnect")`` chained (``from``) to the last error.
 """
 
 from __future__ import annotations
@@ -101,9 +111,32 @@ class RateLimited(VendorError):
         status: int | None = 429,
         code: str | None = None,
         detail: str | None = None,
+        request_id: str | None = None,
     ) -> None:
         super().__init__(message, vendor=vendor, status=status, code=code, detail=detail)
         self.retry_after = retry_after
+        self.request_id = request_id
+
+
+class VendorUnavailable(VendorError):
+    """The vendor failed on its side (HTTP 5xx): transient, so a retry after
+    ``retry_after`` seconds (None when the vendor did not say) may succeed if the
+    caller's deadline allows it. ``request_id`` is what its support asks for."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        vendor: str,
+        status: int | None = None,
+        code: str | None = None,
+        detail: str | None = None,
+        retry_after: float | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, vendor=vendor, status=status, code=code, detail=detail)
+        self.retry_after = retry_after
+        self.request_id = request_id
 
 
 class QuotaExceeded(VendorError):
@@ -123,3 +156,9 @@ class ProtocolError(VendorError):
 class LocalEngineError(ProviderError):
     """An embedded engine failed or was misused: library or data missing, unknown
     voice, bad parameter, synthesis error. ``vendor`` names the engine."""
+
+
+class EmptyReply(VendorError):
+    """A TTS reply ended (the vendor's ``isFinal``) without any audio for text that
+    was sent: the vendor dropped it. Only that reply failed; the caller falls back
+    (template audio, another engine) instead of playing silence."""

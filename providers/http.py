@@ -5,15 +5,19 @@ open between turns (a cold TLS handshake to a vendor costs 100–300 ms on a pho
 turn). httpx's own timeouts are left off on purpose: every phase is bounded by a
 trio cancel scope with a named deadline from :mod:`providers.config`, so there is
 exactly one place where a deadline lives. ``warm_up`` opens a connection ahead of
-the first request (e.g. when a call starts).
+the first request (e.g. when a call starts). :func:`map_transport_errors` is the one
+place where httpx's transport errors become ours.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Literal
 
 import httpx
+
+from providers.exceptions import ConnectError, StreamClosed
 
 #: Keep idle connections for 5 minutes: calls arrive in bursts during campaigns.
 KEEPALIVE_EXPIRY = 300.0
@@ -46,3 +50,19 @@ async def warm_up(client: httpx.AsyncClient, url: str) -> bool:
         return False
     await response.aclose()
     return True
+
+
+@contextmanager
+def map_transport_errors(vendor: str, *, phase: Literal["request", "body"]) -> Iterator[None]:
+    """Translate httpx transport failures, chained with ``from``.
+
+    ``phase="request"``: sending the request and waiting for the response head; a
+    failure means the vendor could not be reached → :class:`ConnectError`.
+    ``phase="body"``: reading a response whose head already arrived; a failure
+    means the stream broke mid-way → :class:`StreamClosed`."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        if phase == "request":
+            raise ConnectError(f"cannot reach {vendor}: {exc!r}", vendor=vendor) from exc
+        raise StreamClosed(f"{vendor} response body broken: {exc!r}", vendor=vendor) from exc

@@ -1,8 +1,10 @@
 """The chat-model interface (OpenAI and compatible servers).
 
 :meth:`ChatModel.stream_chat` yields :class:`TextDelta` pieces of the reply as they
-arrive and exactly one :class:`Usage` last (token counts as the vendor reports
-them, plus why generation stopped). It is an async generator: consume it inside
+arrive and exactly one :class:`ChatUsage` last (token counts as the vendor reports
+them, plus why generation stopped). A stream that ends early (barge-in, a broken
+connection) yields no ``ChatUsage``, but what it streamed is still counted in the
+call's usage counter, as an estimate. It is an async generator: consume it inside
 ``contextlib.aclosing(...)`` so that breaking out early (barge-in) closes the HTTP
 stream at once instead of when the generator is garbage-collected.
 
@@ -28,16 +30,19 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
-class Usage:
+class ChatUsage:
     """Last event of a stream. ``finish_reason`` is the vendor's ("stop", "length",
-    "content_filter", ...) or None if it never said."""
+    "content_filter", ...) or None if it never said. ``estimated``: the vendor
+    sent no usage (a compatible server that ignores ``include_usage``), so the
+    counts are ours — the streamed deltas and a prompt estimate."""
 
     input_tokens: int
     output_tokens: int
     finish_reason: str | None = None
+    estimated: bool = False
 
 
-ChatEvent = TextDelta | Usage
+ChatEvent = TextDelta | ChatUsage
 
 
 class ChatModel(Protocol):

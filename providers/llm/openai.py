@@ -5,31 +5,45 @@ silent retries with backoff) are wrong for a phone turn, where a reply that is
 not under way within a few seconds must fall back to a template line; under trio
 its streams leave async generators unfinalised (ResourceWarning); and its
 deadlines are per-request ``timeout=`` values rather than the named phases we
-need (response headers, first token, gap between tokens). A 150-line SSE client
+need (response headers, first token, gap between tokens). A small SSE client
 over the shared :mod:`providers.http` client gives all of that with one place
-for each deadline. The simulator is checked against the SDK in the tests, so
-both speak the same wire format.
+for each deadline; the wire format is :mod:`providers.llm.openai_wire`. The
+simulator is checked against the SDK in the tests, so both speak the same wire
+format.
 
 Deadlines (from :class:`providers.config.OpenAIConfig`): ``connect_deadline``
 request → response headers; ``first_token_deadline`` request → first content
-delta; ``idle_deadline`` any later gap between SSE events; ``json_deadline`` a
-whole :meth:`OpenAIChat.complete_json`. Each raises
+delta (retries included); ``idle_deadline`` any later gap between SSE events;
+``json_deadline`` a whole :meth:`OpenAIChat.complete_json`. Each raises
 :class:`~providers.exceptions.DeadlineExceeded` naming the phase. The caller's
 cancel scope bounds everything from outside.
 
-Errors: 401/403 → ``AuthError``; 429 ``insufficient_quota`` → ``QuotaExceeded``
-(never retried); 429 otherwise → ``RateLimited``, retried at most
-``rate_limit_retries`` times and only when ``retry-after`` fits inside the
-caller's deadline (``trio.current_effective_deadline()``), never blindly; other
-statuses and a mid-stream ``data: {"error": …}`` → ``VendorError``; transport
-failures → ``ConnectError`` (before headers) or ``StreamClosed`` (mid-body).
+Errors and retries: 401/403 → ``AuthError``; 429 ``insufficient_quota`` →
+``QuotaExceeded`` (never retried); 429 otherwise → ``RateLimited``, retried at
+most ``rate_limit_retries`` times and only when ``retry-after`` fits inside the
+caller's deadline; 5xx → ``VendorUnavailable`` and transport failures before the
+first token (``ConnectError`` before the head, ``StreamClosed`` in the body) are
+retried ``server_error_retries`` times (once by default, as the SDK does) after
+``retry-after`` or a short jittered pause — only if that leaves time before both
+the caller's deadline and ``first_token_deadline``. Once text has been yielded
+nothing is retried: a broken stream raises ``StreamClosed``, a mid-stream
+``data: {"error": …}`` ``VendorError``.
+
+Usage: the vendor's own counts when its usage chunk arrives. A stream that never
+gets there (barge-in, a broken connection) is still billed for what it streamed,
+so its tokens are counted as an estimate — one per streamed delta plus
+:func:`~providers.llm.openai_wire.estimate_prompt_tokens` — and marked in
+:attr:`providers.usage.UsageCounter.llm_tokens_estimated` (and in
+``ChatUsage.estimated`` when ``[DONE]`` came without usage).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import random
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from contextlib import suppress
 from typing import Any
 
 import httpx
@@ -37,20 +51,52 @@ import trio
 
 from providers.config import OpenAIConfig
 from providers.exceptions import (
-    AuthError,
     ConnectError,
     DeadlineExceeded,
     ProtocolError,
-    QuotaExceeded,
     RateLimited,
     StreamClosed,
     VendorError,
+    VendorUnavailable,
 )
-from providers.llm.base import ChatEvent, Message, TextDelta, Usage
-from providers.llm.sse import SSEDecoder
+from providers.http import map_transport_errors
+from providers.llm.base import ChatEvent, ChatUsage, Message, TextDelta
+from providers.llm.openai_wire import (
+    VENDOR,
+    ChatStream,
+    estimate_prompt_tokens,
+    status_error,
+    usage_of,
+)
+from providers.reconnect import backoff_delay, retry_after_of
 from providers.usage import UsageCounter
+from providers.wire import json_object
 
-VENDOR = "openai"
+
+class _Retries:
+    """What one request may still retry, and until when (``until``: our own
+    deadline for the phase; the caller's effective deadline also applies)."""
+
+    def __init__(self, config: OpenAIConfig, until: float) -> None:
+        self.rate_limits = config.rate_limit_retries
+        self.server_errors = config.server_error_retries
+        self.until = until
+
+    def fits(self, delay: float) -> bool:
+        deadline = min(self.until, trio.current_effective_deadline())
+        return math.isinf(deadline) or trio.current_time() + delay < deadline
+
+    async def after_server_error(self, error: VendorError) -> bool:
+        """Wait and return True if ``error`` (a 5xx or a broken connection before
+        the first token) may be retried; False to give up."""
+        delay = retry_after_of(error)
+        if delay is None:
+            delay = backoff_delay(1, random.Random())
+        if self.server_errors <= 0 or not self.fits(delay):
+            return False
+        self.server_errors -= 1
+        await trio.sleep(delay)
+        return True
 
 
 class OpenAIChat:
@@ -71,7 +117,7 @@ class OpenAIChat:
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> AsyncGenerator[ChatEvent, None]:
-        """Yield reply pieces as they arrive, then one :class:`Usage`. Use inside
+        """Yield reply pieces as they arrive, then one :class:`ChatUsage`. Use inside
         ``contextlib.aclosing`` (see :mod:`providers.llm.base`)."""
         body: dict[str, Any] = {
             "model": model or self._config.model,
@@ -84,55 +130,57 @@ class OpenAIChat:
         if temperature is not None:
             body["temperature"] = temperature
         config = self._config
-        start = trio.current_time()
-        first_deadline = start + config.first_token_deadline
-        response = await self._post_with_retries(body, stream=True)
-        decoder = SSEDecoder()
-        finish_reason: str | None = None
-        reported: Usage | None = None
-        got_text = False
-        done = False
-        chunks = response.aiter_bytes()
-        try:
-            while not done:
-                phase = "idle" if got_text else "first_token"
-                deadline = (
-                    trio.current_time() + config.idle_deadline if got_text else first_deadline
-                )
-                with trio.move_on_at(deadline) as scope:
-                    chunk = await _next_chunk(chunks)
-                if scope.cancelled_caught:
-                    seconds = config.idle_deadline if got_text else config.first_token_deadline
-                    raise DeadlineExceeded(
-                        f"no {phase.replace('_', ' ')} within {seconds:g} s",
-                        vendor=VENDOR, deadline=phase, seconds=seconds,
-                    )
-                if chunk is None:
-                    break
-                for event in decoder.feed(chunk):
-                    if event.data.strip() == "[DONE]":
-                        done = True
-                        break
-                    payload = _json_object(event.data)
-                    if "error" in payload:
-                        raise _stream_error(payload["error"])
-                    for delta, reason in _choices(payload):
-                        if reason is not None:
-                            finish_reason = reason
-                        if delta:
-                            got_text = True
-                            yield TextDelta(delta)
-                    if payload.get("usage"):
-                        reported = _usage(payload["usage"])
-        finally:
-            await _release(response, chunks)
-        if not done:
-            raise StreamClosed("stream ended before [DONE]", vendor=VENDOR)
-        reported = reported or Usage(0, 0)
-        self.usage.add_llm_tokens(
-            input_tokens=reported.input_tokens, output_tokens=reported.output_tokens
-        )
-        yield Usage(reported.input_tokens, reported.output_tokens, finish_reason)
+        retries = _Retries(config, trio.current_time() + config.first_token_deadline)
+        while True:
+            response = await self._post_with_retries(body, stream=True, retries=retries)
+            reply = ChatStream()
+            chunks = response.aiter_bytes()
+            try:
+                while not reply.done:
+                    chunk = await self._next_chunk(chunks, reply, retries.until)
+                    if chunk is None:
+                        raise StreamClosed("stream ended before [DONE]", vendor=VENDOR)
+                    for text in reply.feed(chunk):
+                        yield TextDelta(text)
+            except StreamClosed as exc:
+                if reply.deltas or not await retries.after_server_error(exc):
+                    raise
+                continue  # broke before the first token: nothing was said yet
+            finally:
+                await _release(response, chunks)
+                if not reply.done:
+                    self._count(messages, reply)  # cut off: what streamed is billed
+            yield self._count(messages, reply)
+            return
+
+    async def _next_chunk(self, chunks: AsyncIterator[bytes], reply: ChatStream,
+                          first_token_by: float) -> bytes | None:
+        """The next body chunk, within the first-token or idle deadline."""
+        config = self._config
+        if reply.deltas:
+            phase, seconds = "idle", config.idle_deadline
+            deadline = trio.current_time() + seconds
+        else:
+            phase, seconds, deadline = "first_token", config.first_token_deadline, first_token_by
+        with trio.move_on_at(deadline), map_transport_errors(VENDOR, phase="body"):
+            return await anext(chunks, None)
+        raise DeadlineExceeded(f"no {phase.replace('_', ' ')} within {seconds:g} s",
+                               vendor=VENDOR, deadline=phase, seconds=seconds)
+
+    def _count(self, messages: Sequence[Message], reply: ChatStream) -> ChatUsage:
+        """Add the stream's tokens to the usage counter and return them: the
+        vendor's report, else (when text was streamed) our estimate."""
+        if reply.reported is not None:
+            used = reply.reported
+            self.usage.add_llm_tokens(input_tokens=used.input_tokens,
+                                      output_tokens=used.output_tokens)
+            return ChatUsage(used.input_tokens, used.output_tokens, reply.finish_reason)
+        if not reply.deltas:
+            return ChatUsage(0, 0, reply.finish_reason, estimated=True)
+        prompt = estimate_prompt_tokens(messages)
+        self.usage.add_llm_tokens(input_tokens=prompt, output_tokens=reply.deltas,
+                                  estimated=True)
+        return ChatUsage(prompt, reply.deltas, reply.finish_reason, estimated=True)
 
     async def complete_json(
         self,
@@ -154,12 +202,12 @@ class OpenAIChat:
             },
         }
         seconds = self._config.json_deadline
+        retries = _Retries(self._config, trio.current_time() + seconds)
         with trio.move_on_after(seconds) as scope:
-            response = await self._post_with_retries(body, stream=False)
+            response = await self._post_with_retries(body, stream=False, retries=retries)
             try:
-                raw = await response.aread()
-            except httpx.TransportError as exc:
-                raise StreamClosed(f"response body broken: {exc}", vendor=VENDOR) from exc
+                with map_transport_errors(VENDOR, phase="body"):
+                    raw = await response.aread()
             finally:
                 await response.aclose()
         if scope.cancelled_caught:
@@ -167,9 +215,9 @@ class OpenAIChat:
                 f"no JSON reply within {seconds:g} s", vendor=VENDOR, deadline="json",
                 seconds=seconds,
             )
-        payload = _json_object(raw.decode("utf-8", errors="replace"))
+        payload = json_object(raw.decode("utf-8", errors="replace"), vendor=VENDOR)
         if payload.get("usage"):
-            used = _usage(payload["usage"])
+            used = usage_of(payload["usage"])
             self.usage.add_llm_tokens(
                 input_tokens=used.input_tokens, output_tokens=used.output_tokens
             )
@@ -180,19 +228,22 @@ class OpenAIChat:
         if message.get("refusal"):
             raise VendorError("model refused", vendor=VENDOR, code="refusal",
                               detail=str(message["refusal"]))
-        result = _json_object(str(message.get("content") or ""))
-        return result
+        return json_object(str(message.get("content") or ""), vendor=VENDOR)
 
-    async def _post_with_retries(self, body: dict[str, Any], *, stream: bool) -> httpx.Response:
-        attempt = 0
+    async def _post_with_retries(self, body: dict[str, Any], *, stream: bool,
+                                 retries: _Retries) -> httpx.Response:
         while True:
             try:
                 return await self._post(body, stream=stream)
             except RateLimited as exc:
-                if attempt >= self._config.rate_limit_retries or not _fits(exc.retry_after):
+                wait = exc.retry_after
+                if retries.rate_limits <= 0 or wait is None or not retries.fits(wait):
                     raise
-                attempt += 1
-                await trio.sleep(exc.retry_after or 0.0)
+                retries.rate_limits -= 1
+                await trio.sleep(wait)
+            except (VendorUnavailable, ConnectError) as exc:
+                if not await retries.after_server_error(exc):
+                    raise
 
     async def _post(self, body: dict[str, Any], *, stream: bool) -> httpx.Response:
         """Send one request and return a response with a 2xx status (body unread)."""
@@ -206,12 +257,9 @@ class OpenAIChat:
             content=json.dumps(body).encode(),
         )
         self.usage.add_llm_request()
-        with trio.move_on_after(config.connect_deadline) as scope:
-            try:
-                response = await self._client.send(request, stream=True)
-            except httpx.TransportError as exc:
-                raise ConnectError(f"cannot reach {config.base_url}: {exc!r}",
-                                   vendor=VENDOR) from exc
+        with trio.move_on_after(config.connect_deadline) as scope, \
+                map_transport_errors(VENDOR, phase="request"):
+            response = await self._client.send(request, stream=True)
         if scope.cancelled_caught:
             raise DeadlineExceeded(
                 f"no response headers within {config.connect_deadline:g} s",
@@ -219,22 +267,13 @@ class OpenAIChat:
             )
         if response.is_success:
             return response
+        raw = b""  # an error body that breaks off still leaves the status to report
         try:
-            raw = await response.aread()
-        except httpx.TransportError:
-            raw = b""
+            with suppress(StreamClosed), map_transport_errors(VENDOR, phase="body"):
+                raw = await response.aread()
         finally:
             await response.aclose()
-        raise _status_error(response, raw)
-
-
-async def _next_chunk(chunks: AsyncIterator[bytes]) -> bytes | None:
-    try:
-        return await chunks.__anext__()
-    except StopAsyncIteration:
-        return None
-    except httpx.TransportError as exc:
-        raise StreamClosed(f"stream broken: {exc!r}", vendor=VENDOR) from exc
+        raise status_error(response.status_code, response.headers, raw)
 
 
 async def _release(response: httpx.Response, chunks: AsyncIterator[bytes]) -> None:
@@ -249,85 +288,3 @@ async def _release(response: httpx.Response, chunks: AsyncIterator[bytes]) -> No
             await chunks.__anext__()
         except (StopAsyncIteration, httpx.HTTPError, httpx.StreamError):
             return
-
-
-def _fits(retry_after: float | None) -> bool:
-    """True if waiting ``retry_after`` still leaves time before the caller's deadline."""
-    if retry_after is None:
-        return False
-    deadline = trio.current_effective_deadline()
-    return math.isinf(deadline) or trio.current_time() + retry_after < deadline
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise ProtocolError(f"not JSON: {text[:80]!r}", vendor=VENDOR) from exc
-    if not isinstance(value, dict):
-        raise ProtocolError(f"not a JSON object: {text[:80]!r}", vendor=VENDOR)
-    return value
-
-
-def _choices(payload: Mapping[str, Any]) -> list[tuple[str, str | None]]:
-    """(content delta, finish_reason) for choice 0 of a chunk; usage chunks have none."""
-    result: list[tuple[str, str | None]] = []
-    for choice in payload.get("choices") or []:
-        if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:
-            continue
-        delta = choice.get("delta") or {}
-        result.append((str(delta.get("content") or ""), choice.get("finish_reason")))
-    return result
-
-
-def _usage(raw: Mapping[str, Any]) -> Usage:
-    return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))
-
-
-def _error_fields(raw: bytes) -> tuple[str | None, str | None, str]:
-    """(code, type, message) from an OpenAI error body, tolerant of anything."""
-    try:
-        error = json.loads(raw).get("error") or {}
-    except (ValueError, AttributeError):
-        return None, None, raw[:200].decode("utf-8", errors="replace")
-    if not isinstance(error, Mapping):
-        return None, None, str(error)
-    return error.get("code"), error.get("type"), str(error.get("message") or "")
-
-
-def _status_error(response: httpx.Response, raw: bytes) -> VendorError:
-    status = response.status_code
-    code, kind, message = _error_fields(raw)
-    request_id = response.headers.get("x-request-id")
-    text = f"HTTP {status}: {message}"
-    if status in (401, 403):
-        return AuthError(text, vendor=VENDOR, status=status, code=code, detail=message,
-                         request_id=request_id)
-    if status == 429:
-        if code == "insufficient_quota" or kind == "insufficient_quota":
-            return QuotaExceeded(text, vendor=VENDOR, status=status, code=code, detail=message)
-        return RateLimited(text, vendor=VENDOR, retry_after=_retry_after(response.headers),
-                           code=code, detail=message)
-    return VendorError(text, vendor=VENDOR, status=status, code=code, detail=message)
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) * scale
-        except ValueError:
-            continue  # an HTTP date: treat as unknown
-        if seconds >= 0:
-            return seconds
-    return None
-
-
-def _stream_error(error: object) -> VendorError:
-    if isinstance(error, Mapping):
-        message = str(error.get("message") or "stream error")
-        return VendorError(f"error mid-stream: {message}", vendor=VENDOR,
-                           code=error.get("code") or error.get("type"), detail=message)
-    return VendorError(f"error mid-stream: {error}", vendor=VENDOR, detail=str(error))

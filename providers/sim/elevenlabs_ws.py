@@ -4,21 +4,47 @@ and ``multi-stream-input`` protocols, server side.
 :class:`WebSocketSession` (made by :class:`~providers.sim.elevenlabs_sim.ElevenLabsSim`
 after the handshake checks) reads client messages, buffers text per context
 until the ``chunk_length_schedule`` threshold, ``flush`` or EOS / ``close_context``
-/ ``close_socket``, and queues generations; one generator task per context
-speaks them (contexts speak concurrently) as base64 audio frames with alignment
-on the first frame of each generation, then ``isFinal``. A broken rule
-(:class:`Fatal`) sends the error frame ``{"message", "error", "code": 1008}`` and
-closes 1008; an idle stream (no client message for ``inactivity_timeout``) is one
-such rule. Everything the connection did is recorded in its :class:`ConnectionLog`.
+/ ``close_socket``, and queues generation jobs. Generation is **sequential per
+socket** by default, as the live service behaves: one worker speaks the jobs of
+every context in arrival order, so a context that keeps generating delays the
+next one (``sequential=False``: one worker per context, contexts speak
+concurrently). A job speaks base64 audio frames with alignment on the first
+frame of each generation.
+
+``isFinal`` (multi-stream-input): after each ``flush`` of a context, once the
+audio of everything flushed so far has gone out, ``{"isFinal": true,
+"contextId"}`` — one per flush, in order (the context stays open); and once more
+when the context is closed. stream-input sends ``{"isFinal": true}`` after EOS.
+
+``close_context`` (what the live service does depends on timing; the sim makes
+it deterministic):
+
+- on a context whose audio has started: the context **stops** — the rest of the
+  generation in progress and its queued generations are dropped — then isFinal
+  (barge-in without reconnecting);
+- on a context that has not sent audio yet: by default its flushed text is still
+  spoken, then isFinal (what the live service usually does when a close follows
+  a flush at once); with ``close_context_discards`` the flushed-but-unsent audio
+  is dropped and isFinal comes at once — a reply closed right after its flush
+  comes back empty (what the live service does under load);
+- on a context already closed: ignored (a closed context cannot be stopped).
+
+A broken rule (:class:`Fatal`) sends the error frame ``{"message", "error",
+"code": 1008}`` and closes 1008; an idle stream (no client message for
+``inactivity_timeout``) is one such rule. An injected :class:`Fault` trips when
+the connection is about to send its ``after_frames``-th audio frame: an in-band
+``internal_error`` then close 1008, or a TCP reset with no close frame.
+Everything the connection did is recorded in its :class:`ConnectionLog`.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
@@ -30,6 +56,17 @@ if TYPE_CHECKING:
     from providers.sim.elevenlabs_sim import ElevenLabsSim
 
 DEFAULT_SCHEDULE = (120, 160, 250, 290)
+INTERNAL_ERROR = ("An internal server error occurred while generating audio. Please try "
+                  "again. You were not charged for this request.")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault for one connection (or HTTP request), tripped before its
+    ``after_frames``-th audio frame (0: before the first)."""
+
+    kind: Literal["internal_error", "drop"]
+    after_frames: int = 0
 
 
 @dataclass
@@ -46,6 +83,9 @@ class ConnectionLog:
     errors: list[str] = field(default_factory=list)
     close_code: int | None = None
     closed_by_client: bool = False
+    fault: str | None = None  # the injected fault that tripped, if any
+    fault_at: float | None = None  # and when (trio time)
+    discarded: list[str | None] = field(default_factory=list)  # contexts stopped or dropped
 
 
 @dataclass
@@ -53,6 +93,9 @@ class _Context:
     buffer: str = ""
     generations: int = 0
     schedule: tuple[int, ...] = DEFAULT_SCHEDULE
+    sent_audio: bool = False
+    pending: int = 0  # generations queued or in progress
+    stopped: bool = False  # closed while speaking (or dropped): skip its remaining work
 
 
 class Fatal(Exception):
@@ -64,26 +107,33 @@ class Fatal(Exception):
         self.message = message
 
 
+Job = tuple[Literal["speak", "final"], _Context, str | None, str]
+
+
 class WebSocketSession:
     """One accepted WebSocket: messages in, generations queued, frames out."""
 
     def __init__(self, sim: ElevenLabsSim, ws: WebSocketConnection, log: ConnectionLog,
-                 output_format: str, header_key: str | None) -> None:
+                 output_format: str, header_key: str | None, fault: Fault | None,
+                 abort: Callable[[], Awaitable[None]]) -> None:
         self.sim = sim
         self.ws = ws
         self.log = log
         self.format = output_format
         self.header_key = header_key
+        self.fault = fault
+        self.abort = abort
         self.multi = log.endpoint == "multi-stream-input"
         self.idle = sim.idle_timeout or min(180.0, float(log.query.get("inactivity_timeout",
                                                                        "20")))
         self.contexts: dict[str | None, _Context] = {}
-        # One generation queue and task per context: contexts speak concurrently.
-        self.queues: dict[str | None, trio.MemorySendChannel[tuple[str, str]]] = {}
-        self.generators_done: list[trio.Event] = []
+        # One job queue and worker per socket (sequential) or per context.
+        self.queues: dict[object, trio.MemorySendChannel[Job]] = {}
+        self.workers_done: list[trio.Event] = []
         self.nursery: trio.Nursery | None = None
         self.started = False
         self.schedule = DEFAULT_SCHEDULE
+        self.frames_sent = 0
         self.scope = trio.CancelScope()
 
     async def run(self) -> None:
@@ -96,10 +146,7 @@ class WebSocketSession:
                 self.log.errors.append(fatal.error)
                 for queue in self.queues.values():
                     queue.close()
-                with suppress(ConnectionClosed):
-                    await self.ws.send_message(json.dumps(
-                        {"message": fatal.message, "error": fatal.error, "code": 1008}))
-                await self._close(1008, fatal.message[:120])
+                await self._fail(fatal.error, fatal.message)
             except ConnectionClosed as exc:
                 self._client_closed(exc)
             nursery.cancel_scope.cancel()
@@ -109,6 +156,12 @@ class WebSocketSession:
             self.log.closed_by_client = True
             self.log.close_code = exc.reason.code if exc.reason else None
         self.scope.cancel()
+
+    async def _fail(self, error: str, message: str) -> None:
+        with suppress(ConnectionClosed):
+            await self.ws.send_message(json.dumps({"message": message, "error": error,
+                                                   "code": 1008}))
+        await self._close(1008, message[:120])
 
     async def _receive(self) -> None:
         while True:
@@ -128,7 +181,7 @@ class WebSocketSession:
                 raise Fatal("invalid_message", "Message must be a JSON object.")
             self.log.received.append(data)
             if not self._handle(data):
-                await trio.sleep_forever()  # the generator closes the socket
+                await trio.sleep_forever()  # the worker closes the socket
 
     def _handle(self, data: dict[str, Any]) -> bool:
         """Apply one client message; False once the stream is ending."""
@@ -153,7 +206,7 @@ class WebSocketSession:
         if text == "":  # EOS
             self._generate_buffer(None)
             self._queue("final", None)
-            self._queue("close", None)
+            self._close_when_done()
             return False
         self._append(None, text, bool(data.get("flush")))
         return True
@@ -163,15 +216,13 @@ class WebSocketSession:
             for open_id in list(self.contexts):
                 self._generate_buffer(open_id)
                 self._queue("final", open_id)
-            self._queue("close", None)
+            self._close_when_done()
             return False
         context_id = data.get("context_id")
         context = self.contexts.get(context_id)
         if data.get("close_context"):
-            if context is not None:
-                # Unflushed text is dropped; flushed text is still spoken, then isFinal.
-                del self.contexts[context_id]
-                self._queue("final", context_id)
+            if context is not None:  # a context already closed is not found: ignored
+                self._close_context(context_id, context)
             return True
         text = data.get("text")
         if text == "" and not data.get("flush"):
@@ -186,7 +237,16 @@ class WebSocketSession:
                 schedule=tuple(schedule) if schedule else self.schedule)
         self._append(context_id, text if isinstance(text, str) else "",
                      bool(data.get("flush")))
+        if data.get("flush"):
+            self._queue("final", context_id)  # the end of this flush's audio
         return True
+
+    def _close_context(self, context_id: str | None, context: _Context) -> None:
+        del self.contexts[context_id]  # unflushed text is dropped with it
+        if context.pending and (context.sent_audio or self.sim.close_context_discards):
+            context.stopped = True
+            self.log.discarded.append(context_id)
+        self._queue("final", context_id, context, closing=True)
 
     def _append(self, context_id: str | None, text: str, flush: bool) -> None:
         context = self.contexts[context_id]
@@ -205,35 +265,49 @@ class WebSocketSession:
         if text.strip():
             context.generations += 1
             self.log.generations.append((context_id, text))
-            self._queue("speak", context_id, text)
+            self._queue("speak", context_id, text=text)
 
-    def _queue(self, kind: str, context_id: str | None, text: str = "") -> None:
-        """Queue ``speak``/``final`` work for a context, or ``close`` the socket once
-        every context has finished."""
+    # -- generation ------------------------------------------------------------------
+
+    def _queue(self, kind: Literal["speak", "final"], context_id: str | None,
+               context: _Context | None = None, *, text: str = "",
+               closing: bool = False) -> None:
         assert self.nursery is not None
-        if kind == "close":
-            for queue in self.queues.values():
-                queue.close()
-            self.nursery.start_soon(self._close_when_done)
-            return
-        if context_id not in self.queues:
-            self.queues[context_id], jobs = trio.open_memory_channel[tuple[str, str]](1000)
+        context = context or self.contexts[context_id]
+        key: object = "socket" if self.sim.sequential else id(context)
+        if key not in self.queues:
+            self.queues[key], jobs = trio.open_memory_channel[Job](1000)
             done = trio.Event()
-            self.generators_done.append(done)
-            self.nursery.start_soon(self._generate, context_id, jobs, done)
-        queue = self.queues[context_id]
-        queue.send_nowait((kind, text))
-        if kind == "final":
-            queue.close()  # a reused context id starts a new queue
-            del self.queues[context_id]
+            self.workers_done.append(done)
+            self.nursery.start_soon(self._work, jobs, done)
+        context.pending += kind == "speak"
+        job: Job = (kind, context, context_id, "closing" if closing else text)
+        self.queues[key].send_nowait(job)
 
-    async def _generate(self, context_id: str | None,
-                        jobs: trio.MemoryReceiveChannel[tuple[str, str]], done: trio.Event) -> None:
+    def _close_when_done(self) -> None:
+        """Close 1000 once every queued job has been done."""
+        assert self.nursery is not None
+        for queue in self.queues.values():
+            queue.close()
+        self.nursery.start_soon(self._close_after_workers)
+
+    async def _close_after_workers(self) -> None:
+        for done in list(self.workers_done):
+            await done.wait()
+        await self._close(1000, None)
+        self.scope.cancel()
+
+    async def _work(self, jobs: trio.MemoryReceiveChannel[Job], done: trio.Event) -> None:
         try:
-            async for kind, text in jobs:
+            async for kind, context, context_id, text in jobs:
+                closing = kind == "final" and text == "closing"
                 if kind == "speak":
-                    await self._speak(context_id, text)
-                else:
+                    if not context.stopped:
+                        await self._speak(context, context_id, text)
+                    context.pending -= 1
+                elif context.stopped and not closing:
+                    continue
+                else:  # an isFinal
                     self.log.finals.append(context_id)
                     await self._send({"isFinal": True} if not self.multi else
                                      {"isFinal": True, "contextId": context_id})
@@ -242,20 +316,22 @@ class WebSocketSession:
         finally:
             done.set()
 
-    async def _close_when_done(self) -> None:
-        for done in list(self.generators_done):
-            await done.wait()
-        await self._close(1000, None)
-        self.scope.cancel()
-
-    async def _speak(self, context_id: str | None, text: str) -> None:
+    async def _speak(self, context: _Context, context_id: str | None, text: str) -> None:
         await trio.sleep(self.sim.ttfb.sample())
+        if self.sim.silent_generations > 0:  # an injected loss: no audio at all
+            self.sim.silent_generations -= 1
+            self.log.discarded.append(context_id)
+            return
         audio = render(text, self.format, self.log.voice_id)
         step = frame_bytes(self.sim.frame_seconds, self.format)
         seconds = wire.audio_seconds(len(audio), self.format)
         for i in range(0, len(audio), step):
             if i:
                 await trio.sleep(self.sim.frame_gap.sample())
+            if context.stopped:
+                return  # closed mid-generation: the rest is never sent
+            if self.fault is not None and self.frames_sent == self.fault.after_frames:
+                await self._trip(self.fault)
             frame: dict[str, Any] = {"audio": base64.b64encode(audio[i:i + step]).decode(),
                                      "isFinal": None}
             alignment = _alignment(text, seconds) if i == 0 else None
@@ -264,7 +340,21 @@ class WebSocketSession:
             if self.multi:
                 frame["contextId"] = context_id
             await self._send(frame)
+            context.sent_audio = True
+            self.frames_sent += 1
             self.log.audio.setdefault(context_id, bytearray()).extend(audio[i:i + step])
+
+    async def _trip(self, fault: Fault) -> None:
+        """Fail the connection as injected, mid-reply; never returns."""
+        self.log.fault = fault.kind
+        self.log.fault_at = trio.current_time()
+        if fault.kind == "internal_error":
+            await self._fail("internal_error", INTERNAL_ERROR)
+        else:
+            self.log.close_code = 1006
+            await self.abort()
+        self.scope.cancel()
+        await trio.sleep_forever()
 
     async def _send(self, frame: dict[str, Any]) -> None:
         await self.ws.send_message(json.dumps(frame))

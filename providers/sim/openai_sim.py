@@ -12,11 +12,16 @@ deterministic responder: ``canned`` replies keyed by the last user message, else
 ``responder(request_body)``, else an echo. A "token" here is a word with its
 trailing space, which is what the per-token timing and usage counts are based on.
 
-Faults are queued with :meth:`OpenAISim.inject` and each applies to one request,
-in order: :class:`RateLimit` (429 with ``retry-after``, code
+Fault knobs: faults are queued with :meth:`OpenAISim.inject` (``sim.inject(
+ServerError(500), Drop(after_tokens=3))``) and each applies to one request, in
+order: :class:`RateLimit` (429 with ``retry-after``, code
 ``rate_limit_exceeded`` or ``insufficient_quota``), :class:`ServerError`
-(500/503), :class:`Stall` (stop sending after N tokens, keep the socket open),
-:class:`StreamError` (a mid-stream ``data: {"error": …}`` after N tokens).
+(500/502/503 before any token, optional ``retry-after``), :class:`Stall` (stop
+sending after N tokens, keep the socket open), :class:`StreamError` (a
+mid-stream ``data: {"error": …}`` after N tokens), :class:`Drop` (reset the TCP
+connection after N tokens: the body breaks off with no ``[DONE]`` and no usage).
+``requests`` logs every request body; ``disconnects`` counts streams that ended
+before ``[DONE]`` (the client left, or a ``Drop``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import socket
+import struct
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -51,6 +58,14 @@ class RateLimit:
 @dataclass(frozen=True)
 class ServerError:
     status: int = 500
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Reset the connection after ``after_tokens`` content tokens (0: before any)."""
+
+    after_tokens: int = 2
 
 
 @dataclass(frozen=True)
@@ -64,7 +79,7 @@ class StreamError:
     message: str = "The server had an error while processing your request."
 
 
-Fault = RateLimit | ServerError | Stall | StreamError
+Fault = RateLimit | ServerError | Stall | StreamError | Drop
 
 
 def split_tokens(text: str) -> list[str]:
@@ -87,13 +102,17 @@ class OpenAISim:
         canned: Mapping[str, str] | None = None,
         api_key: str | None = None,
         on_chunk_sent: Callable[[float], None] | None = None,
+        honour_include_usage: bool = True,
     ) -> None:
+        """``honour_include_usage=False`` plays an OpenAI-compatible server that
+        never sends the usage chunk of a stream."""
         self.ttft = ttft or Fixed(0.0)
         self.token_gap = token_gap or Fixed(0.02)
         self.responder = responder
         self.canned = dict(canned or {})
         self.api_key = api_key
         self.on_chunk_sent = on_chunk_sent
+        self.honour_include_usage = honour_include_usage
         self.requests: list[dict[str, Any]] = []
         self.port = 0
         self.disconnects = 0  # streams the client abandoned before [DONE]
@@ -183,8 +202,11 @@ class OpenAISim:
             await _send_json(connection, stream, 429, _error(message, kind, fault.code), extra)
             return True
         if isinstance(fault, ServerError):
+            extra = [] if fault.retry_after is None else [
+                ("retry-after", f"{fault.retry_after:g}")]
             await _send_json(connection, stream, fault.status, _error(
-                "The server had an error while processing your request.", "server_error", None))
+                "The server had an error while processing your request.", "server_error", None),
+                extra)
             return True
         reply = self.reply_for(body)
         tokens = split_tokens(reply)
@@ -212,7 +234,8 @@ class OpenAISim:
                 "usage": usage, "service_tier": "default", "system_fingerprint": "fp_sim",
             })
             return True
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        include_usage = self.honour_include_usage and bool(
+            (body.get("stream_options") or {}).get("include_usage"))
         return await self._stream(connection, stream, ident, model, tokens, usage,
                                   include_usage, fault)
 
@@ -244,6 +267,10 @@ class OpenAISim:
             for index, token in enumerate(tokens):
                 if isinstance(fault, Stall) and index == fault.after_tokens:
                     await _wait_for_disconnect(stream)
+                    self.disconnects += 1
+                    return False
+                if isinstance(fault, Drop) and index == fault.after_tokens:
+                    await _reset(stream)
                     self.disconnects += 1
                     return False
                 if isinstance(fault, StreamError) and index == fault.after_tokens:
@@ -298,6 +325,12 @@ async def _send_json(
         await stream.send_all(connection.send(h11.EndOfMessage()))
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         return
+
+
+async def _reset(stream: trio.SocketStream) -> None:
+    """Drop the connection with a TCP reset (SO_LINGER 0), as a failed upstream does."""
+    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    await trio.aclose_forcefully(stream)
 
 
 async def _wait_for_disconnect(stream: trio.SocketStream) -> None:

@@ -15,7 +15,8 @@ Event meaning:
   to :meth:`STTStream.finalize`.
 - :class:`Endpoint` — the engine ended a segment or answered ``finalize()`` with
   no new words (an *empty* final carrying those flags); turn assembly needs it.
-- :class:`SpeechStarted` — voice activity began at ``t``.
+- :class:`SpeechDetected` — voice activity began at ``t`` (the engine's own VAD;
+  named apart from :class:`dsp.SpeechStarted`, the local VAD's event).
 - :class:`UtteranceEnd` — no words since ``t`` (the end of the last word) for the
   configured gap: a fall-back endpoint.
 """
@@ -48,7 +49,7 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
-class SpeechStarted:
+class SpeechDetected:
     t: float
 
 
@@ -57,7 +58,7 @@ class UtteranceEnd:
     t: float
 
 
-STTEvent = Interim | Final | Endpoint | SpeechStarted | UtteranceEnd
+STTEvent = Interim | Final | Endpoint | SpeechDetected | UtteranceEnd
 
 
 class STTStream(Protocol):

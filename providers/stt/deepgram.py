@@ -10,13 +10,21 @@ configured. ``KeepAlive`` is sent when no audio has gone out for
 ``keepalive_interval`` s, and only after some audio was sent.
 
 Reconnect within the call: when the connection closes unexpectedly with a
-network-type code (1011 ``NET-0000``/``NET-0001``, 1006 reset, 1001, 1012–1014),
-the supervisor reconnects (up to ``max_reconnects`` in a row) and replays the
+network-type code (1011 ``NET-0000``/``NET-0001``, 1006 reset or a TCP drop with
+no close frame, 1001, 1012–1014), the supervisor reconnects and replays the
 audio not yet covered by a final — kept in a ring buffer of at most
-``replay_seconds`` — before live audio flows again. Each connection's times are
-offset by the call time of its first replayed byte, so events stay in call time
-and no caller words are lost. Audio sent while reconnecting is buffered, not
-dropped. 1008 ``DATA-0000`` (bad audio) and handshake refusals are not retried.
+``replay_seconds`` (:mod:`providers.stt.deepgram_replay`) — before live audio
+flows again. Each connection's times are offset by the call time of its first
+replayed byte, so events stay in call time and no caller words are lost. Audio
+sent while reconnecting is buffered, not dropped. A reconnect that is refused
+(429 with ``retry-after``, a 5xx) or cannot reach the host is retried with the
+shared policy of :mod:`providers.reconnect` (first attempt at once, then
+exponential backoff with jitter, never sooner than ``retry-after``) until
+``reconnect_deadline`` s after the loss; then the stream fails with
+``DeadlineExceeded(deadline="reconnect")`` chained to the last refusal. At most
+``max_reconnects`` drops in a row without a final in between (a flapping
+stream). 1008 ``DATA-0000`` (bad audio) and 4xx refusals are not retried; a
+failure of the very first handshake is raised at once (the caller falls back).
 
 Usage: seconds of audio actually sent to Deepgram, replays included (a replay is
 billed again).
@@ -24,7 +32,9 @@ billed again).
 Errors reach the caller as exceptions from the ``async with`` block (the call's
 nursery tears down): :class:`~providers.exceptions.AuthError` /
 :class:`~providers.exceptions.HandshakeRejected` (with Deepgram's ``err_code``,
-``err_msg``, ``request_id``), :class:`~providers.exceptions.StreamClosed`,
+``err_msg``, ``request_id``), :class:`~providers.exceptions.RateLimited` (429,
+``retry_after``), :class:`~providers.exceptions.VendorUnavailable` (5xx),
+:class:`~providers.exceptions.StreamClosed`,
 :class:`~providers.exceptions.ConnectError`,
 :class:`~providers.exceptions.DeadlineExceeded`.
 """
@@ -33,13 +43,10 @@ from __future__ import annotations
 
 import logging
 import math
-import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from urllib.parse import urlsplit
 
 import trio
-import trio_websocket
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from providers.config import DeepgramConfig
@@ -47,18 +54,26 @@ from providers.exceptions import (
     ConnectError,
     DeadlineExceeded,
     ProviderClosed,
+    ProviderError,
+    RateLimited,
     StreamClosed,
+    VendorUnavailable,
 )
+from providers.groups import unwrap_sole_error
+from providers.reconnect import Backoff, is_transient, reconnect_deadline_error, retry_after_of
 from providers.stt import deepgram_wire as wire
 from providers.stt.base import (
     Endpoint,
     Final,
     Interim,
-    SpeechStarted,
+    SpeechDetected,
     STTEvent,
     UtteranceEnd,
 )
+from providers.stt.deepgram_replay import ReplayRing
 from providers.usage import UsageCounter
+from providers.websocket_client import map_websocket_errors, open_websocket_client
+from providers.wire import close_of
 
 log = logging.getLogger(__name__)
 VENDOR = wire.VENDOR
@@ -74,27 +89,22 @@ class DeepgramStream:
         self.config = config
         self.usage = usage
         self.request_ids: list[str] = []  # one per connection, for vendor support
-        self.reconnects = 0  # total reconnects during this call
+        self.reconnects = 0  # times the stream came back after a lost connection
+        self.refused = 0  # reconnect attempts that failed (refused, unreachable, timed out)
         self.connections = 0  # successful handshakes
         # Per reconnect: seconds from seeing the close to live audio again (replay done).
         self.reconnect_seconds: list[float] = []
         self.resumed_at: list[float] = []  # trio time of each resumption
         self._lost_at: float | None = None
-        self._bps = config.bytes_per_second
-        self._sample_bytes = 1 if config.encoding == "mulaw" else 2
+        sample_bytes = 1 if config.encoding == "mulaw" else 2
+        self._ring = ReplayRing(config.bytes_per_second, sample_bytes, config.replay_seconds)
         self._events_send, self._events = trio.open_memory_channel[STTEvent](math.inf)
         self._ws: WebSocketConnection | None = None  # live connection, None while (re)connecting
-        # Ring buffer of call audio: bytes [_base, _total) of the call's stream.
-        self._audio = bytearray()
-        self._base = 0
-        self._total = 0
-        self._lost = 0  # bytes that fell out of the ring before a final covered them
-        self._covered = 0.0  # call time up to which finals have settled the audio
         self._offset = 0.0  # call time of the current connection's first byte
         self._last_send = 0.0
         self._last_speech_started = -1.0
         self._finalize_pending = False
-        self._progress = False  # a final settled audio since the last reconnect
+        self._progress = False  # a final settled audio since the last drop
         self._closing = False
         self._closed = trio.Event()
         self._supervisor_done = trio.Event()
@@ -106,7 +116,7 @@ class DeepgramStream:
             raise ProviderClosed("send_audio after aclose", vendor=VENDOR)
         if not pcm:
             return  # an empty binary frame would mean "close" to older Deepgram APIs
-        self._append(bytes(pcm))
+        self._ring.append(bytes(pcm))
         ws = self._ws
         if ws is None:
             return  # reconnecting: the supervisor replays it from the ring
@@ -114,7 +124,7 @@ class DeepgramStream:
             await ws.send_message(bytes(pcm))
         except ConnectionClosed:
             return  # the supervisor sees the close and replays from the ring
-        self.usage.add_stt_seconds(len(pcm) / self._bps)
+        self.usage.add_stt_seconds(len(pcm) / self.config.bytes_per_second)
         self._last_send = trio.current_time()
 
     async def finalize(self) -> None:
@@ -153,32 +163,9 @@ class DeepgramStream:
     def lost_seconds(self) -> float:
         """Audio a reconnect could not replay: it had fallen out of the ring buffer
         (``replay_seconds``) before a final covered it."""
-        return self._lost / self._bps
+        return self._ring.lost_bytes / self.config.bytes_per_second
 
     # -- internals ----------------------------------------------------------------
-
-    def _append(self, pcm: bytes) -> None:
-        self._audio += pcm
-        self._total += len(pcm)
-        limit = int(self.config.replay_seconds * self._bps)
-        excess = len(self._audio) - limit
-        if excess > 0:
-            excess -= excess % self._sample_bytes
-            del self._audio[:excess]
-            self._base += excess
-
-    def _byte_at(self, t: float) -> int:
-        position = round(t * self._bps)
-        return position - position % self._sample_bytes
-
-    def _settle(self, t: float) -> None:
-        """Finals cover the call audio up to ``t``: drop it from the ring."""
-        self._covered = max(self._covered, t)
-        self._progress = True
-        cut = min(self._byte_at(self._covered), self._total) - self._base
-        if cut > 0:
-            del self._audio[:cut]
-            self._base += cut
 
     async def _supervise(self, *, task_status: trio.TaskStatus[None]) -> None:
         try:
@@ -187,101 +174,91 @@ class DeepgramStream:
             self._supervisor_done.set()
 
     async def _connect_loop(self, task_status: trio.TaskStatus[None]) -> None:
-        failures = 0
+        config = self.config
+        drops = 0  # connections lost in a row without a final in between
+        outage: Backoff | None = None  # while reconnecting
         first = True
         while True:
+            connections = self.connections
             try:
-                await self._connection(task_status if first else None)
+                await self._connection(task_status if first else None, outage)
                 return
-            except (StreamClosed, ConnectError, DeadlineExceeded) as exc:
-                if not self.connections or self._closing:
+            except (StreamClosed, ConnectError, DeadlineExceeded, RateLimited,
+                    VendorUnavailable) as exc:
+                if not self.connections:
                     raise  # the very first handshake failed: nothing to resume
-                recoverable = not isinstance(exc, StreamClosed) or wire.is_recoverable(exc)
-                if self._progress:  # finals arrived since the last failure: not "in a row"
-                    failures = 0
-                    self._progress = False
-                if not recoverable or failures >= self.config.max_reconnects:
+                if self._closing:
+                    return  # the caller is done with the stream
+                if self.connections > connections:  # it was live, then lost: an outage
+                    if self._progress:  # finals arrived since the last drop
+                        drops = 0
+                        self._progress = False
+                    if not _recoverable(exc) or drops >= config.max_reconnects:
+                        raise
+                    drops += 1
+                    lost_at = self._lost_at if self._lost_at is not None else trio.current_time()
+                    outage = Backoff(lost_at, config.reconnect_deadline)
+                elif outage is None or not is_transient(exc):
                     raise
-                failures += 1
-                self.reconnects += 1
-                log.warning("deepgram: reconnecting after %s (attempt %d)", exc, failures)
-                await trio.sleep(0.05 * (failures - 1))  # first retry at once
+                else:
+                    self.refused += 1
+                delay = outage.next_delay(trio.current_time(), retry_after_of(exc))
+                if delay is None:
+                    raise reconnect_deadline_error(VENDOR, config.reconnect_deadline) from exc
+                log.warning("deepgram: reconnecting in %.2f s after %s", delay, exc)
+                with trio.move_on_after(delay):
+                    await self._closed.wait()  # aclose() during the wait ends it
+                if self._closing:
+                    return
             finally:
                 first = False
 
-    async def _connection(self, task_status: trio.TaskStatus[None] | None) -> None:
-        """One connection, from handshake to close; foreign errors translated here."""
-        try:
-            async with trio.open_nursery() as nursery:  # the WebSocket reader task lives here
-                await self._session(nursery, task_status)
-                nursery.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            error = _sole_error(group)
-            raise _translate(error, self.config) from error
-        except (trio_websocket.HandshakeError, OSError) as error:
-            raise _translate(error, self.config) from error
-
-    async def _session(
-        self, nursery: trio.Nursery, task_status: trio.TaskStatus[None] | None
-    ) -> None:
-        # We open and close the TCP stream ourselves (trio-websocket's
-        # open_websocket_url leaks the socket after a rejected handshake or a
-        # server-initiated close in 0.12).
+    async def _connection(self, task_status: trio.TaskStatus[None] | None,
+                          outage: Backoff | None) -> None:
+        """One connection, from handshake to close; foreign errors translated here.
+        While reconnecting, the handshake must also finish before the outage's deadline."""
         config = self.config
-        url = urlsplit(wire.listen_url(config))
-        secure = url.scheme == "wss"
-        host = url.hostname or "localhost"
-        port = url.port or (443 if secure else 80)
-        connect_by = trio.current_time() + config.connect_deadline
-        with trio.move_on_at(connect_by):
-            if secure:
-                tcp: trio.SocketStream | trio.SSLStream[trio.SocketStream]
-                tcp = await trio.open_ssl_over_tcp_stream(
-                    host, port, ssl_context=ssl.create_default_context(), https_compatible=True)
-            else:
-                tcp = await trio.open_tcp_stream(host, port)
-        if trio.current_time() >= connect_by:
-            raise _connect_deadline(config)
+        start = trio.current_time()
+        connect_by = start + config.connect_deadline
+        if outage is not None:
+            connect_by = min(connect_by, outage.deadline)
+        headers = [(b"Authorization", f"Token {config.api_key.reveal()}".encode())
+                   ] if config.api_key else []
+        with map_websocket_errors(VENDOR, connect_seconds=round(connect_by - start, 3),
+                                  refused=wire.handshake_error):
+            async with open_websocket_client(wire.listen_url(config), headers,
+                                             connect_by=connect_by,
+                                             close_within=config.close_deadline) as ws:
+                await self._session(ws, task_status)
+
+    async def _session(self, ws: WebSocketConnection,
+                       task_status: trio.TaskStatus[None] | None) -> None:
+        self.connections += 1
         try:
-            headers = [(b"Authorization", f"Token {config.api_key.reveal()}".encode())
-                       ] if config.api_key else []
-            host_header = host if url.port is None else f"{host}:{port}"
-            with trio.move_on_at(connect_by) as scope:
-                ws = await trio_websocket.wrap_client_stream(
-                    nursery, tcp, host_header, f"{url.path}?{url.query}",
-                    extra_headers=headers, message_queue_size=64)
-            if scope.cancelled_caught:
-                raise _connect_deadline(config)
-            self.connections += 1
-            try:
+            with suppress(ConnectionClosed):  # if it closes already, _read says why
                 await self._replay(ws)
                 self._ws = ws
-                if self._lost_at is not None:
-                    self.reconnect_seconds.append(trio.current_time() - self._lost_at)
-                    self.resumed_at.append(trio.current_time())
-                    self._lost_at = None
-                if task_status is not None:
-                    task_status.started()
-                await self._read(ws)
-            finally:
-                self._ws = None
+            if self._lost_at is not None and self._ws is ws:
+                self.reconnects += 1
+                self.reconnect_seconds.append(trio.current_time() - self._lost_at)
+                self.resumed_at.append(trio.current_time())
+                self._lost_at = None
+            if task_status is not None:
+                task_status.started()
+            await self._read(ws)
         finally:
-            await trio.aclose_forcefully(tcp)
+            self._ws = None
 
     async def _replay(self, ws: WebSocketConnection) -> None:
         """Send the ring's audio from the first byte no final covers, until caught up."""
-        covered = self._byte_at(self._covered)
-        if self._base > covered:
-            self._lost += self._base - covered  # fell out of the ring: cannot be replayed
-        position = max(covered, self._base)
-        self._offset = position / self._bps
-        frame = max(self._sample_bytes, self._byte_at(REPLAY_FRAME_SECONDS))
-        while position < self._total:
-            position = max(position, self._base)  # the ring may have moved on meanwhile
-            start = position - self._base
-            chunk = bytes(self._audio[start:start + frame])
+        ring = self._ring
+        position = ring.replay_start()
+        self._offset = position / ring.bytes_per_second
+        frame = max(ring.sample_bytes, ring.byte_at(REPLAY_FRAME_SECONDS))
+        while position < ring.total:
+            position, chunk = ring.read(position, frame)
             await ws.send_message(chunk)
-            self.usage.add_stt_seconds(len(chunk) / self._bps)  # billed again if re-sent
+            self.usage.add_stt_seconds(len(chunk) / ring.bytes_per_second)  # billed again
             position += len(chunk)
             self._last_send = trio.current_time()
         if self._finalize_pending:
@@ -299,9 +276,7 @@ class DeepgramStream:
             try:
                 text = await ws.get_message()
             except ConnectionClosed as exc:
-                reason = exc.reason
-                code = reason.code if reason is not None else 1006
-                detail = reason.reason if reason is not None else None
+                code, detail = close_of(exc)
                 if last_error is not None and not detail:
                     detail = f"{last_error.code or ''} {last_error.message}".strip()
                 if self._closing:
@@ -325,7 +300,8 @@ class DeepgramStream:
         if isinstance(message, wire.Results):
             if message.is_final:
                 end = offset + message.end
-                self._settle(end)
+                self._ring.settle(end)
+                self._progress = True
                 if message.transcript.strip():
                     event = Final(message.transcript.strip(), offset + message.start, end,
                                   from_finalize=message.from_finalize,
@@ -338,7 +314,7 @@ class DeepgramStream:
             t = offset + message.timestamp
             if t > self._last_speech_started + 1e-6:  # replay repeats the onset
                 self._last_speech_started = t
-                event = SpeechStarted(t)
+                event = SpeechDetected(t)
         elif isinstance(message, wire.UtteranceEndMsg):
             event = UtteranceEnd(offset + message.last_word_end)
         elif isinstance(message, wire.Unknown):
@@ -359,28 +335,19 @@ class DeepgramStream:
                 continue  # audio went out meanwhile
             next_check = now + interval
             ws = self._ws
-            if ws is None or self._total == 0 or self._closing:
+            if ws is None or self._ring.total == 0 or self._closing:
                 continue  # nothing sent yet (Deepgram wants audio first) or reconnecting
             with suppress(ConnectionClosed):
                 await ws.send_message(wire.KEEPALIVE)
             self._last_send = trio.current_time()
 
 
-def _connect_deadline(config: DeepgramConfig) -> DeadlineExceeded:
-    return DeadlineExceeded(
-        f"no deepgram handshake within {config.connect_deadline:g} s", vendor=VENDOR,
-        deadline="connect", seconds=config.connect_deadline)
-
-
-def _translate(error: BaseException, config: DeepgramConfig) -> BaseException:
-    """Map trio-websocket/OS errors to ours; anything else passes through."""
-    if isinstance(error, trio_websocket.ConnectionRejected):
-        return wire.handshake_error(error.status_code, error.headers, error.body)
-    if isinstance(error, trio_websocket.ConnectionTimeout):
-        return _connect_deadline(config)
-    if isinstance(error, trio_websocket.HandshakeError | OSError | trio.BrokenResourceError):
-        return ConnectError(f"cannot reach deepgram: {error!r}", vendor=VENDOR)
-    return error
+def _recoverable(error: ProviderError) -> bool:
+    """A lost connection worth a reconnect: a network-type close (see the wire
+    module) or a failure to reach the host; not bad audio or a policy close."""
+    if isinstance(error, StreamClosed):
+        return wire.is_recoverable(error)
+    return is_transient(error)
 
 
 @asynccontextmanager
@@ -390,7 +357,7 @@ async def open_deepgram(
     """Connect and yield the stream; on exit close it gracefully (``CloseStream``,
     bounded by ``close_deadline``) and stop its tasks."""
     stream = DeepgramStream(config, usage if usage is not None else UsageCounter())
-    try:
+    with unwrap_sole_error():
         async with trio.open_nursery() as nursery:
             await nursery.start(stream._supervise)
             nursery.start_soon(stream._keepalive)
@@ -402,24 +369,3 @@ async def open_deepgram(
                     await stream._supervisor_done.wait()
             finally:
                 nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        raise _sole_error(group) from None
-
-
-def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one real error in a nursery's group (the others being the Cancelled it
-    caused), so callers can ``except StreamClosed``; the group itself otherwise."""
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        error = pending.pop()
-        if isinstance(error, BaseExceptionGroup):
-            pending.extend(error.exceptions)
-        else:
-            leaves.append(error)
-    real = [error for error in leaves if not isinstance(error, trio.Cancelled)]
-    if len(real) == 1:
-        return real[0]
-    if not real and leaves:
-        return leaves[0]
-    return group

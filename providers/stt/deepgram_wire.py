@@ -8,7 +8,8 @@
   samples; both are accepted.
 - :func:`close_error` / :func:`handshake_error` translate a close frame or a
   refused upgrade into :mod:`providers.exceptions` types, with Deepgram's code
-  (``NET-0001``, ``DATA-0000``…) pulled out of the reason text.
+  (``NET-0001``, ``DATA-0000``…) pulled out of the reason text; a 429 is
+  ``RateLimited`` and a 5xx ``VendorUnavailable``, with ``retry-after``.
 - ``KEEPALIVE``, ``FINALIZE``, ``CLOSE_STREAM`` are the client's control frames.
 """
 
@@ -25,9 +26,12 @@ from providers.config import DeepgramConfig
 from providers.exceptions import (
     AuthError,
     HandshakeRejected,
-    ProtocolError,
+    RateLimited,
     StreamClosed,
+    VendorError,
+    VendorUnavailable,
 )
+from providers.wire import json_object, retry_after
 
 VENDOR = "deepgram"
 KEEPALIVE = '{"type": "KeepAlive"}'
@@ -126,12 +130,7 @@ def _number(value: object, default: float = 0.0) -> float:
 
 def parse_message(text: str | bytes) -> ServerMessage:
     """Parse one server frame; ProtocolError if it is not a JSON object."""
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ProtocolError(f"not JSON: {str(text)[:80]!r}", vendor=VENDOR) from exc
-    if not isinstance(data, dict):
-        raise ProtocolError(f"not a JSON object: {str(text)[:80]!r}", vendor=VENDOR)
+    data = json_object(text, vendor=VENDOR)
     kind = str(data.get("type") or "")
     if kind == "Results" or (not kind and isinstance(data.get("channel"), Mapping)):
         return _results(data)
@@ -195,9 +194,12 @@ def is_recoverable(error: StreamClosed) -> bool:
 
 def handshake_error(
     status: int, headers: Sequence[tuple[bytes, bytes]], body: bytes | None
-) -> HandshakeRejected:
+) -> VendorError:
     """Translate a refused upgrade. Deepgram puts its message in the ``dg-error``
-    header and a JSON body ``{err_code, err_msg, request_id}``."""
+    header and a JSON body ``{err_code, err_msg, request_id}``. 429 (over the
+    concurrency limit) is :class:`RateLimited` and a 5xx :class:`VendorUnavailable`,
+    both with the ``retry-after`` header when there is one: worth another attempt.
+    401/403 are :class:`AuthError`, any other status :class:`HandshakeRejected`."""
     header = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in headers}
     code: str | None = None
     message = header.get("dg-error", "")
@@ -211,8 +213,14 @@ def handshake_error(
             code = str(data["err_code"]) if data.get("err_code") else None
             message = str(data.get("err_msg") or message)
             request_id = str(data.get("request_id") or request_id or "") or None
+    text = f"deepgram refused the connection: HTTP {status} {code or ''} {message}".strip()
+    detail = message or None
+    if status == 429:
+        return RateLimited(text, vendor=VENDOR, retry_after=retry_after(header), status=status,
+                           code=code, detail=detail, request_id=request_id)
+    if 500 <= status <= 599:
+        return VendorUnavailable(text, vendor=VENDOR, status=status, code=code, detail=detail,
+                                 retry_after=retry_after(header), request_id=request_id)
     cls = AuthError if status in (401, 403) else HandshakeRejected
-    return cls(
-        f"deepgram refused the connection: HTTP {status} {code or ''} {message}".strip(),
-        vendor=VENDOR, status=status, code=code, detail=message or None, request_id=request_id,
-    )
+    return cls(text, vendor=VENDOR, status=status, code=code, detail=detail,
+               request_id=request_id)

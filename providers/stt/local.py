@@ -7,7 +7,7 @@ Pipeline per stream: decode → :class:`dsp.EnergyVAD` (our tuned telephone
 endpointer) at the call's rate → :class:`dsp.StreamResampler` to 16 kHz (the only
 rate the bundled ``en-us`` acoustic model supports; its 8 kHz configuration is
 unusable) → a pocketsphinx ``Decoder`` of its own. An utterance starts at the
-VAD's ``SpeechStarted.t`` (pre-roll included, from a one-second history of 16 kHz
+VAD's ``dsp.SpeechStarted.t`` (pre-roll included, from a one-second history of 16 kHz
 audio) and ends at ``SpeechEnded``: ``Final(speech_final=True)`` with the words,
 or :class:`~providers.stt.base.Endpoint` when nothing was recognised. While in
 speech an :class:`~providers.stt.base.Interim` goes out every
@@ -60,7 +60,7 @@ from pocketsphinx.lm import ArpaBoLM
 
 import dsp
 from providers.exceptions import LocalEngineError
-from providers.stt.base import Endpoint, Interim, SpeechStarted
+from providers.stt.base import Endpoint, Interim, SpeechDetected
 from providers.stt.base import Final as FinalEvent
 from providers.stt.offline import OfflineSTTStream
 
@@ -262,7 +262,7 @@ class LocalSTTStream(OfflineSTTStream):
         # 16 kHz audio between consecutive events, by absolute sample index.
         for event in self._vad.process(pcm):
             if isinstance(event, dsp.SpeechStarted):
-                self._events_send.send_nowait(SpeechStarted(event.t))
+                self._events_send.send_nowait(SpeechDetected(event.t))
                 self._fed_to = max(self._history_start, round(event.t * MODEL_RATE))
                 await self._call(self._engine.start, self._expected, b"")
                 self._utterance_start = event.t

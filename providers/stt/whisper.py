@@ -20,14 +20,14 @@ it hardly depends on utterance length); model load ~0.2–0.5 s, once per proces
 ``open_whisper_stt(config)`` yields a :class:`WhisperSTTStream` implementing
 :class:`providers.stt.base.STTStream` for telephone audio (PCM16 or μ-law at the
 call's rate). Pipeline: decode → :class:`dsp.EnergyVAD` at the call's rate (a
-``SpeechStarted`` event goes out at once) → the utterance's call-rate audio is kept
+``SpeechDetected`` event goes out at once) → the utterance's call-rate audio is kept
 (pre-roll included, from a short history) → at ``SpeechEnded``, or at
 :meth:`WhisperSTTStream.finalize`, it is resampled to 16 kHz
 (:func:`dsp.resample.resample_oneshot`, HQ) and transcribed in a worker thread →
 ``Final(speech_final=True)`` (``from_finalize=True, speech_final=False`` when
 ``finalize()`` cut it), or :class:`~providers.stt.base.Endpoint` when Whisper heard
 no words. ``finalize()`` outside speech answers ``Endpoint(from_finalize=True)``; inside
-speech, the audio after it starts a new utterance at once (no ``SpeechStarted``),
+speech, the audio after it starts a new utterance at once (no ``SpeechDetected``),
 ended by the endpointer as usual.
 Text is Whisper's own (cased, punctuated, digits for numbers), stripped.
 Times are seconds of call audio.
@@ -56,7 +56,7 @@ import trio
 import dsp
 from dsp.resample import resample_oneshot
 from providers.exceptions import LocalEngineError
-from providers.stt.base import Endpoint, SpeechStarted
+from providers.stt.base import Endpoint, SpeechDetected
 from providers.stt.base import Final as FinalEvent
 from providers.stt.offline import OfflineSTTStream
 
@@ -210,7 +210,7 @@ class WhisperSTTStream(OfflineSTTStream):
         rate = self.config.sample_rate
         for event in self._vad.process(pcm):
             if isinstance(event, dsp.SpeechStarted):
-                self._events_send.send_nowait(SpeechStarted(event.t))
+                self._events_send.send_nowait(SpeechDetected(event.t))
                 self._utterance_start = event.t
             elif self._utterance_start is not None:
                 await self._end(round(event.t * rate), finalize=False)
@@ -230,7 +230,7 @@ class WhisperSTTStream(OfflineSTTStream):
                 self._events_send.send_nowait(Endpoint(t, from_finalize=True))
             return
         # finalize() while the caller still speaks: the rest of the speech is a new
-        # utterance from here (no new SpeechStarted: the voice never stopped).
+        # utterance from here (no new SpeechDetected: the voice never stopped).
         self._utterance_start = t if finalize and self._vad.in_speech else None
         base = self._samples - len(self._history)
         first = max(0, round(start * rate) - base)

@@ -8,34 +8,41 @@ implementing :class:`providers.tts.base.TTSSession`. Two modes
   call, opened up front and kept alive (``{"text": "", "context_id"}`` on the
   session's idle context whenever nothing was sent for ``keepalive_interval``).
   Each :meth:`~ElevenLabsSession.speak` is one context: its text pieces (flushed
-  per chunk or only at the end, see ``flush_each_chunk``), then ``flush`` and
-  ``close_context``; the reply ends at the context's ``isFinal``. Barge-in
-  cancels the reply: ``close_context`` is sent and any audio still arriving for
-  that context is dropped, so the next reply starts at once on the same socket.
-  If the socket drops (1006/1011/…, or an idle close) the replies in flight fail
-  with :class:`~providers.exceptions.StreamClosed` and the session reconnects for
-  the next one (``max_reconnects`` in a row).
+  per chunk or only at the end, see ``flush_each_chunk``), then ``flush``; the
+  vendor answers every flush with ``isFinal`` once its audio is out, and the
+  reply ends at the ``isFinal`` of its last flush. Only then is
+  ``close_context`` sent — never right after ``flush``, where the vendor may drop
+  the flushed audio — or on barge-in, so that the vendor stops generating (it
+  generates one context at a time per socket); exactly once either way. Audio
+  still arriving for a closed context is dropped.
 - **single** (``stream-input``): a connection per reply — init, text, flush, EOS
   ``{"text": ""}``, audio until ``{"isFinal": true}``. Barge-in closes that
-  connection; the next reply pays a new handshake.
+  connection with a close frame; the next reply pays a new handshake.
+
+Faults: a reply-level error (a deadline, an empty reply) fails only that reply.
+A session-level one is recovered: when the socket under a reply is lost to a
+transient failure (a drop, the in-band ``internal_error`` 1008, an idle close),
+the session reconnects (multi: :class:`~providers.tts.elevenlabs_socket.SessionSocket`;
+single: the reply itself) with backoff and jitter, honouring ``retry-after``,
+until ``reconnect_deadline``, and the reply goes on in a new context/connection
+from the piece that was being spoken (:mod:`providers.tts.elevenlabs_reply`):
+the caller hears a pause and at most that sentence again. When that cannot work
+the reply (and, in multi mode, every later one) raises a typed error —
+``DeadlineExceeded(deadline="reconnect")`` from the last refusal, ``AuthError``,
+``QuotaExceeded``, ``StreamClosed`` — for the call handler to fall back on; no
+error of the session is raised into the caller's nursery. A reply whose last
+``isFinal`` comes without any audio raises :class:`~providers.exceptions.EmptyReply`.
 
 Audio is yielded as PCM16LE at :attr:`ElevenLabsSession.sample_rate` (μ-law /
-A-law formats are expanded). Usage: characters of text sent. Playout seconds
-come from byte counts (:meth:`ElevenLabsSession.statistics`).
+A-law formats are expanded). Usage: characters of text sent (text re-sent after
+a fault is billed again). Playout seconds come from byte counts
+(:meth:`ElevenLabsSession.statistics`).
 
 Deadlines (from :class:`~providers.config.ElevenLabsConfig`): ``connect``; the
-first audio of a reply must come within ``first_byte_deadline`` of its first
-text, and once all text is sent no gap between frames may exceed it
-(:class:`~providers.exceptions.DeadlineExceeded` ``first_byte`` / ``idle``).
-Errors from the vendor (1008 error frames, handshake 401/429) become typed
-exceptions: from ``speak`` for the reply concerned, and from the ``async with``
-block when the session cannot continue (refused key, quota).
-
-This module is the reply side: ``speak`` (feeding a reply's text, its
-deadlines, decoding its audio, barge-in), the per-reply workers of both modes,
-statistics and :func:`open_elevenlabs`. The connection side (handshake and its
-errors, sending, reading and routing frames, reconnects, keep-alive) is the base
-class :class:`~providers.tts.elevenlabs_socket.SessionSocket`.
+first audio of a reply (or of its resumption) must come within
+``first_byte_deadline`` of its text, and once all text is sent no gap between
+frames may exceed it (:class:`~providers.exceptions.DeadlineExceeded`
+``first_byte`` / ``idle``); ``reconnect_deadline`` bounds an outage.
 """
 
 from __future__ import annotations
@@ -43,24 +50,34 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from providers.config import ElevenLabsConfig
-from providers.exceptions import DeadlineExceeded, ProviderClosed, ProviderError
-from providers.tts import elevenlabs_wire as wire
-from providers.tts.elevenlabs_socket import (
-    Failed,
-    ReplyItem,
-    SessionSocket,
-    SocketLost,
-    TextDone,
-    TextSent,
+from providers.exceptions import (
+    DeadlineExceeded,
+    EmptyReply,
+    ProviderClosed,
+    ProviderError,
+    VendorError,
 )
+from providers.groups import unwrap_sole_error
+from providers.reconnect import Backoff, reconnect_deadline_error, retry_after_of
+from providers.tts import elevenlabs_wire as wire
+from providers.tts.elevenlabs_reply import (
+    Attempt,
+    Failed,
+    Lost,
+    ReplyItem,
+    ReplyRun,
+    TextEnd,
+    TextFailed,
+    TextPiece,
+)
+from providers.tts.elevenlabs_socket import SessionSocket, SocketLost, recoverable
 from providers.usage import UsageCounter
 
 VENDOR: Final = wire.VENDOR
@@ -71,7 +88,9 @@ class ElevenLabsStatistics:
     """Counters for one session. ``audio_seconds`` is playout time of the audio
     delivered to callers (from byte counts); ``dropped_frames`` are frames of
     cancelled replies that arrived after the cancel; ``first_audio_delays`` the
-    time from a reply's first text to its first audio, per reply that got any."""
+    time from a reply's first text to its first audio, per reply that got any;
+    ``resumed_replies`` how many times a reply went on after a lost socket;
+    ``reconnect_seconds`` each outage of the session socket (multi mode)."""
 
     replies: int
     cancelled: int
@@ -80,21 +99,29 @@ class ElevenLabsStatistics:
     dropped_frames: int
     reconnects: int
     first_audio_delays: tuple[float, ...]
+    resumed_replies: int = 0
+    empty_replies: int = 0
+    reconnect_seconds: tuple[float, ...] = ()
 
 
-class ElevenLabsSession(SessionSocket):
+class ElevenLabsSession:
     """An open TTS session; see the module docstring. Created by
-    :func:`open_elevenlabs` only. The connection side is :class:`SessionSocket`."""
+    :func:`open_elevenlabs` only. The connection side is its :class:`SessionSocket`."""
 
     def __init__(self, config: ElevenLabsConfig, options: wire.StreamOptions,
                  usage: UsageCounter, nursery: trio.Nursery) -> None:
-        super().__init__(config, options)
+        self.config = config
+        self.options = options
         self.usage = usage
+        self.socket = SessionSocket(config, options)
+        self._closing = False
         self._rate = wire.audio_format(config.output_format)[0]
         self._nursery = nursery
         self._numbers = itertools.count(1)
         self._replies = 0
         self._cancelled = 0
+        self._resumed = 0
+        self._empty = 0
         self._characters = 0
         self._audio_bytes = 0
         self._first_audio: list[float] = []
@@ -106,8 +133,10 @@ class ElevenLabsSession(SessionSocket):
     def statistics(self) -> ElevenLabsStatistics:
         return ElevenLabsStatistics(
             replies=self._replies, cancelled=self._cancelled, characters=self._characters,
-            audio_seconds=self._audio_bytes / (2 * self._rate), dropped_frames=self._dropped,
-            reconnects=self._reconnects, first_audio_delays=tuple(self._first_audio),
+            audio_seconds=self._audio_bytes / (2 * self._rate),
+            dropped_frames=self.socket.dropped, reconnects=self.socket.reconnects,
+            first_audio_delays=tuple(self._first_audio), resumed_replies=self._resumed,
+            empty_replies=self._empty, reconnect_seconds=tuple(self.socket.reconnect_seconds),
         )
 
     # -- the TTSSession interface ---------------------------------------------------
@@ -116,173 +145,234 @@ class ElevenLabsSession(SessionSocket):
         """Synthesize one reply (see the module docstring); use inside ``aclosing``."""
         if self._closing:
             raise ProviderClosed("speak after aclose", vendor=VENDOR)
+        if self.socket.failure is not None:
+            raise self.socket.failure
         self._replies += 1
-        context = f"{self._id}-{next(self._numbers)}" if self.options.multi_context else None
         send, receive = trio.open_memory_channel[ReplyItem](math.inf)
-        worker = self._feed_context if self.options.multi_context else self._reply_connection
-        if context is not None:
-            self._routes[context] = send
-        scope: trio.CancelScope = await self._nursery.start(worker, context, text_chunks, send)
+        run = ReplyRun(send)
+        puller: trio.CancelScope = await self._nursery.start(self._pull_text, text_chunks, send)
         decoder = wire.AudioDecoder(self.config.output_format)
+        multi = self.options.multi_context
         finished = False
-        first_text_at: float | None = None
-        text_done = False
-        got_audio = False
         try:
             while True:
-                item = await self._next(receive, first_text_at, got_audio, text_done)
-                if isinstance(item, wire.AudioFrame):
+                item = await self._next(receive, run.attempt)
+                if isinstance(item, TextPiece | TextEnd):
+                    if isinstance(item, TextPiece):
+                        run.reply.pieces.append(item.text)
+                    else:
+                        run.reply.done = True
+                        if not run.reply.pieces:  # nothing to say
+                            finished = True
+                            return
+                    await self._advance(run)
+                elif isinstance(item, wire.AudioFrame):
+                    attempt = run.attempt
+                    if attempt is None or (multi and item.context_id != attempt.context):
+                        continue
+                    attempt.heard(item)
+                    if not run.audio and run.first_text_at is not None:
+                        self._first_audio.append(trio.current_time() - run.first_text_at)
+                    run.audio = True
                     pcm = decoder.decode(item.audio)
-                    if not got_audio and first_text_at is not None:
-                        self._first_audio.append(trio.current_time() - first_text_at)
-                    got_audio = True
                     self._audio_bytes += len(pcm)
                     if pcm:
                         yield pcm
                 elif isinstance(item, wire.FinalFrame):
-                    finished = True
-                    return
-                elif isinstance(item, TextSent):
-                    first_text_at = item.at
-                elif isinstance(item, TextDone):
-                    text_done = True
-                    if first_text_at is None:  # nothing to say
+                    attempt = run.attempt
+                    if attempt is None or (multi and item.context_id != attempt.context):
+                        continue
+                    attempt.finals += 1
+                    if attempt.complete(multi=multi):
                         finished = True
+                        await self._close_context(run)
+                        if not run.audio:
+                            self._empty += 1
+                            raise EmptyReply("elevenlabs ended the reply without audio",
+                                             vendor=VENDOR)
                         return
-                else:
-                    finished = True  # the worker is gone; nothing to close
+                elif isinstance(item, Lost):
+                    if run.attempt is not None and item.token == run.attempt.token:
+                        await self._restart(run, item.error)
+                elif isinstance(item, TextFailed):
+                    raise item.error
+                elif isinstance(item, Failed):
+                    finished = True  # the session failed: nothing left to close
                     raise item.error
         finally:
-            scope.cancel()
-            self._routes.pop(context, None)
-            if not finished:
-                self._cancelled += 1
-                if context is not None:
-                    await self._close_context(context)
+            puller.cancel()
+            await self._release(run, finished)
 
     async def aclose(self) -> None:
         """End the session: ``close_socket`` (flushed replies finish), then wait up
         to ``close_deadline`` for the server's close. Idempotent."""
-        if self._closing:
-            return
         self._closing = True
-        with trio.move_on_after(self.config.close_deadline):
-            ws = self._ws
-            if ws is not None and self.options.multi_context:
-                with suppress(ConnectionClosed):
-                    await ws.send_message(wire.close_socket_message())
-                await self._closed.wait()
-        self._closed.set()
+        await self.socket.close()
 
     # -- replies ----------------------------------------------------------------------
 
     async def _next(self, receive: trio.MemoryReceiveChannel[ReplyItem],
-                    first_text_at: float | None, got_audio: bool, text_done: bool) -> ReplyItem:
+                    attempt: Attempt | None) -> ReplyItem:
         """The reply's next item, within the first-byte / idle deadline."""
         limit = self.config.first_byte_deadline
         deadline = math.inf
-        if first_text_at is not None and not got_audio:
-            deadline = first_text_at + limit
-        elif text_done:
+        if attempt is not None and attempt.text_at is not None and not attempt.audio:
+            deadline = attempt.text_at + limit
+        elif attempt is not None and attempt.ended:
             deadline = trio.current_time() + limit
         with trio.move_on_at(deadline):
             return await receive.receive()
-        which = "first_byte" if not got_audio else "idle"
+        which = "first_byte" if attempt is None or not attempt.audio else "idle"
         raise DeadlineExceeded(f"no elevenlabs audio within {limit:g} s ({which})",
                                vendor=VENDOR, deadline=which, seconds=limit)
 
-    async def _feed_context(
-        self, context: str, text_chunks: AsyncIterable[str],
-        out: trio.MemorySendChannel[ReplyItem], *,
-        task_status: trio.TaskStatus[trio.CancelScope],
-    ) -> None:
-        """Multi-context: send one reply's text to its context, then flush and close it."""
+    async def _pull_text(self, text_chunks: AsyncIterable[str],
+                         out: trio.MemorySendChannel[ReplyItem], *,
+                         task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+        """Read the reply's text (the caller's iterator) into the reply's channel."""
         with trio.CancelScope() as scope:
             task_status.started(scope)
+            iterator = aiter(text_chunks)
             try:
-                said = await self._send_text(text_chunks, out, context)
-                if said:
-                    await self._send(wire.flush_message(context))
-                    await self._send(wire.close_context_message(context))
-                out.send_nowait(TextDone())
-            except SocketLost:
-                pass  # the supervisor fails this reply with the reason for the close
-            except ProviderError as exc:
-                out.send_nowait(Failed(exc))
+                async for chunk in iterator:
+                    piece = wire.text_piece(chunk)
+                    if piece:
+                        out.send_nowait(TextPiece(piece))
+                out.send_nowait(TextEnd())
+            except Exception as exc:  # the caller's text source: re-raised in its own task
+                out.send_nowait(TextFailed(exc))
+            finally:
+                aclose = getattr(iterator, "aclose", None)
+                if aclose is not None:
+                    with trio.CancelScope(shield=True):
+                        await aclose()
 
-    async def _send_text(self, text_chunks: AsyncIterable[str],
-                         out: trio.MemorySendChannel[ReplyItem], context: str | None,
-                         ws: WebSocketConnection | None = None) -> bool:
-        """Send each non-blank chunk; True if anything was said."""
-        first = True
-        iterator = aiter(text_chunks)
+    async def _advance(self, run: ReplyRun) -> None:
+        """Send what the current attempt has not sent yet (starting one if needed):
+        new pieces, then the final flush / EOS once the text is done."""
+        if run.attempt is None:
+            self._begin(run, 0)
+        attempt = run.attempt
+        assert attempt is not None
+        reply = run.reply
         try:
-            async for chunk in iterator:
-                piece = wire.text_piece(chunk)
-                if not piece:
-                    continue
-                settings = self.options.voice_settings if first and context else None
-                await self._send(wire.text_message(
-                    piece, flush=self.options.flush_each_chunk, context_id=context,
-                    voice_settings=settings), ws)
+            if not self.options.multi_context and run.ws is None:
+                await self._connect_single(run)
+            while attempt.first_piece + attempt.sent < len(reply.pieces):
+                piece = reply.pieces[attempt.first_piece + attempt.sent]
+                flush = self.options.flush_each_chunk
+                context = attempt.context
+                settings = self.options.voice_settings if attempt.sent == 0 and context else None
+                if flush and context is not None:
+                    attempt.flushes += 1  # each one earns an isFinal
+                await self._send(run, wire.text_message(piece, flush=flush, context_id=context,
+                                                        voice_settings=settings))
+                attempt.sent += 1
                 characters = len(piece) - 1  # the trailing space we added is not billed
                 self._characters += characters
                 self.usage.add_tts_characters(characters)
-                if first:
-                    out.send_nowait(TextSent(trio.current_time()))
-                first = False
-        finally:
-            aclose = getattr(iterator, "aclose", None)
-            if aclose is not None:
-                with trio.CancelScope(shield=True):
-                    await aclose()
-        return not first
-
-    async def _reply_connection(
-        self, _context: None, text_chunks: AsyncIterable[str],
-        out: trio.MemorySendChannel[ReplyItem], *,
-        task_status: trio.TaskStatus[trio.CancelScope],
-    ) -> None:
-        """Single mode: one ``stream-input`` connection carries one reply."""
-        with trio.CancelScope() as scope:
-            task_status.started(scope)
-            try:
-                async with self._connect() as ws, trio.open_nursery() as nursery:
-                    await ws.send_message(wire.init_message(self.options))
-                    nursery.start_soon(self._keepalive, ws)
-                    nursery.start_soon(self._feed_connection, ws, text_chunks, out)
-                    await self._read(ws, out)
-                    nursery.cancel_scope.cancel()
-            except ProviderError as exc:
-                out.send_nowait(Failed(exc))
-
-    async def _feed_connection(self, ws: WebSocketConnection, text_chunks: AsyncIterable[str],
-                               out: trio.MemorySendChannel[ReplyItem]) -> None:
-        try:
-            if await self._send_text(text_chunks, out, None, ws):
-                await self._send(wire.flush_message(), ws)
-            await self._send(wire.eos_message(), ws)
-            out.send_nowait(TextDone())
+                if attempt.text_at is None:
+                    attempt.text_at = trio.current_time()
+                    run.first_text_at = run.first_text_at or attempt.text_at
+            if reply.done and not attempt.ended:
+                if attempt.context is not None:
+                    attempt.flushes += 1
+                    await self._send(run, wire.flush_message(attempt.context))
+                else:
+                    await self._send(run, wire.flush_message())
+                    await self._send(run, wire.eos_message())
+                attempt.ended = True
         except SocketLost:
-            pass  # _read raises the reason for the close
-        except ProviderError as exc:
-            out.send_nowait(Failed(exc))
+            return  # the socket under this attempt is gone: its Lost item follows
 
+    def _begin(self, run: ReplyRun, first_piece: int) -> None:
+        attempt = Attempt(first_piece=first_piece)
+        if self.options.multi_context:
+            attempt.context = f"{self.socket.id}-{next(self._numbers)}"
+            self.socket.routes[attempt.context] = run.out
+        run.attempt = attempt
+        run.closed = False
 
-def sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The one real exception in a nursery's group (``Cancelled`` ignored), if only
-    one: callers then see ``AuthError``, not an ``ExceptionGroup`` around it."""
-    errors: list[BaseException] = []
+    async def _send(self, run: ReplyRun, message: str) -> None:
+        attempt = run.attempt
+        assert attempt is not None
+        if run.ws is not None:
+            await self.socket.send_on(run.ws, message)
+        else:
+            attempt.token = await self.socket.send(message, attempt.token)
 
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        elif not isinstance(exc, trio.Cancelled) and all(exc is not e for e in errors):
-            errors.append(exc)  # a reply may re-raise the session's own error
+    async def _connect_single(self, run: ReplyRun) -> None:
+        """Single mode: open the current attempt's connection. The reply's first
+        one fails at once on any error; after a lost one, transient refusals
+        back off until the reconnect deadline."""
+        attempt = run.attempt
+        assert attempt is not None
+        token = next(run.tokens)
+        while True:
+            within = self.config.connect_deadline
+            if run.outage is not None:
+                within = min(within, run.outage.deadline - trio.current_time())
+            try:
+                run.ws, run.scope = await self._nursery.start(
+                    self.socket.reply_connection, run.out, token, within)
+            except (VendorError, DeadlineExceeded) as exc:
+                if run.outage is None or not recoverable(exc):
+                    raise
+                await self._back_off(run, exc)
+                continue
+            attempt.token = token
+            run.outage = None
+            return
 
-    walk(group)
-    return errors[0] if len(errors) == 1 else None
+    async def _back_off(self, run: ReplyRun, error: ProviderError) -> None:
+        assert run.outage is not None
+        delay = run.outage.next_delay(trio.current_time(), retry_after_of(error))
+        if delay is None:
+            raise reconnect_deadline_error(VENDOR, self.config.reconnect_deadline) from error
+        await trio.sleep(delay)
+
+    async def _restart(self, run: ReplyRun, error: ProviderError) -> None:
+        """The socket under the current attempt was lost to a transient ``error``:
+        go on in a new attempt from the piece in progress."""
+        attempt = run.attempt
+        assert attempt is not None
+        resume = run.reply.resume_point(attempt)
+        run.restarts += 1
+        if resume is None or run.restarts > self.options.max_reconnects:
+            raise error
+        self._resumed += 1
+        self.socket.routes.pop(attempt.context, None)
+        if not self.options.multi_context:
+            if run.scope is not None:
+                run.scope.cancel()
+            run.ws = run.scope = None
+            run.outage = Backoff(trio.current_time(), self.config.reconnect_deadline)
+            await self._back_off(run, error)  # the first attempt goes at once
+        self._begin(run, resume)
+        await self._advance(run)
+
+    async def _close_context(self, run: ReplyRun) -> None:
+        """Multi mode: end the current attempt's context, once."""
+        attempt = run.attempt
+        if attempt is None or run.closed or attempt.context is None or attempt.token is None:
+            return
+        run.closed = True
+        await self.socket.close_context(attempt.context, attempt.token)
+
+    async def _release(self, run: ReplyRun, finished: bool) -> None:
+        """The reply is over: barge-in (not ``finished``) stops the vendor."""
+        attempt = run.attempt
+        if attempt is not None:
+            self.socket.routes.pop(attempt.context, None)
+        if finished:
+            return
+        self._cancelled += 1
+        await self._close_context(run)
+        if run.ws is not None:  # single mode: a close frame, not a dropped TCP connection
+            with trio.CancelScope(shield=True), trio.move_on_after(self.config.close_deadline):
+                await run.ws.aclose(1000)
+        if run.scope is not None:
+            run.scope.cancel()
 
 
 @asynccontextmanager
@@ -290,23 +380,18 @@ async def open_elevenlabs(
     config: ElevenLabsConfig, usage: UsageCounter | None = None,
     options: wire.StreamOptions | None = None,
 ) -> AsyncIterator[ElevenLabsSession]:
-    """Open the call's TTS session (multi mode: connect now); close it on exit.
-    A failure of the session (or of the block) is raised as itself, not wrapped
-    in an exception group, when it is the only one."""
+    """Open the call's TTS session (multi mode: connect now, raising the first
+    connection's failure); close it on exit. A failure of the block is raised as
+    itself, not wrapped in an exception group, when it is the only one."""
     options = options or wire.StreamOptions()
-    try:
+    with unwrap_sole_error():
         async with trio.open_nursery() as nursery:
             session = ElevenLabsSession(config, options, usage or UsageCounter(), nursery)
             if options.multi_context:
-                await nursery.start(session._supervise)
-                nursery.start_soon(session._keepalive)
+                await nursery.start(session.socket.supervise)
+                nursery.start_soon(session.socket.keepalive)
             try:
                 yield session
                 await session.aclose()
             finally:
                 nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        error = sole_error(group)
-        if error is None:
-            raise
-        raise error from None

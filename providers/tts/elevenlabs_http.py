@@ -11,34 +11,29 @@ closes its response.
 Deadlines: ``connect_deadline + first_byte_deadline`` from sending the request
 to the response head, then ``first_byte_deadline`` for each body chunk
 (:class:`~providers.exceptions.DeadlineExceeded` ``first_byte``). HTTP errors
-become typed exceptions (:func:`providers.tts.elevenlabs_wire.http_error`: 429 →
+become typed exceptions (:func:`providers.tts.elevenlabs_errors.http_error`: 429 →
 ``RateLimited`` with ``retry_after``, 401/403 → ``AuthError``, quota →
-``QuotaExceeded``), transport failures ``ConnectError``.
+``QuotaExceeded``); a transport failure before the response head is
+``ConnectError``, one in the body (the connection reset mid-way) ``StreamClosed``
+(:func:`providers.http.map_transport_errors`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterator
-from contextlib import aclosing, asynccontextmanager, contextmanager
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 
 import httpx
 import trio
 
 from providers.config import ElevenLabsConfig
-from providers.exceptions import ConnectError, DeadlineExceeded, ProtocolError
+from providers.exceptions import DeadlineExceeded, ProtocolError
+from providers.http import map_transport_errors
+from providers.tts import elevenlabs_errors as errors
 from providers.tts import elevenlabs_wire as wire
 from providers.usage import UsageCounter
 
 VENDOR = wire.VENDOR
-
-
-@contextmanager
-def _map_transport_errors() -> Iterator[None]:
-    """httpx transport failures → :class:`ConnectError` (our boundary)."""
-    try:
-        yield
-    except httpx.TransportError as exc:
-        raise ConnectError(f"cannot reach elevenlabs: {exc!r}", vendor=VENDOR) from exc
 
 
 async def stream_speech(
@@ -58,7 +53,8 @@ async def stream_speech(
     )
     limit = config.first_byte_deadline
     response: httpx.Response | None = None
-    with trio.move_on_after(config.connect_deadline + limit), _map_transport_errors():
+    with trio.move_on_after(config.connect_deadline + limit), \
+            map_transport_errors(VENDOR, phase="request"):
         response = await client.send(request, stream=True)
     if response is None:
         raise DeadlineExceeded(f"no elevenlabs response within "
@@ -68,14 +64,14 @@ async def stream_speech(
         usage.add_tts_characters(len(piece))
     try:
         if response.status_code >= 400:
-            with _map_transport_errors():
+            with map_transport_errors(VENDOR, phase="body"):
                 body = await response.aread()
-            raise wire.http_error(response.status_code, dict(response.headers), body)
+            raise errors.http_error(response.status_code, dict(response.headers), body)
         decoder = wire.AudioDecoder(config.output_format)
         chunks = response.aiter_raw()
         while True:
             chunk: bytes | None = None
-            with trio.move_on_after(limit) as wait, _map_transport_errors():
+            with trio.move_on_after(limit) as wait, map_transport_errors(VENDOR, phase="body"):
                 chunk = await anext(chunks, None)
             if wait.cancelled_caught:
                 raise DeadlineExceeded(f"elevenlabs audio stalled for {limit:g} s",

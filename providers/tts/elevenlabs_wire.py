@@ -1,5 +1,6 @@
 """ElevenLabs text-to-speech wire format (sans-IO): URLs, client messages, server
-frames, audio decoding and error translation. No I/O, no clock.
+frames and audio decoding (errors: :mod:`providers.tts.elevenlabs_errors`). No
+I/O, no clock.
 
 Two WebSocket endpoints share one message family:
 
@@ -13,14 +14,17 @@ Two WebSocket endpoints share one message family:
   ``context_id`` on every client message and ``contextId`` on every server frame;
   ``close_context`` ends one context (barge-in) without closing the socket, an
   empty text ``{"text": "", "context_id"}`` keeps a context alive (it is *not*
-  EOS here), ``close_socket`` ends everything. A context's last frame is
-  ``{"isFinal": true, "contextId": …}``.
+  EOS here), ``close_socket`` ends everything. Each ``flush`` of a context is
+  answered, once its audio is out, by ``{"isFinal": true, "contextId": …}``
+  (the context stays open); a context is closed after the ``isFinal`` of its
+  last flush, or at once on barge-in — a close right after a flush may lose the
+  flushed audio. Generation is sequential per socket.
 
 Variants seen in public samples and parsed here: ``isFinal``/``is_final``,
 ``contextId``/``context_id``, alignment durations under ``charDurationsMs`` or
 ``charsDurationsMs``. Errors arrive as ``{"message", "error", "code": 1008}`` and
-then a close frame (usually 1008); :func:`stream_error` turns the pair into an
-exception. Handshake refusals carry ``{"detail": {"status", "message"}}``.
+then a close frame (usually 1008); :mod:`providers.tts.elevenlabs_errors` turns
+the pair, and refused handshakes or requests, into exceptions.
 
 Playout time is derived from byte counts (:func:`audio_seconds`), never from
 alignment, which is per generation chunk and approximate.
@@ -39,14 +43,9 @@ from urllib.parse import urlencode
 import dsp
 from providers.config import ElevenLabsConfig
 from providers.exceptions import (
-    AuthError,
-    HandshakeRejected,
     ProtocolError,
-    QuotaExceeded,
-    RateLimited,
-    StreamClosed,
-    VendorError,
 )
+from providers.wire import json_object
 
 VENDOR: Final = "elevenlabs"
 NORMAL_CLOSE: Final = 1000
@@ -62,16 +61,6 @@ FORMATS: Final[Mapping[str, tuple[int, Literal["pcm", "ulaw", "alaw"]]]] = {
     "ulaw_8000": (8000, "ulaw"),
     "alaw_8000": (8000, "alaw"),
 }
-
-#: Vendor error codes meaning "the key is wrong" and "out of credit".
-_AUTH_CODES: Final = frozenset({"invalid_api_key", "unauthorized", "missing_api_key",
-                                "auth_error"})
-_QUOTA_CODES: Final = frozenset({"quota_exceeded", "insufficient_credits",
-                                 "payment_required"})
-#: Close codes after which a fresh connection is worth trying.
-_RECOVERABLE_CLOSES: Final = frozenset({1001, 1006, 1011, 1012, 1013, 1014})
-_IDLE_CODES: Final = frozenset({"input_timeout_exceeded", "inactivity_timeout"})
-
 
 @dataclass(frozen=True)
 class VoiceSettings:
@@ -336,12 +325,7 @@ def _alignment(value: object) -> Alignment | None:
 
 def parse_frame(text: str | bytes) -> ServerFrame:
     """One server text frame → a typed frame. ProtocolError on bad JSON or base64."""
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ProtocolError(f"not JSON: {str(text)[:80]!r}", vendor=VENDOR) from exc
-    if not isinstance(data, dict):
-        raise ProtocolError(f"not a JSON object: {str(text)[:80]!r}", vendor=VENDOR)
+    data = json_object(text, vendor=VENDOR)
     context = data.get("contextId", data.get("context_id"))
     context_id = str(context) if context is not None else None
     is_final = data.get("isFinal", data.get("is_final"))
@@ -364,82 +348,3 @@ def parse_frame(text: str | bytes) -> ServerFrame:
             code=int(code) if isinstance(code, int) and not isinstance(code, bool) else None,
         )
     return OtherFrame(data)
-
-
-# -- errors -------------------------------------------------------------------------
-
-
-def stream_error(code: int, reason: str | None, last_error: ErrorFrame | None) -> VendorError:
-    """The exception for a close we did not ask for (``code`` 1006 when the socket
-    just dropped). An error frame sent before the close names the cause."""
-    detail = reason or (last_error.message if last_error else None)
-    vendor_code = last_error.error if last_error else None
-    text = f"elevenlabs closed the stream: {code} {vendor_code or ''} {detail or ''}"
-    text = " ".join(text.split())
-    if vendor_code in _AUTH_CODES:
-        return AuthError(text, vendor=VENDOR, status=code, code=vendor_code, detail=detail)
-    if vendor_code in _QUOTA_CODES:
-        return QuotaExceeded(text, vendor=VENDOR, status=code, code=vendor_code, detail=detail)
-    return StreamClosed(text, vendor=VENDOR, status=code, code=vendor_code, detail=detail)
-
-
-def is_recoverable(error: VendorError) -> bool:
-    """Worth a new connection: network/server closes and our own idle timeout,
-    not a refused key, exhausted quota or a message the vendor rejected."""
-    if not isinstance(error, StreamClosed):
-        return False
-    return error.status in _RECOVERABLE_CLOSES or error.code in _IDLE_CODES
-
-
-def _detail(body: bytes | None) -> tuple[str | None, str | None]:
-    """``(status, message)`` from ``{"detail": {"status", "message"}}`` or
-    ``{"detail": "text"}``."""
-    if not body:
-        return None, None
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None, body[:200].decode("utf-8", "replace")
-    detail = data.get("detail") if isinstance(data, dict) else None
-    if isinstance(detail, Mapping):
-        status = detail.get("status") or detail.get("code")
-        message = detail.get("message")
-        return (str(status) if status else None), (str(message) if message else None)
-    if isinstance(detail, str):
-        return None, detail
-    return None, None
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
-def http_error(status: int, headers: Mapping[str, str], body: bytes | None) -> VendorError:
-    """Translate an HTTP error status (a refused upgrade or a failed ``/stream``)."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    code, message = _detail(body)
-    text = " ".join(f"elevenlabs refused the request: HTTP {status} {code or ''} "
-                    f"{message or ''}".split())
-    if code in _QUOTA_CODES:
-        return QuotaExceeded(text, vendor=VENDOR, status=status, code=code, detail=message)
-    if status == 429:
-        return RateLimited(text, vendor=VENDOR, retry_after=_retry_after(lowered),
-                           status=status, code=code, detail=message)
-    request_id = lowered.get("request-id") or lowered.get("x-request-id")
-    cls = AuthError if status in (401, 403) else HandshakeRejected
-    return cls(text, vendor=VENDOR, status=status, code=code, detail=message,
-               request_id=request_id)
-
-
-def handshake_error(
-    status: int, headers: Sequence[tuple[bytes, bytes]], body: bytes | None
-) -> VendorError:
-    """A refused WebSocket upgrade (trio-websocket ``ConnectionRejected``)."""
-    decoded = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
-    return http_error(status, decoded, body)

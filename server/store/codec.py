@@ -171,6 +171,7 @@ def encode_snapshot(snap: SessionSnapshot) -> str:
             "llm_input_tokens": snap.usage.llm_input_tokens,
             "llm_output_tokens": snap.usage.llm_output_tokens,
             "tts_characters": snap.usage.tts_characters,
+            "llm_requests": snap.usage.llm_requests,
         },
         "turns": snap.turns,
     })
@@ -214,6 +215,9 @@ def decode_snapshot(raw: str | bytes) -> SessionSnapshot:
                 llm_input_tokens=_get(usage, "llm_input_tokens", kind, int),
                 llm_output_tokens=_get(usage, "llm_output_tokens", kind, int),
                 tts_characters=_get(usage, "tts_characters", kind, int),
+                # Absent from records written before the field existed.
+                llm_requests=_get(usage, "llm_requests", kind, int)
+                if "llm_requests" in usage else 0,
             ),
             turns=_get(d, "turns", kind, int),
         )

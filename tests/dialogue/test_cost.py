@@ -41,6 +41,14 @@ def test_defaults_have_no_inr_and_usage_adds() -> None:
     assert "₹" not in cost.report(usage)
 
 
+def test_llm_requests_add_and_are_read_from_counters_but_not_priced() -> None:
+    usage = Usage(llm_requests=2) + Usage(llm_input_tokens=10, llm_requests=1)
+    assert usage == Usage(llm_input_tokens=10, llm_requests=3)
+    assert Usage.from_counters({"llm_requests": "4"}).llm_requests == 4
+    assert call_cost(usage, Prices()).llm_usd == call_cost(Usage(llm_input_tokens=10),
+                                                           Prices()).llm_usd
+
+
 def test_prices_load_from_a_toml_section(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text("[costs]\ndeepgram_per_minute_usd = 0.0059\nusd_to_inr = 83\n")

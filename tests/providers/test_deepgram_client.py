@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
-import numpy as np
 import pytest
 import trio
 import trio.testing
 
-import dsp
 from providers.config import DeepgramConfig, Secret
 from providers.exceptions import (
     AuthError,
@@ -24,60 +20,19 @@ from providers.exceptions import (
 )
 from providers.sim.deepgram_sim import DeepgramSim, open_deepgram_sim
 from providers.sim.latency import Fixed
-from providers.stt.base import Endpoint, Final, Interim, SpeechStarted, STTEvent, UtteranceEnd
-from providers.stt.deepgram import DeepgramStream, open_deepgram
+from providers.stt.base import Endpoint, Final, Interim, SpeechDetected, STTEvent, UtteranceEnd
+from providers.stt.deepgram import open_deepgram
 from providers.stt.turns import TurnAssembler
 from providers.usage import UsageCounter
-
-RATE = 8000
-KEY = "dg-test-key"
-FRAME = 0.1  # seconds of audio per send, like Exotel's 100 ms media frames
-
-
-def call_audio(*segments: tuple[str, float], seed: int = 1) -> np.ndarray:
-    """Silence (faint noise) and "speech" (a loud 220 Hz tone) segments, int16."""
-    rng = np.random.default_rng(seed)
-    parts = []
-    for kind, seconds in segments:
-        n = round(seconds * RATE)
-        if kind == "speech":
-            t = np.arange(n) / RATE
-            parts.append(8000 * np.sin(2 * np.pi * 220 * t))
-        else:
-            parts.append(rng.normal(0, 3, n))
-    return np.concatenate(parts).astype(np.int16)
-
-
-def encode(pcm: np.ndarray, encoding: str) -> bytes:
-    return bytes(dsp.ulaw_encode(pcm)) if encoding == "mulaw" else pcm.tobytes()
-
-
-async def send_paced(stream: DeepgramStream, audio: bytes, bytes_per_second: int) -> None:
-    """Send audio in 100 ms frames at real-time pace (virtual clock)."""
-    step = round(FRAME * bytes_per_second)
-    for i in range(0, len(audio), step):
-        await stream.send_audio(audio[i:i + step])
-        await trio.sleep(FRAME)
-
-
-def config_for(sim: DeepgramSim, **overrides: Any) -> DeepgramConfig:
-    return DeepgramConfig(url=sim.url, api_key=Secret(KEY), **overrides)
-
-
-@asynccontextmanager
-async def collecting(stream: DeepgramStream) -> AsyncIterator[list[STTEvent]]:
-    """Collect the stream's events; closes the stream (CloseStream) on exit."""
-    events: list[STTEvent] = []
-
-    async def pump() -> None:
-        async for event in stream.events():
-            events.append(event)
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(pump)
-        yield events
-        await stream.aclose()  # ends the events, so the pump finishes
-
+from tests.providers.deepgram_calls import (
+    KEY,
+    RATE,
+    call_audio,
+    collecting,
+    config_for,
+    encode,
+    send_paced,
+)
 
 TURN_AUDIO = call_audio(("silence", 0.5), ("speech", 1.5), ("silence", 1.5))
 
@@ -96,7 +51,7 @@ async def test_one_turn_events_query_and_usage(autojump_clock: Any) -> None:
         "vad_events": "true", "smart_format": "true", "utterance_end_ms": "1000",
     }
     assert query["keywords"] == ["Acme", "lakh"]
-    assert events[0] == SpeechStarted(0.5)
+    assert events[0] == SpeechDetected(0.5)
     assert any(isinstance(e, Interim) for e in events)
     finals = [e for e in events if isinstance(e, Final)]
     assert finals == [Final("I want solar for my home.", 0.0, 2.3, speech_final=True)]
@@ -126,16 +81,37 @@ async def test_finalize_flushes_at_once_and_answers_empty_when_nothing_pending(
     async with open_deepgram_sim() as sim:
         sim.script("my budget is five lakh")
         async with open_deepgram(config_for(sim)) as stream, collecting(stream) as events:
-            await send_paced(stream, call_audio(("silence", 0.5), ("speech", 1.0)).tobytes(),
+            await send_paced(stream, call_audio(("silence", 0.5), ("speech", 1.4)).tobytes(),
                              2 * RATE)
             await stream.finalize()
             await trio.testing.wait_all_tasks_blocked()
             flushed = [e for e in events if isinstance(e, Final)]
-            assert flushed == [Final("my budget is five lakh", 0.0, 1.5, from_finalize=True)]
+            assert flushed == [Final("my budget is five lakh", 0.0, 1.9, from_finalize=True)]
             await stream.finalize()  # nothing new: an empty from_finalize final
             await trio.testing.wait_all_tasks_blocked()
-            assert events[-1] == Endpoint(1.5, from_finalize=True)
+            assert events[-1] == Endpoint(1.9, from_finalize=True)
         assert sim.connections[0].finalizes == 2
+
+
+async def test_finalize_mid_speech_releases_only_the_words_already_spoken(
+    autojump_clock: Any,
+) -> None:
+    # 3 words/s from the onset at 0.5 s: by 1.5 s the caller has said four words.
+    async with open_deepgram_sim() as sim:
+        sim.script("my budget is five lakh rupees")
+        async with open_deepgram(config_for(sim)) as stream, collecting(stream) as events:
+            await send_paced(stream, call_audio(("silence", 0.5), ("speech", 1.0)).tobytes(),
+                             2 * RATE)
+            await stream.finalize()
+            await trio.testing.wait_all_tasks_blocked()
+            assert [e for e in events if isinstance(e, Final)] == [
+                Final("my budget is five", 0.0, 1.5, from_finalize=True)]
+            await send_paced(stream, call_audio(("speech", 0.5), ("silence", 0.5)).tobytes(),
+                             2 * RATE)
+    finals = [e for e in events if isinstance(e, Final)]
+    assert finals[1:] == [Final("lakh rupees", 1.5, 2.3, speech_final=True)]
+    turns = [t.text for t in map(TurnAssembler().feed, events) if t is not None]
+    assert turns == ["my budget is five", "lakh rupees"]
 
 
 async def test_empty_finals_are_skipped_but_still_end_the_turn(autojump_clock: Any) -> None:
@@ -207,8 +183,8 @@ async def test_drop_mid_utterance_reconnects_and_replays_without_losing_words(
         Final("first thing I said", 0.0, 2.3, speech_final=True),
         Final("and the second", 2.3, 4.8, speech_final=True),
     ]
-    assert [e for e in events if isinstance(e, SpeechStarted)] == [
-        SpeechStarted(0.5), SpeechStarted(3.5)]
+    assert [e for e in events if isinstance(e, SpeechDetected)] == [
+        SpeechDetected(0.5), SpeechDetected(3.5)]
 
 
 async def test_drop_after_a_final_replays_only_the_uncovered_audio(autojump_clock: Any) -> None:
@@ -354,7 +330,7 @@ async def test_sim_result_latency_delays_every_message_in_order(autojump_clock: 
             await stream.aclose()
     # Audio [0.5, 0.6) goes out at 0.5 s (virtual) and holds the onset; the endpoint
     # (2.3 s of audio) is in the frame sent at 2.2 s. Each message then waits 0.25 s.
-    assert arrivals[0] == (pytest.approx(0.5 + 0.25, abs=1e-6), SpeechStarted(0.5))
+    assert arrivals[0] == (pytest.approx(0.5 + 0.25, abs=1e-6), SpeechDetected(0.5))
     final_at = next(t for t, e in arrivals if isinstance(e, Final))
     assert final_at == pytest.approx(2.2 + 0.25, abs=1e-6)
     times = [t for t, _ in arrivals]

@@ -3,6 +3,7 @@ plain WebSocket (no client code of ours) and check the documented replies."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -131,3 +132,62 @@ async def test_bad_key_and_bad_encoding_are_refused_with_dg_error() -> None:
     assert headers[b"dg-error"] == b"Invalid credentials."
     assert json.loads(refused.value.body or b"{}")["err_code"] == "INVALID_AUTH"
     assert bad_request.value.status_code == 400
+
+
+async def test_injected_refusals_carry_status_code_and_retry_after(autojump_clock: Any) -> None:
+    async with open_deepgram_sim() as sim:
+        sim.inject_refusal(429, retry_after=1)
+        sim.inject_refusal(503)
+        refusals = []
+        for _ in range(2):
+            with pytest.raises(ConnectionRejected) as refused:
+                async with plain_websocket(sim.port, QUERY):
+                    pass
+            refusals.append(refused.value)
+        async with plain_websocket(sim.port, QUERY) as ws:  # the third attempt is accepted
+            await ws.send_message(audio(0.1, 0.0, 0.0))
+    limited, down = refusals
+    assert limited.status_code == 429
+    assert dict(limited.headers)[b"retry-after"] == b"1"
+    assert json.loads(limited.body or b"{}")["err_code"] == "TOO_MANY_REQUESTS"
+    assert down.status_code == 503
+    assert b"retry-after" not in dict(down.headers)
+    assert [status for _, status in sim.refused] == [429, 503]
+    assert len(sim.connections) == 1
+
+
+async def test_injected_abort_resets_tcp_without_a_close_frame(autojump_clock: Any) -> None:
+    async with open_deepgram_sim() as sim:
+        sim.inject_abort(after_seconds=0.5)
+        async with plain_websocket(sim.port, QUERY) as ws:
+            for _ in range(10):
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.send_message(audio(0.1, 0.0, 0.0))
+                await trio.sleep(0.1)
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.get_message()
+    assert closed.value.reason is not None
+    assert closed.value.reason.code == 1006  # abnormal: no close frame was received
+    assert sim.connections[0].aborted
+
+
+async def test_long_speech_gets_split_finals_that_tile_the_words(autojump_clock: Any) -> None:
+    words = "one two three four five six seven eight"
+    async with open_deepgram_sim(split_final_after=0.8) as sim:
+        sim.script(words)
+        received: list[dict[str, Any]] = []
+        async with plain_websocket(sim.port, QUERY) as ws:
+            long_turn = audio(0.5, 1.8, 1.0)
+            for i in range(0, len(long_turn), 1600):
+                await ws.send_message(long_turn[i:i + 1600])
+                await trio.sleep(0.1)
+            await ws.send_message('{"type": "CloseStream"}')
+            with pytest.raises(ConnectionClosed):
+                await read_until_closed(ws, received)
+    finals = [m for m in received if m["type"] == "Results" and m["is_final"]]
+    # Split every 0.8 s of speech (onset 0.5 s), then the VAD's endpoint.
+    assert [(f["start"], f["speech_final"]) for f in finals] == [
+        (0.0, False), (1.3, False), (2.1, True)]
+    assert [f["duration"] for f in finals[:2]] == [1.3, 0.8]  # finals tile the audio
+    texts = [f["channel"]["alternatives"][0]["transcript"] for f in finals]
+    assert texts == ["one two three", "four five", "six seven eight"]  # 3 words/s

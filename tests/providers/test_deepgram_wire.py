@@ -10,7 +10,7 @@ import pytest
 from providers.config import DeepgramConfig
 from providers.exceptions import AuthError, HandshakeRejected, ProtocolError
 from providers.stt import deepgram_wire as wire
-from providers.stt.base import Endpoint, Final, Interim, SpeechStarted, STTEvent, UtteranceEnd
+from providers.stt.base import Endpoint, Final, Interim, SpeechDetected, STTEvent, UtteranceEnd
 from providers.stt.turns import Turn, TurnAssembler
 
 
@@ -108,7 +108,7 @@ def test_handshake_errors_use_body_then_header() -> None:
 def test_turn_assembler_joins_finals_up_to_the_endpoint() -> None:
     assembler = TurnAssembler()
     events: list[STTEvent] = [
-        SpeechStarted(0.4), Interim("my bud"), Final("my budget", 0.0, 1.0),
+        SpeechDetected(0.4), Interim("my bud"), Final("my budget", 0.0, 1.0),
         Final(" ", 1.0, 1.2), Final("is five lakh", 1.2, 2.0, speech_final=True),
         UtteranceEnd(2.0),  # nothing pending: no second turn
         Final("yes", 2.0, 2.5), Endpoint(2.8, from_finalize=True),

@@ -20,7 +20,9 @@ from providers.exceptions import (
     QuotaExceeded,
     RateLimited,
     StreamClosed,
+    VendorUnavailable,
 )
+from providers.tts import elevenlabs_errors as errors
 from providers.tts import elevenlabs_wire as wire
 
 
@@ -90,35 +92,42 @@ def test_frame_variants() -> None:
 
 
 def test_close_translation() -> None:
-    auth = wire.stream_error(1008, None, wire.ErrorFrame("Invalid API key",
+    auth = errors.stream_error(1008, None, wire.ErrorFrame("Invalid API key",
                                                          "invalid_api_key", 1008))
     assert isinstance(auth, AuthError)
     assert (auth.status, auth.code, auth.detail) == (1008, "invalid_api_key", "Invalid API key")
-    quota = wire.stream_error(1008, "quota", wire.ErrorFrame("x", "quota_exceeded", 1008))
+    quota = errors.stream_error(1008, "quota", wire.ErrorFrame("x", "quota_exceeded", 1008))
     assert isinstance(quota, QuotaExceeded)
-    idle = wire.stream_error(1008, "Have not received new text", wire.ErrorFrame(
+    idle = errors.stream_error(1008, "Have not received new text", wire.ErrorFrame(
         "Have not received new text", "input_timeout_exceeded", 1008))
     assert isinstance(idle, StreamClosed)
-    assert wire.is_recoverable(idle)
-    assert wire.is_recoverable(wire.stream_error(1006, None, None))
-    assert not wire.is_recoverable(wire.stream_error(1008, "bad", wire.ErrorFrame(
+    assert errors.is_recoverable(idle)
+    assert errors.is_recoverable(errors.stream_error(1006, None, None))
+    assert not errors.is_recoverable(errors.stream_error(1008, "bad", wire.ErrorFrame(
         "bad", "invalid_message", 1008)))
-    assert not wire.is_recoverable(auth)
+    assert not errors.is_recoverable(auth)
+    transient = errors.stream_error(1008, None, wire.ErrorFrame(
+        "An internal server error occurred. You were not charged.", "internal_error", 1008))
+    assert isinstance(transient, StreamClosed)
+    assert errors.is_recoverable(transient)  # the vendor's own transient failure
 
 
 def test_http_error_translation() -> None:
     body = json.dumps({"detail": {"status": "too_many_concurrent_requests",
                                   "message": "Slow down"}}).encode()
-    limited = wire.http_error(429, {"Retry-After": "2"}, body)
+    limited = errors.http_error(429, {"Retry-After": "2"}, body)
     assert isinstance(limited, RateLimited)
     assert (limited.retry_after, limited.code) == (2.0, "too_many_concurrent_requests")
-    quota = wire.http_error(401, {}, b'{"detail": {"status": "quota_exceeded"}}')
+    quota = errors.http_error(401, {}, b'{"detail": {"status": "quota_exceeded"}}')
     assert isinstance(quota, QuotaExceeded)
-    auth = wire.http_error(401, {"request-id": "r1"}, b'{"detail": "Unauthorized"}')
+    auth = errors.http_error(401, {"request-id": "r1"}, b'{"detail": "Unauthorized"}')
     assert isinstance(auth, AuthError)
     assert (auth.detail, auth.request_id) == ("Unauthorized", "r1")
-    other = wire.http_error(422, {}, b"<html>")
+    other = errors.http_error(422, {}, b"<html>")
     assert type(other) is HandshakeRejected
+    down = errors.http_error(503, {"retry-after": "1.5", "request-id": "r2"}, b"")
+    assert isinstance(down, VendorUnavailable)
+    assert (down.status, down.retry_after, down.request_id) == (503, 1.5, "r2")
 
 
 @given(st.binary(max_size=400), st.lists(st.integers(0, 400), max_size=6))

@@ -14,7 +14,7 @@ from bench.local_engines import word_error_rate
 from dsp.resample import resample_oneshot
 from providers.exceptions import ProviderClosed
 from providers.local import espeak
-from providers.stt.base import Endpoint, Final, Interim, SpeechStarted, STTEvent
+from providers.stt.base import Endpoint, Final, Interim, SpeechDetected, STTEvent
 from providers.stt.local import (
     LocalSTTConfig,
     LocalSTTStream,
@@ -81,7 +81,7 @@ async def test_grammar_recognises_closed_answers_with_times() -> None:
     assert edits / words <= 0.35  # measured 8-15 % on these five
     assert sum(normalise(a) in heard for a in answers) >= 3
     first = ends[0]
-    started = next(e for e in events if isinstance(e, SpeechStarted))
+    started = next(e for e in events if isinstance(e, SpeechDetected))
     assert events.index(started) < events.index(first)
     assert 0.0 <= started.t < 0.5  # speech begins at 0.5 s; 500 ms of pre-roll
     assert first.t > 1.2 if isinstance(first, Endpoint) else 1.2 < first.end < 2.6
@@ -93,7 +93,7 @@ async def test_mulaw_input_and_switching_to_a_grammar_between_utterances() -> No
                                                                 "i am busy now"))
     events = await transcribe(audio, config, encode=True)
     ends = [e for e in events if isinstance(e, Final | Endpoint)]
-    started = [e for e in events if isinstance(e, SpeechStarted)]
+    started = [e for e in events if isinstance(e, SpeechDetected)]
     assert len(started) == 1  # μ-law decoded to speech: one utterance detected
     assert len(ends) <= 1
     # The domain LM is active: only its words can come out.

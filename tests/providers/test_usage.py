@@ -1,4 +1,4 @@
-"""Usage counters: accumulate, snapshot is frozen, snapshots add up."""
+"""Usage counters: accumulate, their statistics are a frozen dialogue Usage that adds up."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import dataclasses
 
 import pytest
 
+from dialogue.cost import Usage
 from providers.config import DeepgramConfig, ElevenLabsConfig, OpenAIConfig, Secret
-from providers.usage import UsageCounter, UsageSnapshot
+from providers.usage import UsageCounter
 
 
 def test_counters_accumulate_and_snapshot_is_frozen() -> None:
@@ -18,7 +19,7 @@ def test_counters_accumulate_and_snapshot_is_frozen() -> None:
     usage.add_llm_request()
     usage.add_tts_characters(42)
     snapshot = usage.statistics()
-    assert snapshot == UsageSnapshot(
+    assert snapshot == Usage(
         stt_seconds=1.75, llm_input_tokens=120, llm_output_tokens=30, llm_requests=1,
         tts_characters=42,
     )
@@ -30,10 +31,10 @@ def test_counters_accumulate_and_snapshot_is_frozen() -> None:
 
 
 def test_snapshots_add_and_negative_amounts_are_refused() -> None:
-    total = UsageSnapshot(stt_seconds=1.0, llm_input_tokens=1) + UsageSnapshot(
+    total = Usage(stt_seconds=1.0, llm_input_tokens=1) + Usage(
         stt_seconds=2.0, llm_output_tokens=5, tts_characters=3
     )
-    assert total == UsageSnapshot(
+    assert total == Usage(
         stt_seconds=3.0, llm_input_tokens=1, llm_output_tokens=5, tts_characters=3
     )
     usage = UsageCounter()

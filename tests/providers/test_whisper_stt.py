@@ -17,7 +17,7 @@ import dsp
 from bench.local_engines import word_error_rate
 from providers.exceptions import LocalEngineError
 from providers.local import espeak
-from providers.stt.base import Endpoint, Final, SpeechStarted, STTEvent
+from providers.stt.base import Endpoint, Final, SpeechDetected, STTEvent
 from providers.stt.local import normalise
 from providers.stt.whisper import (
     INSTALL_HINT,
@@ -77,7 +77,7 @@ async def test_transcribes_closed_and_open_replies_in_order_with_times() -> None
     audio = caller(0.5, replies[0], 1.0, replies[1], 1.0, replies[2], 1.0)
     events = await run(audio, WhisperSTTConfig(encoding="mulaw"))
     heard = finals(events)
-    assert [type(e) for e in events] == [SpeechStarted, Final] * 3  # no interims
+    assert [type(e) for e in events] == [SpeechDetected, Final] * 3  # no interims
     edits = words = 0
     for reply, final in zip(replies, heard, strict=True):
         e, n = word_error_rate(normalise(reply), normalise(final.text))
@@ -88,7 +88,7 @@ async def test_transcribes_closed_and_open_replies_in_order_with_times() -> None
         assert final.text == final.text.strip()
     # Measured 2/17 ("I'm" for "I am"); pocketsphinx's open LM gets ~40 % here.
     assert edits / words <= 0.2
-    starts = [e.t for e in events if isinstance(e, SpeechStarted)]
+    starts = [e.t for e in events if isinstance(e, SpeechDetected)]
     assert starts[0] == pytest.approx(0.5, abs=0.35)  # pre-roll moves it earlier
     for start, final in zip(starts, heard, strict=True):
         assert final.start == start < final.end <= len(audio) / RATE

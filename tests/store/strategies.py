@@ -67,7 +67,8 @@ snapshots = st.builds(
     objections=st.dictionaries(st.sampled_from([o.value for o in Objection]), small_ints),
     do_not_call=st.booleans(), last_mark=st.none() | text,
     usage=st.builds(Usage, stt_seconds=st.floats(0, 1e6), llm_input_tokens=small_ints,
-                    llm_output_tokens=small_ints, tts_characters=small_ints),
+                    llm_output_tokens=small_ints, tts_characters=small_ints,
+                    llm_requests=small_ints),
     turns=small_ints,
 )
 

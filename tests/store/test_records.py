@@ -61,6 +61,14 @@ def test_outcome_entries_written_before_close_code_still_decode() -> None:
     assert outcome_from_fields(fields).close_code is None
 
 
+def test_snapshot_written_before_llm_requests_existed_still_decodes() -> None:
+    snap = snapshot("CA1")
+    data = json.loads(encode_snapshot(snap))
+    assert data["usage"]["llm_requests"] == snap.usage.llm_requests
+    del data["usage"]["llm_requests"]
+    assert decode_snapshot(json.dumps(data)).usage.llm_requests == 0
+
+
 def test_unknown_schema_version_is_reported_with_the_version() -> None:
     data = json.loads(encode_snapshot(snapshot("CA1")))
     data["v"] = 2

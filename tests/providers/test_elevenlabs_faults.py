@@ -1,0 +1,211 @@
+"""The ElevenLabs client under the faults the live service produces (issue 15):
+a reply-level error never ends the session; in-band ``internal_error`` and TCP
+drops reconnect and resume the reply; a context is closed only after its
+isFinal or on barge-in, exactly once; refused reconnects back off within the
+reconnect deadline; an empty reply is a typed error."""
+
+from __future__ import annotations
+
+import itertools
+from contextlib import aclosing
+from typing import Any
+
+import httpx
+import pytest
+import trio
+import trio.testing
+
+from providers.exceptions import DeadlineExceeded, EmptyReply, RateLimited, StreamClosed
+from providers.sim.elevenlabs_sim import ElevenLabsSim, open_elevenlabs_sim
+from providers.sim.latency import Fixed
+from providers.tts.elevenlabs import ElevenLabsSession, open_elevenlabs
+from providers.tts.elevenlabs_http import stream_speech
+from providers.tts.elevenlabs_wire import StreamOptions
+from tests.providers.test_elevenlabs_client import (
+    HELLO,
+    collect_rejected_sockets,
+    config_for,
+    pieces,
+    reply_contexts,
+    say,
+    sent_pcm,
+)
+
+SINGLE = StreamOptions(multi_context=False)
+LONG_REPLY = [f"This is sentence number {n} of a long answer." for n in range(6)]
+
+
+async def timed_say(session: ElevenLabsSession, texts: list[str]) -> tuple[bytes, list[float]]:
+    """The reply's audio and the arrival time of each chunk."""
+    chunks: list[bytes] = []
+    times: list[float] = []
+    async with aclosing(session.speak(pieces(texts))) as audio:
+        async for chunk in audio:
+            chunks.append(chunk)
+            times.append(trio.current_time())
+    return b"".join(chunks), times
+
+
+def resumed(audio: bytes, before: bytes, after: bytes) -> bool:
+    """``audio`` is a prefix of what the failed connection sent (a dropped socket
+    may lose its last frames in flight), then everything the next one sent."""
+    head = audio[:len(audio) - len(after)]
+    return audio.endswith(after) and before.startswith(head) and len(after) > 0
+
+
+@pytest.mark.parametrize("fault", ["internal_error", "drop"])
+async def test_single_mode_reply_error_does_not_end_the_session(
+    autojump_clock: Any, fault: str,
+) -> None:
+    async with open_elevenlabs_sim() as sim:
+        getattr(sim, f"inject_{fault}")(after_frames=1)  # mid first reply
+        async with open_elevenlabs(config_for(sim), options=SINGLE) as session:
+            first = await say(session, HELLO)
+            second = await say(session, ["Thanks for your time."])
+        assert sim.connections[0].fault == fault
+        assert [c.endpoint for c in sim.connections] == ["stream-input"] * 3
+    # The failed reply went on on a new connection from the sentence in progress.
+    assert resumed(first, sent_pcm(sim, None, 0), sent_pcm(sim, None, 1))
+    assert [text for _, text in sim.connections[1].generations] == [h + " " for h in HELLO]
+    assert second == sent_pcm(sim, None, 2)
+
+
+async def test_in_band_internal_error_reconnects_and_resumes_the_reply(
+    autojump_clock: Any,
+) -> None:
+    async with open_elevenlabs_sim(ttfb=Fixed(0.2)) as sim:
+        sim.inject_internal_error(after_frames=2)  # inside the first sentence
+        async with open_elevenlabs(config_for(sim)) as session:
+            start = trio.current_time()
+            first, times = await timed_say(session, HELLO)
+            second = await say(session, ["Thanks for your time."])
+            stats = session.statistics()
+        failed = sim.connections[0]
+        assert (failed.fault, failed.close_code) == ("internal_error", 1008)
+        before = sent_pcm(sim, reply_contexts(sim, 0)[0], 0)
+        after = sent_pcm(sim, reply_contexts(sim, 1)[0], 1)
+    assert first == before + after  # nothing lost in an orderly 1008 close
+    assert [text for _, text in sim.connections[1].generations[:2]] == [h + " " for h in HELLO]
+    assert second == sent_pcm(sim, reply_contexts(sim, 1)[1], 1)
+    assert stats.reconnects == 1
+    assert stats.resumed_replies == 1
+    # The caller heard two frames, then a gap of one reconnect plus a first byte.
+    gap = max(b - a for a, b in itertools.pairwise(times))
+    assert gap == pytest.approx(0.2, abs=1e-3)
+    assert times[0] - start == pytest.approx(0.2, abs=1e-3)
+
+
+async def test_context_closed_only_after_its_isfinal_so_a_discarding_vendor_keeps_the_audio(
+    autojump_clock: Any,
+) -> None:
+    async with open_elevenlabs_sim(close_context_discards=True) as sim:
+        async with open_elevenlabs(config_for(sim)) as session:
+            replies = [await say(session, [f"Reply number {n}, thanks."]) for n in range(3)]
+        log = sim.connections[0]
+    contexts = reply_contexts(sim)
+    assert [len(r) > 8000 for r in replies] == [True] * 3
+    assert replies == [sent_pcm(sim, context) for context in contexts]
+    assert log.discarded == []  # no close reached a context with audio still to come
+    closes = [m["context_id"] for m in log.received if m.get("close_context")]
+    assert closes == contexts  # exactly once each
+
+
+async def test_barge_in_closes_the_context_once_and_stops_sequential_generation(
+    autojump_clock: Any,
+) -> None:
+    async with open_elevenlabs_sim(ttfb=Fixed(0.2), frame_gap=Fixed(0.1)) as sim:
+        async with open_elevenlabs(config_for(sim)) as session:
+            async with aclosing(session.speak(pieces(LONG_REPLY))) as audio:
+                async for _chunk in audio:
+                    break  # the caller spoke
+            second = await say(session, ["Sure, go ahead."])
+            stats = session.statistics()
+        log = sim.connections[0]
+    cancelled, answered = reply_contexts(sim)
+    closes = [m["context_id"] for m in log.received if m.get("close_context")]
+    assert closes == [cancelled, answered]  # once each: on barge-in, after isFinal
+    assert log.discarded == [cancelled]  # the vendor stopped generating it
+    assert second == sent_pcm(sim, answered)
+    # The next reply is not stuck behind the rest of the cancelled one: at most one
+    # frame of it finishes before its own first byte (0.2 s).
+    assert stats.first_audio_delays[-1] <= 0.2 + 0.1 + 1e-6
+
+
+async def test_reconnect_refused_with_429_waits_retry_after_and_resumes(
+    autojump_clock: Any,
+) -> None:
+    async with open_elevenlabs_sim(ttfb=Fixed(0.2)) as sim:
+        sim.inject_drop(after_frames=3)
+        sim.inject_rate_limit(retry_after=1, once_accepted=1)
+        async with open_elevenlabs(config_for(sim)) as session:
+            audio, times = await timed_say(session, HELLO)
+            stats = session.statistics()
+        assert len(sim.rate_limited) == 1
+        before = sent_pcm(sim, reply_contexts(sim, 0)[0], 0)
+        after = sent_pcm(sim, reply_contexts(sim, 1)[0], 1)
+    assert resumed(audio, before, after)
+    assert stats.reconnects == 1
+    gap = max(b - a for a, b in itertools.pairwise(times))
+    assert gap == pytest.approx(1.0 + 0.2, abs=1e-3)  # retry-after, then a first byte
+
+
+async def test_reconnect_deadline_fails_the_reply_and_the_session_with_a_typed_error(
+    autojump_clock: Any,
+) -> None:
+    async with open_elevenlabs_sim() as sim:
+        sim.inject_drop(after_frames=1)
+        sim.inject_rate_limit(retry_after=10, once_accepted=1)  # beyond the 5 s deadline
+        async with open_elevenlabs(config_for(sim)) as session:
+            with pytest.raises(DeadlineExceeded) as caught:
+                await say(session, HELLO)
+            with pytest.raises(DeadlineExceeded) as later:
+                await say(session, ["Hello?"])
+        cause = caught.value.__cause__
+        facts = (caught.value.deadline, caught.value.seconds, type(cause),
+                 getattr(cause, "retry_after", None), later.value is caught.value)
+        del caught, later, cause, session  # they hold the refused handshake's socket
+        collect_rejected_sockets()
+    assert facts == ("reconnect", 5.0, RateLimited, 10.0, True)
+
+
+@pytest.mark.parametrize("options", [StreamOptions(), SINGLE], ids=["multi", "single"])
+async def test_a_reply_without_audio_is_an_empty_reply_error(
+    autojump_clock: Any, options: StreamOptions,
+) -> None:
+    async with open_elevenlabs_sim() as sim:
+        sim.inject_silent_generation()
+        async with open_elevenlabs(config_for(sim), options=options) as session:
+            with pytest.raises(EmptyReply) as caught:
+                await say(session, ["Hello there."])
+            assert await say(session, ["Hello again."])  # the session goes on
+    assert caught.value.vendor == "elevenlabs"
+
+
+async def test_single_mode_barge_in_closes_with_a_close_frame(autojump_clock: Any) -> None:
+    async with open_elevenlabs_sim(frame_gap=Fixed(0.1)) as sim:
+        async with open_elevenlabs(config_for(sim), options=SINGLE) as session:
+            async with aclosing(session.speak(pieces(LONG_REPLY))) as audio:
+                async for _chunk in audio:
+                    break
+            await trio.testing.wait_all_tasks_blocked()
+            assert await say(session, ["Okay."])
+        barged = sim.connections[0]
+    assert barged.closed_by_client
+    assert barged.close_code == 1000
+
+
+async def test_http_stream_drop_mid_body_is_stream_closed(autojump_clock: Any) -> None:
+    async with open_elevenlabs_sim() as sim, httpx.AsyncClient() as client:
+        sim.inject_drop(after_frames=1)
+        got: list[bytes] = []
+        with pytest.raises(StreamClosed) as caught:
+            await collect_http(client, sim, got)
+    assert caught.value.vendor == "elevenlabs"
+    assert len(got) <= 1
+
+
+async def collect_http(client: httpx.AsyncClient, sim: ElevenLabsSim, into: list[bytes]) -> None:
+    config = config_for(sim)
+    async with aclosing(stream_speech(client, config, "A sentence that will break.")) as audio:
+        async for chunk in audio:
+            into.append(chunk)
