@@ -72,6 +72,10 @@ _DO_NOT_CALL: Final = _rx(
     r"complain", r"complaint", r"trai", r"(?:dobara|dubara|phir se|baar baar) .*mat",
     r"block kar", r"remove me", r"(?:dont|do not) disturb", r"number off",
     r"off (?:your|the) list", r"stop (?:\w+ ){0,2}calls?", r"calls? band kar\w*",
+    r"off your (?:\w+ )?list", r"list se (?:nikal|hata)\w*",
+    r"(?:delete|remove) (?:my|this) (?:number|no|numbr)",
+    r"not to call", r"report this number", r"call me back ever", r"(?:dont|do not) want any calls",
+    r"mat ring", r"marketing calls", r"(?:phone|call) karna band", r"number off",
 )
 _WRONG_PERSON: Final = _rx(
     r"wrong number", r"galat number", r"wrong person", r"galat (?:aadmi|insaan|person)",
@@ -81,7 +85,18 @@ _WRONG_PERSON: Final = _rx(
     r"main (?:woh|wo|vo) nahi", r"kisi aur se baat", r"wrong (?:guy|contact)",
     r"doesnt live here", r"nahi rehte", r"nahi rehti", r"galat (?:jagah|bande|insan)",
     r"there is no \w+ here", r"number galat", r"yahan koi \w+ nahi", r"koi \w+ nahi hai yahan",
-    r"no \w+ (?:lives|works) here", r"no one named",
+    r"no \w+ (?:lives|works) here", r"no one named", r"left (?:this|the) company",
+    r"(?:doesnt|does not) work here", r"no such person", r"rong (?:number|no|numbr|person)",
+    r"wrong (?:no|numbr)", r"galat (?:numbr|no)\b", r"kisi aur ka (?:number|numbr)",
+    r"number (?:badal|change)",
+    r"ab mera hai", r"passed away", r"(?:he|she)s retired", r"(?:is )?(?:his|her) wife speaking",
+    r"(?:main|mai) (?:unka|unki|unke) (?:driver|beta|beti|bahu|cousin|bhai|naukar|padosi)",
+    r"(?:im|i am) (?:his|her) (?:son|daughter|wife|husband|driver|cousin|brother|sister)",
+    r"ghar (?:pe|par) nahi (?:hai|hain)", r"sold this (?:shop|business|office)", r"purana number",
+    r"yahan nahi milega", r"nobody (?:called|named)", r"not the account holder",
+    r"(?:im|i am) (?:just )?the (?:watchman|receptionist|driver|peon|maid)", r"maid hoon",
+    r"(?:im|i am) not (?!sure|interested|intrested|free|available|able|keen|ready|convinced)\w+$",
+    r"not \w+ wrong number", r"reached a",
 )
 _CALLBACK: Final = _rx(
     _CALL + r" (?:me|him|us|karo|karna|kijiye|kariye|karein|karenge|kar lena|kar dena|kar do"
@@ -92,9 +107,13 @@ _CALLBACK: Final = _rx(
     r"|minutes?|hours?|ghante|tarikh|tonight) (?:\w+ )?" + _CALL,
     r"ring me", r"(?:try|contact|reach) me (?:later|tomorrow|kal|after|in|on|next)",
     r"baad (?:me|mein) baat kar\w*", r"(?:kal|parso|later) baat kar\w*",
+    r"(?:please|pls) call", r"try me (?:tomorrow|later|kal)",
+    r"(?:call|phone) (?:kijiye|kariye|karein)",
+    r"aap baad (?:me|mein) (?:karna|karo|kariye)", r"call then",
 )
 _BUSY: Final = _rx(
-    r"busy", r"driving", r"drive kar raha", r"gaadi chala", r"in a meeting", r"meeting (?:me|mein)",
+    r"busy(?! accounting| software)", r"bizz?[yi]", r"driving", r"drive kar raha", r"gaadi chala",
+    r"in a meeting", r"meeting (?:me|mein) (?:hoon|hu|hun)",
     r"baat nahi kar (?:sakta|sakti|sakte|paunga|paungi)", r"baat nahi ho payegi",
     r"(?:cant|cannot|can not) talk", r"not a good time", r"bad time", r"time nahi hai",
     r"office (?:me|mein) hoon", r"at work", r"hospital (?:me|mein)", r"in class",
@@ -103,6 +122,28 @@ _BUSY: Final = _rx(
     r"(?:in|at) (?:a |the )?meeting", r"middle of", r"kha (?:raha|rahi)", r"so (?:raha|rahi)",
     r"sleeping",
     r"middle of something", r"(?:kaam|work) (?:me|mein|kar raha|kar rahi)",
+    r"free nahi", r"(?:another|other) call", r"mushkil", r"conference", r"in the gym",
+    r"at a wedding",
+    r"shaadi (?:me|mein) hoon", r"(?:pooja|puja|namaz)", r"cooking", r"boarding", r"flight",
+    r"feeding", r"swamped", r"heading (?:into|to)", r"customers? aaye", r"function (?:me|mein)",
+    r"on duty", r"(?:kaam|kam) chal raha", r"(?:bat|baat) nahi kar sakta", r"nahi ho payega",
+    r"on the road", r"traffic", r"exam hall", r"gaadi (?:me|mein)",
+    r"(?:im|i am|m) in (?:office|class)",
+    r"(?:cant|cannot) (?:speak|really talk)", r"have to go", r"with a (?:customer|client|patient)",
+    r"site pe hoon", r"dukh?aa?n pe (?:hu|hoon)", r"bheed", r"train (?:me|mein) hoon",
+    r"school se lene", r"doctor ke paas", r"closing the shop", r"delivery right now",
+    r"not a good (?:moment|time)", r"lunch kar",
+)
+_NO_NEED: Final = _rx(
+    r"(?:dont|do not|dont really) need", r"no need", r"zaroorat nahi", r"zarurat nahi",
+    r"jarurat nahi", r"no use for", r"kaam chal jata", r"not needed", r"need nahi",
+    r"koi kaam ka nahi", r"kis kaam ka", r"bill (?:\w+ )?kam aata",
+    r"(?:dont|do not) require", r"not required", r"no requirement", r"requirement nahi",
+    r"fine with what we have", r"happy with (?:what|our)", r"satisfied with",
+    r"kaam chal raha", r"koi need nahi", r"never use", r"no point", r"ka kya karenge",
+    r"(?:dont|do not) have any use", r"no use", r"makes no sense", r"(?:dont|do not) require",
+    r"already (?:get|have) free", r"no requirement", r"kyun chahiye", r"software kyun",
+    r"(?:website|card|loan|insurance|purifier) nahi chahiye",
 )
 _OBJECTIONS: Final = (
     (Objection.AUTHORITY, _rx(
@@ -115,12 +156,24 @@ _OBJECTIONS: Final = (
         r"(?:my |mere |hamare |humare )?" + _OTHERS + r" (?:decide|decides|will decide"
         r"|karenge decide|decide karenge|decide karte|takes? (?:the )?decision)",
         r"decision (?:\w+ ){0,3}" + _OTHERS, r"unka paisa",
+        r"run it by", r"(?:has|have) to approve", r"approv\w*", r"unse baat kar\w*",
+        r"(?:has|have) to decide", r"check with (?:our|my) \w+", r"marzi", r"decide alone",
+        r"(?:cant|cannot) decide", r"decide (?:karenge|hoga|karega|karegi)", r"final say",
+        r"decides on", r"(?:decision|decide) (?:\w+ ){0,2}(?:lete|leti|karte) hain",
+        r"sabse (?:pooch|puch)\w*", r"mere haath (?:me|mein) nahi", r"permission leni",
+        r"(?:talk|speak) to (?:him|her)", r"(?:wife|husband)s okay", r"handles all these",
+        r"(?:papa|father|husband|wife|boss|partner)\w* (?:dekhte|dekhti|sambhalte)",
     )),
     (Objection.TRUST, _rx(
         r"fraud", r"froud", r"scam", r"scammer", r"cheat\w*", r"thag\w*", r"genuine", r"fake",
         r"trust (?:you|this|your)", r"can i trust", r"why should i trust",
         r"dont trust", r"trust nahi", r"proof", r"registered", r"reviews? dikha\w*",
-        r"bharosa nahi", r"legit", r"spam",
+        r"bharosa nahi", r"legit", r"spam", r"really from", r"kaise maan\w*", r"otp",
+        r"references?", r"bharosa", r"too good to be true", r"(?:dont|do not) believe",
+        r"bol deta hai", r"hidden charges", r"kabhi aise call nahi", r"(?:paise|paisa) le ke",
+        r"real bank", r"mis ?sold", r"bad reviews", r"reviews .* terrible",
+        r"(?:dont|do not) share",
+        r"believe it", r"chit fund", r"office dekhenge", r"kya bharosa", r"sach batao",
     )),
     (Objection.COMPETITOR, _rx(
         r"already (?:\w+ ){0,3}(?:use|uses|using|have|has|got|signed|liya|le liya|le rakha"
@@ -131,6 +184,12 @@ _OBJECTIONS: Final = (
         r"another (?:company|vendor|provider|bank|agency)", r"dusri company",
         r"other (?:company|vendor|provider|bank)", r"competitor", r"signed with",
         r"zoho", r"salesforce", r"hubspot", r"lic", r"tata power",
+        r"allready \w+", r"already (?:\w+ ){0,3}(?:gives?|got|taken|with)", r"laga hua hai",
+        r"(?:we r|v r|we are|were) with", r"signed up with",
+        r"(?:loan|policy) (?:\w+ ){0,2}chal (?:raha|rahi)",
+        r"(?:ca|bhai|broker) hi", r"usi se", r"using (?:\w+ ){0,3}for years",
+        r"another (?:software|brand|installer)",
+        r"pehle se (?:\w+ ){0,4}chal",
     )),
     (Objection.PRICE, _rx(
         r"expensive", r"mehe?nga", r"costly", r"too much", r"too high", r"bahut high",
@@ -141,15 +200,14 @@ _OBJECTIONS: Final = (
         r"budget nahi", r"beyond (?:my |our )?budget", r"(?:above|more than) (?:my |our )?budget",
         r"budget (?:\w+ )?kam", r"kam budget", r"low budget", r"tight budget",
         r"(?:dont|do not|dont really) have (?:\w+ ){0,3}(?:budget|money|paisa)",
+        r"(?:cant|cannot|can not|not) afford\w*", r"affordable nahi", r"higher than",
+        r"more than (?:what|we)", r"too steep", r"steep", r"out off",
+        r"loot", r"kharch karega", r"justify", r"upfront cost", r"to much", r"cost kills",
+        r"bahut upar", r"(?:bahut|too|very|kaafi) (?:zyada|jyada|high|hi)", r"aadhe daam",
+        r"(?:quoted|charge|charges) (?:us )?(?:much )?less", r"kam (?:me|mein) (?:mil|de|bana)",
+        r"mil jata hai", r"no way", r"bahut pad", r"our limit",
     )),
-    (Objection.NO_NEED, _rx(
-        r"(?:dont|do not|dont really) need", r"no need", r"zaroorat nahi", r"zarurat nahi",
-        r"jarurat nahi", r"no use for", r"kaam chal jata", r"not needed", r"need nahi",
-        r"koi kaam ka nahi", r"kis kaam ka", r"bill (?:\w+ )?kam aata",
-        r"(?:dont|do not) require", r"not required", r"no requirement", r"requirement nahi",
-        r"fine with what we have", r"happy with (?:what|our)", r"satisfied with",
-        r"kaam chal raha", r"koi need nahi",
-    )),
+    (Objection.NO_NEED, _NO_NEED),
     (Objection.TIMING, _rx(
         r"not (?:right )?now", r"abhi nahi", r"next year", r"agle saal", r"after diwali",
         r"diwali ke baad", r"baad (?:me|mein) dekhenge", r"mahine baad", r"months? later",
@@ -159,6 +217,13 @@ _OBJECTIONS: Final = (
         r"sochna padega", r"sochenge", r"will think", r"time to think",
         r"thoda time (?:do|chahiye)", r"time sahi nahi", r"sahi time nahi", r"right time nahi",
         r"abhi (?:\w+ )?nahi le",
+        r"maybe later", r"(?:will )?see later", r"in a few months", r"next financial year",
+        r"once the", r"abhi ruk", r"settle ho", r"not in (?:a )?hurry", r"till the",
+        r"jab .* tab lenge",
+        r"abhi baad (?:me|mein)$",
+        r"saal baad", r"mood nahi", r"sochne ka", r"after (?:the|my) \w+", r"not ready",
+        r"not this time",
+        r"not now", r"baad (?:me|mein) sochenge", r"will look at it", r"ke baad (?:lenge|dekhenge)",
     )),
 )
 _NOT_INTERESTED: Final = _rx(
@@ -166,7 +231,9 @@ _NOT_INTERESTED: Final = _rx(
     r"intrest nahi", r"thanks but no", r"interested nahi",
     r"nahi chahiye", r"no thanks", r"no thank you", r"(?:dont|do not) want", r"nahi lena",
     r"rehne do", r"(?:ill|i will) pass", r"not looking", r"nahi lenge", r"nahi karna",
-    r"(?:no )?(?:im|i am) (?:good|fine|ok) thanks?", r"not for me",
+    r"(?:no )?(?:im|i am) (?:good|fine|ok) thanks?", r"not for me", r"(?:im|i am) good$",
+    r"not going to buy", r"nahi karenge", r"nai chahiye", r"skip it", r"say no",
+    r"not keen", r"rather not", r"no intrest", r"not intersted", r"nahi hoga",
 )
 _COMMITTED: Final = _rx(
     r"lets do it", r"lets go ahead", r"(?:want|like) to go ahead", r"go ahead (?:and|with)",
@@ -175,14 +242,23 @@ _COMMITTED: Final = _rx(
     r"count me in", r"demo fix", r"lagwa do", r"lagwa dijiye", r"start kar do",
     r"(?:lets )?proceed", r"order (?:kar do|karo|kar dijiye|place)", r"kar do order",
     r"i want it", r"i want this", r"final kar\w*", r"finali[sz]e", r"go for it",
-    r"(?:im|i am) in", r"register me", r"registration kar\w*", r"kar (?:do|dijiye) registration",
-    r"enrol me",
+    r"(?:im|i am) in$", r"register me", r"registration kar\w*", r"kar (?:do|dijiye) registration",
+    r"enrol me", r"go with", r"lagwa lete", r"apply kar\w*", r"sign us up", r"shuru kar\w*",
+    r"like to try", r"count (?:\w+ ){0,2}in", r"(?:we|i) want (?:it|this|one|your)",
+    r"want to switch",
+    r"(?:ill|i will|well|we will) take", r"move forward", r"go a ?head", r"deal pakki",
+    r"ready hain", r"send the technician", r"activate", r"installed this week",
+    r"le lete", r"kar do shuru", r"keen on", r"yahi le", r"(?:block|book) the",
+    r"want this", r"hum lena chahenge", r"lena chahenge", r"policy issue", r"taiyaar hoon",
+    r"(?:wo|we) would (?:definitely )?like to", r"lets do the", r"lets start",
+    r"shuru karo", r"process (?:my|the)", r"karwa (?:do|denge|dijiye)",
 )
 _ASK_PRICE: Final = _rx(
     r"price", r"pricing", r"prices", r"cost", r"costs", r"rate", r"rates",
-    r"kitn[aei](?! (?:saal|sal|log|din|time|baje|branches|employees|years|members|ghante))",
+    r"kitn[aei](?! (?:saal|sal|log|din|time|baje|branches|employees|years|members|ghante|pages))",
     r"how much", r"emi", r"installments?", r"charges?", r"fees?", r"premium",
-    r"kharcha", r"discount", r"paisa lagega", r"paise lagenge", r"offers?", r"scheme",
+    r"kharcha", r"discount", r"priced", r"cheapest", r"kitne ka", r"paisa lagega", r"paise lagenge",
+    r"offers?", r"scheme",
 )
 _ASK_DETAILS: Final = _rx(
     r"details?", r"brochure", r"whatsapp", r"email", r"e mail", r"mail", r"pdf",
@@ -192,6 +268,15 @@ _ASK_DETAILS: Final = _rx(
     r"(?:more|tell me|know) about (?:it|this|the product)", r"how (?:\w+ ){0,4}works?",
     r"what (?:all )?(?:services|products|plans|options)", r"services",
     r"what (?:exactly )?(?:does|do) (?:your|it|this|the)",
+    r"(?:does|do|can|will) (?:the|it|this|your) ",
+    r"do you (?:work|have|provide|serve|offer|give|also)",
+    r"is there a", r"coverage", r"covered", r"(?:does|will) (?:\w+ ){0,3}cover", r"integrat\w*",
+    r"\bapp\b", r"offline", r"process", r"documents?",
+    r"tenure", r"possession", r"credit limit (?:on|kitni|kya|milegi)", r"hoti hai kya",
+    r"kitne din", r"pages", r"parking", r"invoice",
+    r"milta hai", r"milegi", r"hota hai kya", r"kaise (?:kaam|karta|milta|karte)", r"floor plan",
+    r"terms", r"technology", r"services?", r"chalega kya", r"hai kya$", r"dashboard",
+    r"how long does", r"which banks",
 )
 _INTERESTED: Final = _rx(
     r"interested", r"interest hai", r"intrested", r"sounds (?:good|great|nice)",
@@ -201,17 +286,27 @@ _INTERESTED: Final = _rx(
     r"what (?:i|we) (?:was|were|have been|ve been) looking for", r"exactly what",
     r"(?:lagwana|karwana|lena|kharidna) (?:hai|chahta|chahti|chahenge)",
 )
+_CALL_QUESTION: Final = _rx(
+    r"recording", r"recorded", r"robot", r"\bbot\b", r"kisne diya", r"kaise pata",
+    r"(?:get|got|find|found) my number", r"my number from", r"who gave you", r"number kahan",
+    r"kis baare (?:me|mein) call", r"which company", r"kaun ?si company", r"konsi company",
+    r"kis company", r"who is this", r"whos this", r"who are you",
+    r"(?:whos|who is) (?:calling|speaking)",
+)
 _QUESTION: Final = _rx(
     r"who is this", r"who are you", r"whos this", r"kaun", r"how did you get",
     r"(?:whos|who is) (?:calling|speaking)",
     r"number kahan", r"kahan se", r"robot", r"computer", r"real person", r"human",
     r"recorded", r"your name", r"aapka naam", r"which company", r"kaunsi company",
-    r"office kahan", r"do you (?:work|have|provide|serve|offer|give)", r"why are you calling",
+    r"office kahan", r"why are you calling",
     r"(?:get|got|find|found) my number", r"my number from",
     r"kyun call", r"kitne saal", r"kya (?:aap|ye|yeh)", r"where are you", r"kab se",
     r"what is this", r"what do you", r"is this", r"are you", r"kis company", r"machine",
     r"bot", r"(?:speaking|talking) to a", r"who gave you",
-    r"kaun ?si company", r"konsi company",
+    r"kaun ?si company", r"konsi company", r"kisne diya", r"kaise pata", r"kis city",
+    r"\bkon\b", r"recording", r"kaunse? bank", r"kis department", r"automated", r"listening to",
+    r"hu is this", r"who s", r"who am i", r"insaan", r"kis liye", r"regarding",
+    r"(?:bank|company) se (?:\w+ ){0,3}ya", r"customer care", r"your company been",
 )
 _QUESTION_START: Final = re.compile(
     r"^(?:(?:ok|okay|achha|accha|haan|but|and|sir|madam) )*(?:(?:is|do) (?:it|this|that|there"
@@ -228,28 +323,30 @@ _LINE_OR_HOLD: Final = _rx(
     r"cannot hear", r"breaking", r"zor se", r"hindi (?:me|mein)", r"speak in",
     r"english (?:me|mein)", r"network", r"sunai nahi", r"not audible", r"language",
     r"repeat", r"say (?:that )?again", r"pardon", r"come again", r"(?:dobara|phir se) bol\w*",
-    r"cut ho rahi",
+    r"cut ho rahi", r"louder", r"speak (?:a little |more )?slowly",
 )
 _GREETING_WORDS: Final = _vocabulary(
     "hello helo hallo hi hii hey namaste namaskar namaskaar pranam ram salaam salam"
-    " alaikum walaikum assalamu good morning afternoon evening there ji haan sir madam hanji"
-    " haanji"
+    " alaikum walaikum assalamu assalamualaikum good morning afternoon evening there ji haan sir"
+    " madam hanji haanji sa jai shree krishna jinendra sat sri akal kaise ho bhaiya"
 )
 _GREETING_CORE: Final = _vocabulary(
     "hello helo hallo hi hii hey namaste namaskar namaskaar pranam ram salaam salam"
-    " morning afternoon evening"
+    " morning afternoon evening assalamualaikum jinendra krishna akal"
 )
 _GOODBYE_CORE: Final = _vocabulary(
-    "thanks thank thankyou bye goodbye tata alvida dhanyavaad dhanyawad shukriya"
+    "thanks thank thankyou bye by goodbye tata alvida dhanyavaad dhanyawad shukriya"
 )
 _GOODBYE_WORDS: Final = _vocabulary(
-    "ok okay thanks thank you thankyou bye goodbye good tata alvida dhanyavaad dhanyawad shukriya"
+    "ok okay thanks thank you thankyou bye by goodbye good tata alvida dhanyavaad dhanyawad"
+    " shukriya"
     " ji sir madam"
 )
 _ACK_WORDS: Final = _vocabulary(
     "hmm hm hmmm mm haan han ha ji jee ok okay okk k achha accha acha theek thik hai right"
     " yes yeah yep ya yah sure boliye bolo aage go on i see uh huh alright fine got it bolte"
-    " rahiye continue samjha samajh gaya gayi understood please hanji"
+    " rahiye continue samjha samajh gaya gayi understood please hanji bataiye listening sun raha"
+    " rahi hoon im noted"
 )
 # A yes-word opening the turn ("haan budget hai 3 lakh", "yes we do use a crm").
 _AFFIRM: Final = re.compile(
@@ -282,6 +379,29 @@ def classify_ack(plain: str, stage: Stage | None) -> IntentMatch | None:
     return None
 
 
+# Stages where the bot has just asked the caller something: a turn opening with
+# yes/no answers it, whatever content follows ("nahi, decision papa lete hain").
+_ANSWER_STAGES: Final = frozenset({Stage.INTRO, Stage.DISCOVERY, Stage.QUALIFICATION})
+_DENY_STAGES: Final = frozenset({Stage.DISCOVERY, Stage.QUALIFICATION})
+_ASKS: Final = _rx(
+    r"what", r"whats", r"how", r"kya", r"kitn[aei]", r"kaise", r"kab", r"which", r"kaun\w*",
+    r"kyun", r"why", r"price", r"cost", r"rate",
+)
+
+
+def _answer(plain: str, stage: Stage | None) -> IntentMatch | None:
+    """A yes/no answer that carries content, in an answering stage, or None."""
+    if _DENY_START.search(plain):
+        if stage not in _DENY_STAGES or _NO_NEED.search(plain):
+            return None
+        if _NOT_INTERESTED.search(plain):
+            return IntentMatch(Intent.NOT_INTERESTED, None, 0.85)
+        return IntentMatch(Intent.DENY, None, 0.8)
+    if _AFFIRM.search(plain):
+        return IntentMatch(Intent.AFFIRM, None, 0.75)
+    return None
+
+
 def classify(plain: str, stage: Stage | None, *, has_timeline: bool) -> IntentMatch:
     """The intent of one turn (precedence in the module docstring).
 
@@ -298,12 +418,28 @@ def classify(plain: str, stage: Stage | None, *, has_timeline: bool) -> IntentMa
         return IntentMatch(Intent.CALLBACK_REQUEST, None, 0.9)
     if _BUSY.search(plain):
         return IntentMatch(Intent.BUSY, None, 0.9)
+    words = plain.split()
+    if _all_in(_FILLERS.sub(" ", plain).split(), _ACK_WORDS):
+        ack = classify_ack(plain, stage)
+        if ack is not None:
+            return ack
+    greets = _all_in(words, _GREETING_WORDS) and any(word in _GREETING_CORE for word in words)
+    if stage in _ANSWER_STAGES and not greets and not _ASKS.search(plain):
+        answer = _answer(plain, stage)
+        if answer is not None:
+            return answer
     for objection, pattern in _OBJECTIONS:
         if pattern.search(plain):
             return IntentMatch(Intent.OBJECTION, objection, 0.85)
     if _NOT_INTERESTED.search(plain):
         return IntentMatch(Intent.NOT_INTERESTED, None, 0.9)
+    if _CALL_QUESTION.search(plain):
+        return IntentMatch(Intent.QUESTION, None, 0.85)
     if _COMMITTED.search(plain):
+        if _ASK_PRICE.search(plain) and _ASKS.search(plain):  # a question wins over interest
+            return IntentMatch(Intent.ASK_PRICE, None, 0.8)
+        if stage is Stage.QUALIFICATION and has_timeline:  # "we want it next month" answers when
+            return IntentMatch(Intent.OTHER, None, 0.7)
         return IntentMatch(Intent.INTERESTED, None, 0.9)
     if _ASK_PRICE.search(plain):
         return IntentMatch(Intent.ASK_PRICE, None, 0.85)
@@ -319,7 +455,6 @@ def classify(plain: str, stage: Stage | None, *, has_timeline: bool) -> IntentMa
         return IntentMatch(Intent.QUESTION, None, 0.6)
     if _UNSURE.search(plain):
         return IntentMatch(Intent.OTHER, None, 0.4)  # hedging: let the LLM read it
-    words = plain.split()
     if _all_in(words, _GOODBYE_WORDS) and any(word in _GOODBYE_CORE for word in words):
         return IntentMatch(Intent.OTHER, None, 0.6)
     if _all_in(words, _GREETING_WORDS) and any(word in _GREETING_CORE for word in words):

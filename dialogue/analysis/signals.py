@@ -64,11 +64,18 @@ _DECIDER: Final = re.compile(
     r"|owner hoon|malik hoon|i own the (?:company|business|shop)"
     r"|i (?:handle|manage|look after) (?:all )?(?:the )?(?:purchases?|purchasing|buying"
     r"|decisions?|finances?)|(?:decision|faisla) main hi (?:leta|leti|karta|karti)"
-    r"|main hi (?:decision|faisla) (?:leta|leti))\b"
+    r"|main hi (?:decision|faisla) (?:leta|leti)|managing director"
+    r"|(?:its|it s) my (?:company|call|business|shop)"
+    r"|i make the (?:call|decisions?)|(?:im|i m|i am) (?:the )?(?:owner|proprietor)|proprietor hoon"
+    r"|main hi (?:dekhta|dekhti|sambhalta|sambhalti)|faisla (?:bhi )?mera|as the (?:md|owner|ceo)"
+    r"|i take (?:these|all|the final) decisions?|owner main hi|so its my call|sign off on"
+    r"|mera hi (?:hai|hota))\b"
 )
 _NOT_DECIDER: Final = re.compile(
     r"\b(?:not the decision maker|(?:boss|wife|husband|partner|manager|papa|father|director"
-    r"|management) (?:decides|will decide|decide karenge|takes the decision))\b"
+    r"|management) (?:decides|will decide|decide karenge|takes the decision)"
+    r"|(?:owner|partner|papa|father|boss|director|malik)\w* (?:decides|takes those|lete|leta)"
+    r"|decision (?:mere )?(?:papa|father|partner|boss)\w* (?:lete|leta|leti))\b"
 )
 _NEED: Final = re.compile(
     r"\b(?:(?:i|we|hum|hume|mujhe) (?:need|want|require)|looking for)\s+"
