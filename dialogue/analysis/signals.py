@@ -10,8 +10,9 @@ All run on the ``plain`` normal form after the intent is known.
   ``has_budget``, ``near_timeline`` (immediate / this week / this month),
   ``decision_maker``.
 * ``decision_maker``: only when stated. True for "I decide", "I'm the owner",
-  "main hi decide karta hoon", "final decision mera hai"; False for an
-  authority objection or "my boss decides".
+  "main hi decide karta hoon", "final decision mera hai" (even where the turn
+  was read as an authority objection); False for an authority objection or
+  "my boss decides".
 * ``need``: a short phrase after "I/we need", "looking for", "… chahiye"
   (at most six words), never from a negative turn.
 """
@@ -120,11 +121,9 @@ def buying_signals(
 
 def decision_maker(plain: str, objection: Objection | None) -> bool | None:
     """Whether the caller said they decide; None when they did not say."""
-    if objection is Objection.AUTHORITY:
-        return False
     if _DECIDER.search(plain):
         return True
-    if _NOT_DECIDER.search(plain):
+    if objection is Objection.AUTHORITY or _NOT_DECIDER.search(plain):
         return False
     return None
 
