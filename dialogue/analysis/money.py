@@ -58,7 +58,7 @@ _BUDGET_CUE: Final = re.compile(
     r"\b(?:budget|can spend|could spend|spend|afford|can pay|can only pay|only pay|invest"
     r"|de sakt[aei]|de payenge|kar sakt[aei]|kar sakte|ja sakt[aei]|le sakt[aei]|tak|upto|up to"
     r"|max|maximum|only|bas|sirf|mere paas|hamare paas|humare paas|paas hai|rakha|sanctioned"
-    r"|can go|go up|se upar nahi|se zyada nahi|ho jayega|have|kar payenge|kar paunga"
+    r"|can go|go up|se upar nahi|se zyada nahi|ho jayega|have|kar payenge|kar paunga|at most"
     r"|de paunga|afford kar\w*|chalega)\b"
 )
 # Phrases that look like budget cues but complain about a price.

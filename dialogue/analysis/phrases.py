@@ -41,7 +41,7 @@ DO_NOT_CALL: Final = _rx(
     r"off your (?:\w+ )?list", r"list se (?:nikal|hata)\w*",
     r"(?:delete|remove) (?:my|this) (?:number|no|numbr)",
     r"not to call", r"report this number", r"call me back ever", r"(?:dont|do not) want any calls",
-    r"mat ring", r"marketing calls", r"(?:phone|call) karna band", r"number off",
+    r"mat ring", r"ndnc", r"marketing calls", r"(?:phone|call) karna band", r"number off",
 )
 WRONG_PERSON: Final = _rx(
     r"wrong number", r"galat number", r"wrong person", r"galat (?:aadmi|insaan|person)",

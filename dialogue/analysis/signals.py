@@ -69,7 +69,7 @@ _DECIDER: Final = re.compile(
     r"|(?:its|it s) my (?:company|call|business|shop)"
     r"|i make the (?:call|decisions?)|(?:im|i m|i am) (?:the )?(?:owner|proprietor)|proprietor hoon"
     r"|main hi (?:dekhta|dekhti|sambhalta|sambhalti)|faisla (?:bhi )?mera|as the (?:md|owner|ceo)"
-    r"|i take (?:these|all|the final) decisions?|owner main hi|so its my call|sign off on"
+    r"|i take (?:these|all|the final) decisions?|owner main hi|so its my call|i sign off on"
     r"|mera hi (?:hai|hota))\b"
 )
 _NOT_DECIDER: Final = re.compile(
