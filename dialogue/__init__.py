@@ -1,7 +1,7 @@
 """Pure conversation logic: stages and transitions, analysis, templates, playbook,
 prompts, sentence splitting and the cost model. No I/O; time is an argument."""
 
-from dialogue.analysis import analyze
+from dialogue.analysis import LLM_BELOW_CONFIDENCE, analyze
 from dialogue.cost import CostBreakdown, Prices, Usage, call_cost
 from dialogue.engine import Decision, LLMRequest, Template, decide, opening
 from dialogue.exceptions import DialogueError, PlaybookError, PlaybookIssue
@@ -17,6 +17,7 @@ from dialogue.state import (
 )
 
 __all__ = [
+    "LLM_BELOW_CONFIDENCE",
     "Analysis",
     "CallState",
     "CostBreakdown",

@@ -42,6 +42,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
+from dialogue.analysis.confidence import LLM_BELOW_CONFIDENCE
 from dialogue.model import Analysis, Intent, Objection, Stage
 from dialogue.playbook import Playbook, TemplateText
 from dialogue.prompts import build_messages, spoken_time
@@ -84,8 +85,6 @@ _DEAD_END_LINES = {Event.DO_NOT_CALL: "do_not_call", Event.WRONG_PERSON: "wrong_
 _ENTRY_LINES = {Stage.INTRO: "greeting", Stage.DISCOVERY: "question",
                 Stage.TRIAL_CLOSE: "question", Stage.CLOSING: "ask"}
 
-#: Below this analysis confidence, an unrecognised turn goes to the LLM (once).
-LLM_BELOW_CONFIDENCE = 0.5
 
 _QUESTIONS = frozenset({Intent.ASK_PRICE, Intent.ASK_DETAILS, Intent.QUESTION})
 _YES = frozenset({Intent.AFFIRM, Intent.INTERESTED})

@@ -1,27 +1,43 @@
 """Intent and objection rules over the ``plain`` normal form.
 
-The label conventions are the product's (issue 5). When a turn carries several
-signals, the first family in this order wins — the one the engine must act on:
+The label conventions are ../shared/LABELS.md's. The phrase tables live in
+``phrases``. When a turn carries several signals, the first family in this
+order wins — the one the engine must act on:
 
-1. ``do_not_call`` (stop calling, remove my number, DND; wins over a decline)
-2. ``wrong_person``
+1. ``do_not_call`` (stop calling, remove my number, DND; wins over everything)
+2. ``wrong_person`` (wrong number, a relative or driver, "he left this company")
 3. ``callback_request`` (asks to be called later, with or without a time)
-4. ``busy`` (cannot talk now, no callback asked)
-5. ``objection`` with its reason, in order authority, trust, competitor,
+4. ``busy`` (cannot talk now: driving, a meeting, a function; no callback asked)
+5. a turn made only of acknowledgement words (see ``classify_ack``)
+6. in INTRO, DISCOVERY and QUALIFICATION — the bot has just asked something —
+   a turn opening with yes/no that asks nothing back answers it: ``affirm`` /
+   ``deny`` whatever content follows ("nahi, decision papa lete hain", "no, one
+   lakh is too much, ninety thousand at most"); a "no" opening a plain decline
+   is ``not_interested``, and "no need…" stays a ``no_need`` objection (in INTRO
+   only yes-answers are read this way)
+7. ``objection`` with its reason, in order authority, trust, competitor,
    price, no_need, timing ("not interested, too costly" is a price objection)
-6. ``not_interested`` (declines with no reason)
-7. committed interest ("let's do it", "book kar do", "le lenge")
-8. ``ask_price`` then ``ask_details`` ("interested, what's the price?" asks)
-9. ``interested`` (plain liking; "lena hai" with a buying timeline is instead a
-   fact answering "when?", so ``other``)
-10. ``question`` (who is this, how did you get my number, are you a robot…)
-11. ``other`` for line trouble, hold-ons and language requests
-12. ``question`` again, with less confidence, for any turn opening with a
-    question word ("is it safe", "kab tak"); ``other`` with low confidence for
-    hedges ("not sure", "pata nahi", "maybe"); ``other`` for thanks/goodbye
-13. ``greeting`` (the whole turn is an opener: hello, namaste, good morning)
-14. yes/no/acknowledgement words (see ``classify_ack``)
-15. ``other``: a plain fact (budget, team size, timeline) or nothing recognised.
+8. ``not_interested`` (declines with no reason)
+9. ``question`` about the call itself (recorded? a robot? which company? who
+   gave you my number?)
+10. committed interest ("let's do it", "book kar do", "le lenge") — unless the
+    turn also asks the price (a question wins over interest), or, in
+    QUALIFICATION, states a timeline ("we want it next month" answers "when?")
+11. ``ask_price`` then ``ask_details`` (product questions: features, coverage,
+    documents, possession, warranty…)
+12. ``interested`` (plain liking; "lena hai" with a buying timeline is instead a
+    fact answering "when?", so ``other``)
+13. ``question`` (other questions about the caller or the company)
+14. ``other`` for line trouble, hold-ons and language requests
+15. ``question`` with low confidence for any turn opening with a question word
+    ("is it safe", "kab tak"); ``other`` with low confidence for hedges ("not
+    sure", "pata nahi", "maybe"); ``other`` for thanks/goodbye
+16. ``greeting`` (the whole turn is an opener: hello, namaste, ram ram)
+17. yes/no/acknowledgement openings (see ``classify_ack``)
+18. ``other`` with low confidence: nothing recognised (``reading`` raises it when
+    the turn states a fact the slots hold: an amount, a timeline, who decides).
+
+A rule reading below ``confidence.RULE_TRUSTED`` is left to the classifier.
 
 Acknowledgements: a turn made only of acknowledgement words ("hmm", "haan
 haan", "ok ok", "achha", "ji", "theek hai", "haan aage bolo") is
@@ -32,9 +48,9 @@ caller is only listening. In every other stage, and when the stage is unknown
 
 from __future__ import annotations
 
-import re
 from typing import Final, NamedTuple
 
+from dialogue.analysis import phrases
 from dialogue.model import Intent, Objection, Stage
 
 __all__ = ["IntentMatch", "classify"]
@@ -48,237 +64,45 @@ class IntentMatch(NamedTuple):
     confidence: float
 
 
-def _rx(*alternatives: str) -> re.Pattern[str]:
-    return re.compile(r"\b(?:" + "|".join(alternatives) + r")\b")
-
-
-def _vocabulary(words: str) -> frozenset[str]:
-    return frozenset(words.split())
-
-
-_CALL = r"(?:call|calls|phone|ring|fone|cal)"
-_OTHERS = (
-    r"(?:boss|manager|partner|partners|wife|husband|papa|father|dad|mother|mummy|mom|family"
-    r"|director|directors|management|board|senior|seniors|ghar wal[eo]|bhai sahab|bade bhai"
-    r"|malik|ceo|md|team|accounts|finance|purchase department|hr|committee|owner sahab|son|beta"
-    r"|daughter|beti|brother|bhai|uncle|chacha|in laws|sasur|head|purchase head|principal)"
-)
-
-_DO_NOT_CALL: Final = _rx(
-    r"dont (?:ever )?" + _CALL, r"do not " + _CALL, r"never " + _CALL, r"stop " + _CALL + r"\w*",
-    r"remove (?:kar do |karo )?(?:my |mera |this )?number", r"number (?:list se )?hata",
-    r"(?:my |mera )number (?:hatao|hata do|delete)", _CALL + r" mat", r"mat " + _CALL,
-    r"phone mat", r"dnd", r"do not disturb", r"do not call list", r"unsubscribe",
-    r"complain", r"complaint", r"trai", r"(?:dobara|dubara|phir se|baar baar) .*mat",
-    r"block kar", r"remove me", r"(?:dont|do not) disturb", r"number off",
-    r"off (?:your|the) list", r"stop (?:\w+ ){0,2}calls?", r"calls? band kar\w*",
-)
-_WRONG_PERSON: Final = _rx(
-    r"wrong number", r"galat number", r"wrong person", r"galat (?:aadmi|insaan|person)",
-    r"no one by that name", r"nobody by that name", r"koi \w+ (?:ji )?yahan nahi",
-    r"(?:his|her|their) number (?:anymore|nahi)", r"not (?:his|her) number",
-    r"ka number nahi", r"ki number nahi", r"(?:i am|im) not \w+ you",
-    r"main (?:woh|wo|vo) nahi", r"kisi aur se baat", r"wrong (?:guy|contact)",
-    r"doesnt live here", r"nahi rehte", r"nahi rehti", r"galat (?:jagah|bande|insan)",
-    r"there is no \w+ here", r"number galat", r"yahan koi \w+ nahi", r"koi \w+ nahi hai yahan",
-    r"no \w+ (?:lives|works) here", r"no one named",
-)
-_CALLBACK: Final = _rx(
-    _CALL + r" (?:me|him|us|karo|karna|kijiye|kariye|karein|karenge|kar lena|kar dena|kar do"
-    r"|kar dijiye|kar lijiye|back|later|on|at|tomorrow|in|after|next|tonight)",
-    _CALL + r" (?:\w+ ){0,2}(?:other time|another time|some time later)",
-    r"(?:later|baad|baad me|baad mein|der|kal|parso|tomorrow|evening|morning|shaam|subah|raat"
-    r"|week|monday|tuesday|wednesday|thursday|friday|saturday|sunday|vaar|var|baje|pm|am"
-    r"|minutes?|hours?|ghante|tarikh|tonight) (?:\w+ )?" + _CALL,
-    r"ring me", r"(?:try|contact|reach) me (?:later|tomorrow|kal|after|in|on|next)",
-    r"baad (?:me|mein) baat kar\w*", r"(?:kal|parso|later) baat kar\w*",
-)
-_BUSY: Final = _rx(
-    r"busy", r"driving", r"drive kar raha", r"gaadi chala", r"in a meeting", r"meeting (?:me|mein)",
-    r"baat nahi kar (?:sakta|sakti|sakte|paunga|paungi)", r"baat nahi ho payegi",
-    r"(?:cant|cannot|can not) talk", r"not a good time", r"bad time", r"time nahi hai",
-    r"office (?:me|mein) hoon", r"at work", r"hospital (?:me|mein)", r"in class",
-    r"abhi nahi baat", r"baat nahi (?:ho|kar) (?:sakti|sakta|sakte|payegi|payega|paunga)",
-    r"bahar hoon", r"(?:im|i am) outside", r"travell?ing", r"safar (?:me|mein)",
-    r"(?:in|at) (?:a |the )?meeting", r"middle of", r"kha (?:raha|rahi)", r"so (?:raha|rahi)",
-    r"sleeping",
-    r"middle of something", r"(?:kaam|work) (?:me|mein|kar raha|kar rahi)",
-)
-_OBJECTIONS: Final = (
-    (Objection.AUTHORITY, _rx(
-        _OTHERS + r" se (?:poochna|puchna|puchhna|pooch|puch|baat|discuss|consult|salah)",
-        r"check with (?:my|our|the) " + _OTHERS, r"discuss (?:it |this )?with (?:my|our|the)",
-        r"talk to (?:my|our|the) " + _OTHERS, r"not the decision maker",
-        r"ask (?:my|our|the) " + _OTHERS, r"have to ask", r"ask (?:him|her|them)",
-        _OTHERS + r" handles", r"(?:unse|unhe|unko) (?:pooch|puch)\w*",
-        r"(?:im|i am) not (?:the one who decides|authori[sz]ed)", r"approval",
-        r"(?:my |mere |hamare |humare )?" + _OTHERS + r" (?:decide|decides|will decide"
-        r"|karenge decide|decide karenge|decide karte|takes? (?:the )?decision)",
-        r"decision (?:\w+ ){0,3}" + _OTHERS, r"unka paisa",
-    )),
-    (Objection.TRUST, _rx(
-        r"fraud", r"froud", r"scam", r"scammer", r"cheat\w*", r"thag\w*", r"genuine", r"fake",
-        r"trust (?:you|this|your)", r"can i trust", r"why should i trust",
-        r"dont trust", r"trust nahi", r"proof", r"registered", r"reviews? dikha\w*",
-        r"bharosa nahi", r"legit", r"spam",
-    )),
-    (Objection.COMPETITOR, _rx(
-        r"already (?:\w+ ){0,3}(?:use|uses|using|have|has|got|signed|liya|le liya|le rakha"
-        r"|lagwa\w*|policy|plan|vendor|contract|account|bought|purchased|installed|taken|with)",
-        r"(?:we are|we re|were|im|i am|hum) using", r"use kar rahe",
-        r"pehle se (?:\w+ ){0,4}(?:le|li|hai|hain|use|lagwa|liya|rakha|policy)",
-        r"contract with", r"use kar(?:te|ti) (?:hai|hain|hoon|hu)",
-        r"another (?:company|vendor|provider|bank|agency)", r"dusri company",
-        r"other (?:company|vendor|provider|bank)", r"competitor", r"signed with",
-        r"zoho", r"salesforce", r"hubspot", r"lic", r"tata power",
-    )),
-    (Objection.PRICE, _rx(
-        r"expensive", r"mehe?nga", r"costly", r"too much", r"too high", r"bahut high",
-        r"(?:cant|cannot|can not) afford", r"afford nahi", r"paisa nahi", r"paise nahi",
-        r"out of (?:my |our )?budget", r"over (?:my |our )?budget", r"budget se (?:bahar|zyada)",
-        r"cheaper", r"sasta", r"kam karo", r"kam kijiye", r"way over", r"upar nahi ja",
-        r"zyada hai", r"jyada hai", r"not more than", r"se zyada nahi", r"discount do",
-        r"budget nahi", r"beyond (?:my |our )?budget", r"(?:above|more than) (?:my |our )?budget",
-        r"budget (?:\w+ )?kam", r"kam budget", r"low budget", r"tight budget",
-        r"(?:dont|do not|dont really) have (?:\w+ ){0,3}(?:budget|money|paisa)",
-    )),
-    (Objection.NO_NEED, _rx(
-        r"(?:dont|do not|dont really) need", r"no need", r"zaroorat nahi", r"zarurat nahi",
-        r"jarurat nahi", r"no use for", r"kaam chal jata", r"not needed", r"need nahi",
-        r"koi kaam ka nahi", r"kis kaam ka", r"bill (?:\w+ )?kam aata",
-        r"(?:dont|do not) require", r"not required", r"no requirement", r"requirement nahi",
-        r"fine with what we have", r"happy with (?:what|our)", r"satisfied with",
-        r"kaam chal raha", r"koi need nahi",
-    )),
-    (Objection.TIMING, _rx(
-        r"not (?:right )?now", r"abhi nahi", r"next year", r"agle saal", r"after diwali",
-        r"diwali ke baad", r"baad (?:me|mein) dekhenge", r"mahine baad", r"months? later",
-        r"not the right time", r"anytime soon", r"later in the year", r"too early",
-        r"abhi (?:ka|koi) plan nahi", r"abhi nahi le sakte", r"not planning",
-        r"baad (?:me|mein) dekhte", r"think about it", r"let me think", r"soch ?ke bata\w*",
-        r"sochna padega", r"sochenge", r"will think", r"time to think",
-        r"thoda time (?:do|chahiye)", r"time sahi nahi", r"sahi time nahi", r"right time nahi",
-        r"abhi (?:\w+ )?nahi le",
-    )),
-)
-_NOT_INTERESTED: Final = _rx(
-    r"not (?:\w+ )?interested", r"not intrested", r"not intersted", r"interest nahi",
-    r"intrest nahi", r"thanks but no", r"interested nahi",
-    r"nahi chahiye", r"no thanks", r"no thank you", r"(?:dont|do not) want", r"nahi lena",
-    r"rehne do", r"(?:ill|i will) pass", r"not looking", r"nahi lenge", r"nahi karna",
-    r"(?:no )?(?:im|i am) (?:good|fine|ok) thanks?", r"not for me",
-)
-_COMMITTED: Final = _rx(
-    r"lets do it", r"lets go ahead", r"(?:want|like) to go ahead", r"go ahead (?:and|with)",
-    r"sign me up", r"book kar\w*", r"le lenge", r"le lunga", r"le lungi", r"process start",
-    r"register me", r"close it", r"(?:want|like) to (?:buy|purchase|install|take)",
-    r"count me in", r"demo fix", r"lagwa do", r"lagwa dijiye", r"start kar do",
-    r"(?:lets )?proceed", r"order (?:kar do|karo|kar dijiye|place)", r"kar do order",
-    r"i want it", r"i want this", r"final kar\w*", r"finali[sz]e", r"go for it",
-    r"(?:im|i am) in", r"register me", r"registration kar\w*", r"kar (?:do|dijiye) registration",
-    r"enrol me",
-)
-_ASK_PRICE: Final = _rx(
-    r"price", r"pricing", r"prices", r"cost", r"costs", r"rate", r"rates",
-    r"kitn[aei](?! (?:saal|sal|log|din|time|baje|branches|employees|years|members|ghante))",
-    r"how much", r"emi", r"installments?", r"charges?", r"fees?", r"premium",
-    r"kharcha", r"discount", r"paisa lagega", r"paise lagenge", r"offers?", r"scheme",
-)
-_ASK_DETAILS: Final = _rx(
-    r"details?", r"brochure", r"whatsapp", r"email", r"e mail", r"mail", r"pdf",
-    r"catalog\w*", r"features?", r"website", r"link", r"case stud\w*", r"samjha\w*",
-    r"tell me more", r"how does it work", r"what all", r"included", r"warranty", r"more info",
-    r"information", r"bhej", r"send", r"demo", r"batao", r"bataiye", r"baare (?:me|mein)",
-    r"(?:more|tell me|know) about (?:it|this|the product)", r"how (?:\w+ ){0,4}works?",
-    r"what (?:all )?(?:services|products|plans|options)", r"services",
-    r"what (?:exactly )?(?:does|do) (?:your|it|this|the)",
-)
-_INTERESTED: Final = _rx(
-    r"interested", r"interest hai", r"intrested", r"sounds (?:good|great|nice)",
-    r"pasand", r"mujhe chahiye", r"haan chahiye", r"what we need", r"lena hai", r"chahiye",
-    r"i like it", r"ac?cha hai", r"achha hai", r"good offer", r"badhiya", r"sounds interesting",
-    r"interesting hai", r"love (?:this|it|the idea)", r"(?:great|good) idea",
-    r"what (?:i|we) (?:was|were|have been|ve been) looking for", r"exactly what",
-    r"(?:lagwana|karwana|lena|kharidna) (?:hai|chahta|chahti|chahenge)",
-)
-_QUESTION: Final = _rx(
-    r"who is this", r"who are you", r"whos this", r"kaun", r"how did you get",
-    r"(?:whos|who is) (?:calling|speaking)",
-    r"number kahan", r"kahan se", r"robot", r"computer", r"real person", r"human",
-    r"recorded", r"your name", r"aapka naam", r"which company", r"kaunsi company",
-    r"office kahan", r"do you (?:work|have|provide|serve|offer|give)", r"why are you calling",
-    r"(?:get|got|find|found) my number", r"my number from",
-    r"kyun call", r"kitne saal", r"kya (?:aap|ye|yeh)", r"where are you", r"kab se",
-    r"what is this", r"what do you", r"is this", r"are you", r"kis company", r"machine",
-    r"bot", r"(?:speaking|talking) to a", r"who gave you",
-    r"kaun ?si company", r"konsi company",
-)
-_QUESTION_START: Final = re.compile(
-    r"^(?:(?:ok|okay|achha|accha|haan|but|and|sir|madam) )*(?:(?:is|do) (?:it|this|that|there"
-    r"|the|your|you|i|we|they|he|she)|are|does|did|can|could|will|would|what|whats|why|how"
-    r"|where|when|who|whom|which|kya|kaise|kab|kahan|kyun|kyon|kaun|am i)\b"
-)
-_UNSURE: Final = _rx(
-    r"not sure", r"pakka nahi", r"pata nahi", r"shayad", r"maybe", r"may be", r"dont know",
-    r"no idea", r"kuch keh nahi", r"decide nahi kiya",
-)
-_LINE_OR_HOLD: Final = _rx(
-    r"hold on", r"ek minute", r"1 minute", r"one minute", r"one second", r"1 second",
-    r"ek second", r"ruko", r"rukiye", r"wait", r"aawaz", r"awaaz", r"awaz", r"cant hear",
-    r"cannot hear", r"breaking", r"zor se", r"hindi (?:me|mein)", r"speak in",
-    r"english (?:me|mein)", r"network", r"sunai nahi", r"not audible", r"language",
-    r"repeat", r"say (?:that )?again", r"pardon", r"come again", r"(?:dobara|phir se) bol\w*",
-    r"cut ho rahi",
-)
-_GREETING_WORDS: Final = _vocabulary(
-    "hello helo hallo hi hii hey namaste namaskar namaskaar pranam ram salaam salam"
-    " alaikum walaikum assalamu good morning afternoon evening there ji haan sir madam hanji"
-    " haanji"
-)
-_GREETING_CORE: Final = _vocabulary(
-    "hello helo hallo hi hii hey namaste namaskar namaskaar pranam ram salaam salam"
-    " morning afternoon evening"
-)
-_GOODBYE_CORE: Final = _vocabulary(
-    "thanks thank thankyou bye goodbye tata alvida dhanyavaad dhanyawad shukriya"
-)
-_GOODBYE_WORDS: Final = _vocabulary(
-    "ok okay thanks thank you thankyou bye goodbye good tata alvida dhanyavaad dhanyawad shukriya"
-    " ji sir madam"
-)
-_ACK_WORDS: Final = _vocabulary(
-    "hmm hm hmmm mm haan han ha ji jee ok okay okk k achha accha acha theek thik hai right"
-    " yes yeah yep ya yah sure boliye bolo aage go on i see uh huh alright fine got it bolte"
-    " rahiye continue samjha samajh gaya gayi understood please hanji"
-)
-# A yes-word opening the turn ("haan budget hai 3 lakh", "yes we do use a crm").
-_AFFIRM: Final = re.compile(
-    r"^(?:(?:hmm|uh|um|arre|oh|sir|madam|ok|okay|achha|accha|ji) )*(?:yes|yeah|yep|yup|haan|han"
-    r"|ha|hanji|haanji|ji|correct|absolutely|bilkul|sahi|definitely|sure|of course|theek hai"
-    r"|thik hai|ok|okay|speaking|achha|accha|perfect|great|excellent|wonderful|awesome|done"
-    r"|pakka|exactly|right)\b"
-)
-_DENY_START: Final = re.compile(
-    r"^(?:(?:uh|um|hmm|arre|are|sorry) )*(?:no|nahi|nahin|nai|na|naa|nope|nah)\b"
-)
-_FILLERS: Final = re.compile(r"\b(?:uh|um|umm|arre|are|sir|madam|bhai|yaar)\b")
-
-
 def _all_in(words: list[str], vocabulary: frozenset[str]) -> bool:
     return bool(words) and all(word in vocabulary for word in words)
 
 
+def _made_of(words: list[str], vocabulary: frozenset[str], core: frozenset[str]) -> bool:
+    """Every word from ``vocabulary`` and at least one from ``core``."""
+    return _all_in(words, vocabulary) and any(word in core for word in words)
+
+
 def classify_ack(plain: str, stage: Stage | None) -> IntentMatch | None:
     """Yes/no/acknowledgement turns (see the module docstring), else None."""
-    if _DENY_START.search(plain):
+    if phrases.DENY_START.search(plain):
         return IntentMatch(Intent.DENY, None, 0.85)
-    words = _FILLERS.sub(" ", plain).split()
-    if _all_in(words, _ACK_WORDS):
+    words = phrases.FILLERS.sub(" ", plain).split()
+    if _all_in(words, phrases.ACK_WORDS):
         if stage is Stage.PRESENTATION:
             return IntentMatch(Intent.BACKCHANNEL, None, 0.85)
         return IntentMatch(Intent.AFFIRM, None, 0.85)
-    if _AFFIRM.search(plain):
+    if phrases.AFFIRM.search(plain):
         return IntentMatch(Intent.AFFIRM, None, 0.7)
+    return None
+
+
+# Stages where the bot has just asked the caller something: a turn opening with
+# yes/no answers it, whatever content follows ("nahi, decision papa lete hain").
+_ANSWER_STAGES: Final = frozenset({Stage.INTRO, Stage.DISCOVERY, Stage.QUALIFICATION})
+_DENY_STAGES: Final = frozenset({Stage.DISCOVERY, Stage.QUALIFICATION})
+
+
+def _answer(plain: str, stage: Stage | None) -> IntentMatch | None:
+    """A yes/no answer that carries content, in an answering stage, or None."""
+    if phrases.DENY_START.search(plain):
+        if stage not in _DENY_STAGES or phrases.NO_NEED.search(plain):
+            return None
+        if phrases.NOT_INTERESTED.search(plain):
+            return IntentMatch(Intent.NOT_INTERESTED, None, 0.85)
+        return IntentMatch(Intent.DENY, None, 0.8)
+    if phrases.AFFIRM.search(plain):
+        return IntentMatch(Intent.AFFIRM, None, 0.75)
     return None
 
 
@@ -290,39 +114,55 @@ def classify(plain: str, stage: Stage | None, *, has_timeline: bool) -> IntentMa
     """
     if not plain:
         return IntentMatch(Intent.OTHER, None, 0.2)
-    if _DO_NOT_CALL.search(plain):
+    if phrases.DO_NOT_CALL.search(plain):
         return IntentMatch(Intent.DO_NOT_CALL, None, 0.95)
-    if _WRONG_PERSON.search(plain):
+    if phrases.WRONG_PERSON.search(plain):
         return IntentMatch(Intent.WRONG_PERSON, None, 0.9)
-    if _CALLBACK.search(plain):
+    if phrases.CALLBACK.search(plain):
         return IntentMatch(Intent.CALLBACK_REQUEST, None, 0.9)
-    if _BUSY.search(plain):
+    if phrases.BUSY.search(plain):
         return IntentMatch(Intent.BUSY, None, 0.9)
-    for objection, pattern in _OBJECTIONS:
+    words = plain.split()
+    if _all_in(phrases.FILLERS.sub(" ", plain).split(), phrases.ACK_WORDS):
+        ack = classify_ack(plain, stage)
+        if ack is not None:
+            return ack
+    greets = _made_of(words, phrases.GREETING_WORDS, phrases.GREETING_CORE)
+    if stage in _ANSWER_STAGES and not greets and not phrases.ASKS.search(plain):
+        answer = _answer(plain, stage)
+        if answer is not None:
+            return answer
+    for objection, pattern in phrases.OBJECTIONS:
         if pattern.search(plain):
             return IntentMatch(Intent.OBJECTION, objection, 0.85)
-    if _NOT_INTERESTED.search(plain):
+    if phrases.NOT_INTERESTED.search(plain):
         return IntentMatch(Intent.NOT_INTERESTED, None, 0.9)
-    if _COMMITTED.search(plain):
+    if phrases.CALL_QUESTION.search(plain):
+        return IntentMatch(Intent.QUESTION, None, 0.85)
+    if phrases.COMMITTED.search(plain):
+        # A question wins over interest.
+        if phrases.ASK_PRICE.search(plain) and phrases.ASKS.search(plain):
+            return IntentMatch(Intent.ASK_PRICE, None, 0.8)
+        if stage is Stage.QUALIFICATION and has_timeline:  # "we want it next month" answers when
+            return IntentMatch(Intent.OTHER, None, 0.7)
         return IntentMatch(Intent.INTERESTED, None, 0.9)
-    if _ASK_PRICE.search(plain):
+    if phrases.ASK_PRICE.search(plain):
         return IntentMatch(Intent.ASK_PRICE, None, 0.85)
-    if _ASK_DETAILS.search(plain):
+    if phrases.ASK_DETAILS.search(plain):
         return IntentMatch(Intent.ASK_DETAILS, None, 0.8)
-    if _INTERESTED.search(plain) and not has_timeline:
+    if phrases.INTERESTED.search(plain) and not has_timeline:
         return IntentMatch(Intent.INTERESTED, None, 0.8)
-    if _QUESTION.search(plain):
+    if phrases.QUESTION.search(plain):
         return IntentMatch(Intent.QUESTION, None, 0.75)
-    if _LINE_OR_HOLD.search(plain):
+    if phrases.LINE_OR_HOLD.search(plain):
         return IntentMatch(Intent.OTHER, None, 0.8)
-    if _QUESTION_START.search(plain):
+    if phrases.QUESTION_START.search(plain):
         return IntentMatch(Intent.QUESTION, None, 0.6)
-    if _UNSURE.search(plain):
+    if phrases.UNSURE.search(plain):
         return IntentMatch(Intent.OTHER, None, 0.4)  # hedging: let the LLM read it
-    words = plain.split()
-    if _all_in(words, _GOODBYE_WORDS) and any(word in _GOODBYE_CORE for word in words):
+    if _made_of(words, phrases.GOODBYE_WORDS, phrases.GOODBYE_CORE):
         return IntentMatch(Intent.OTHER, None, 0.6)
-    if _all_in(words, _GREETING_WORDS) and any(word in _GREETING_CORE for word in words):
+    if greets:
         return IntentMatch(Intent.GREETING, None, 0.9)
     ack = classify_ack(plain, stage)
     if ack is not None:

@@ -75,6 +75,7 @@ _HINDI_SAFE: Final[dict[str, int]] = {
     "pandrah": 15, "pandra": 15, "bees": 20, "pachees": 25, "pachchis": 25, "pachis": 25,
     "tees": 30, "chalis": 40, "chaalis": 40, "pachas": 50, "pachaas": 50,
     "sattar": 70, "assi": 80, "nabbe": 90, "nabbey": 90, "nabe": 90,
+    "pantees": 35, "paintees": 35, "chalees": 40, "pachpan": 55, "pachattar": 75,
 }
 # Numbers that are also ordinary words: read as numbers only before a unit.
 _HINDI_AMBIGUOUS: Final[dict[str, int]] = {
@@ -106,6 +107,7 @@ _AMBIGUOUS_AFTER_AT: Final = re.compile(
     r"(?!\s+(?:the|a|an|me|us|you|your|my|our|him|her|them|it|this|that|some|sure)\b)"
 )
 _AND_A_HALF: Final = re.compile(r"\b(\d+)\s+and\s+a\s+half\b")
+_POINT: Final = re.compile(r"\b(\d+)\s+point\s+(\d+)\b")
 _HALF_AN: Final = re.compile(r"\bhalf\s+an?\s+(?=hour|ghant)")
 _AN_HOUR: Final = re.compile(r"\ban?\s+(?=hour\b)")
 _A_SCALE: Final = re.compile(r"\ba\s+(?=(?:lakh|lac|lack|crore|thousand)\b)")
@@ -161,6 +163,7 @@ def _numeric(plain: str) -> str:
     text = _AN_HOUR.sub("1 ", text)
     text = _A_SCALE.sub("1 ", text)
     text = _AND_A_HALF.sub(lambda m: m[1] + ".5", text)
+    text = _POINT.sub(lambda m: m[1] + "." + m[2], text)
     text = _FRACTION.sub(_fraction, text)
     return _PREFIXED.sub(_prefixed, text)
 

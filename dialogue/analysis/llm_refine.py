@@ -7,7 +7,8 @@ it builds the request and merges the reply; the I/O lives elsewhere.
 Merge rules (``merge_llm_analysis``), field by field:
 
 * ``intent`` / ``objection`` — the rule reading stands unless its confidence is
-  below ``LOW_CONFIDENCE`` (0.5); then a valid LLM intent replaces it, with the
+  below ``LLM_BELOW_CONFIDENCE`` (``dialogue.analysis.confidence``); then a valid LLM
+  intent replaces it, with the
   LLM's objection (kept only when the intent is ``objection``) and the LLM's
   confidence (default 0.6, capped at 0.9).
 * ``sentiment`` — the LLM's value when it is a number in [-1, 1] (it reads tone
@@ -33,18 +34,17 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
+from dialogue.analysis.confidence import LLM_BELOW_CONFIDENCE
 from dialogue.analysis.when import IST
 from dialogue.model import Analysis, Intent, Objection, Stage, Timeline
 
 __all__ = [
     "ANALYSIS_SCHEMA",
-    "LOW_CONFIDENCE",
     "RESPONSE_FORMAT",
     "build_analysis_messages",
     "merge_llm_analysis",
 ]
 
-LOW_CONFIDENCE: Final = 0.5
 _DEFAULT_LLM_CONFIDENCE: Final = 0.6
 _MAX_LLM_CONFIDENCE: Final = 0.9
 _MAX_BUDGET: Final = 10**10
@@ -206,7 +206,7 @@ def merge_llm_analysis(rule: Analysis, llm_json: object, now: datetime) -> Analy
         return rule
     intent, objection, confidence = rule.intent, rule.objection, rule.confidence
     llm_intent = _enum(Intent, llm_json.get("intent"))
-    if llm_intent is not None and rule.confidence < LOW_CONFIDENCE:
+    if llm_intent is not None and rule.confidence < LLM_BELOW_CONFIDENCE:
         intent = llm_intent
         objection = (
             _enum(Objection, llm_json.get("objection")) if intent is Intent.OBJECTION else None

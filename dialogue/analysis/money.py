@@ -58,7 +58,7 @@ _BUDGET_CUE: Final = re.compile(
     r"\b(?:budget|can spend|could spend|spend|afford|can pay|can only pay|only pay|invest"
     r"|de sakt[aei]|de payenge|kar sakt[aei]|kar sakte|ja sakt[aei]|le sakt[aei]|tak|upto|up to"
     r"|max|maximum|only|bas|sirf|mere paas|hamare paas|humare paas|paas hai|rakha|sanctioned"
-    r"|can go|go up|se upar nahi|se zyada nahi|ho jayega|have|kar payenge|kar paunga"
+    r"|can go|go up|se upar nahi|se zyada nahi|ho jayega|have|kar payenge|kar paunga|at most"
     r"|de paunga|afford kar\w*|chalega)\b"
 )
 # Phrases that look like budget cues but complain about a price.
@@ -69,8 +69,13 @@ _NOT_A_CUE: Final = re.compile(
 _PRICE_COMPLAINT: Final = re.compile(
     r"\b(?:too much|too high|too expensive|expensive|costly|mehe?nga|zyada|jyada|out of budget"
     r"|over budget|way over|you said|aapne bola|aap bol rahe|bata rahe|is too|price is|cost is"
-    r"|rate is|itna kyun|kaise itna)\b"
+    r"|rate is|itna kyun|kaise itna|no way|fee of)\b"
 )
+# An amount next to one of these is a loan, a cover, a bill or a limit, not a budget.
+_NOT_BUDGET: Final = re.compile(
+    r"\b(?:loan|cover|sum insured|bill|limit|turnover|salary|income|fee|fees|kitn[aei])\b"
+)
+_NEAR: Final = 24
 
 
 class Amount(NamedTuple):
@@ -110,6 +115,14 @@ def _cue_positions(numeric: str) -> list[int]:
     return [m.start() for m in _BUDGET_CUE.finditer(blanked)]
 
 
+def _other_money(numeric: str, amount: Amount, cues: list[int]) -> bool:
+    """Whether ``amount`` sits next to a loan/cover/bill word and no budget cue."""
+    start, end = max(0, amount.start - _NEAR), amount.end + _NEAR
+    if not _NOT_BUDGET.search(numeric, start, end):
+        return False
+    return not any(start <= cue <= end for cue in cues)
+
+
 def extract_budget(numeric: str, *, asks_price: bool = False) -> int | None:
     """The caller's budget in rupees, or None (see the module docstring).
 
@@ -117,10 +130,10 @@ def extract_budget(numeric: str, *, asks_price: bool = False) -> int | None:
     lakh"); its amounts are then prices, like in a complaint, unless a budget
     cue is present.
     """
-    amounts = find_amounts(numeric)
+    cues = _cue_positions(numeric)
+    amounts = [a for a in find_amounts(numeric) if not _other_money(numeric, a, cues)]
     if not amounts:
         return None
-    cues = _cue_positions(numeric)
     if (asks_price or _PRICE_COMPLAINT.search(numeric)) and not cues:
         return None
     if len(amounts) == 1 or not cues:

@@ -10,8 +10,9 @@ All run on the ``plain`` normal form after the intent is known.
   ``has_budget``, ``near_timeline`` (immediate / this week / this month),
   ``decision_maker``.
 * ``decision_maker``: only when stated. True for "I decide", "I'm the owner",
-  "main hi decide karta hoon", "final decision mera hai"; False for an
-  authority objection or "my boss decides".
+  "main hi decide karta hoon", "final decision mera hai" (even where the turn
+  was read as an authority objection); False for an authority objection or
+  "my boss decides".
 * ``need``: a short phrase after "I/we need", "looking for", "… chahiye"
   (at most six words), never from a negative turn.
 """
@@ -64,11 +65,18 @@ _DECIDER: Final = re.compile(
     r"|owner hoon|malik hoon|i own the (?:company|business|shop)"
     r"|i (?:handle|manage|look after) (?:all )?(?:the )?(?:purchases?|purchasing|buying"
     r"|decisions?|finances?)|(?:decision|faisla) main hi (?:leta|leti|karta|karti)"
-    r"|main hi (?:decision|faisla) (?:leta|leti))\b"
+    r"|main hi (?:decision|faisla) (?:leta|leti)|managing director"
+    r"|(?:its|it s) my (?:company|call|business|shop)"
+    r"|i make the (?:call|decisions?)|(?:im|i m|i am) (?:the )?(?:owner|proprietor)|proprietor hoon"
+    r"|main hi (?:dekhta|dekhti|sambhalta|sambhalti)|faisla (?:bhi )?mera|as the (?:md|owner|ceo)"
+    r"|i take (?:these|all|the final) decisions?|owner main hi|so its my call|i sign off on"
+    r"|mera hi (?:hai|hota))\b"
 )
 _NOT_DECIDER: Final = re.compile(
     r"\b(?:not the decision maker|(?:boss|wife|husband|partner|manager|papa|father|director"
-    r"|management) (?:decides|will decide|decide karenge|takes the decision))\b"
+    r"|management) (?:decides|will decide|decide karenge|takes the decision)"
+    r"|(?:owner|partner|papa|father|boss|director|malik)\w* (?:decides|takes those|lete|leta)"
+    r"|decision (?:mere )?(?:papa|father|partner|boss)\w* (?:lete|leta|leti))\b"
 )
 _NEED: Final = re.compile(
     r"\b(?:(?:i|we|hum|hume|mujhe) (?:need|want|require)|looking for)\s+"
@@ -113,11 +121,9 @@ def buying_signals(
 
 def decision_maker(plain: str, objection: Objection | None) -> bool | None:
     """Whether the caller said they decide; None when they did not say."""
-    if objection is Objection.AUTHORITY:
-        return False
     if _DECIDER.search(plain):
         return True
-    if _NOT_DECIDER.search(plain):
+    if objection is Objection.AUTHORITY or _NOT_DECIDER.search(plain):
         return False
     return None
 

@@ -93,7 +93,7 @@ _PLUS2: Final = re.compile(r"\b(?:day after tomorrow|day after tmrw|parso|parson
 _PLUS1: Final = re.compile(r"\b(?:tomorrow|tomorow|tommorow|tommorrow|tmrw|tmr|kal|kaal)\b")
 _TODAY: Final = re.compile(r"\b(?:today|aaj|tonight)\b")
 _NEXT_WEEK: Final = re.compile(
-    r"\b(?:next week|agle (?:hafte|week|saptah)|agle hafta|next hafte)\b"
+    r"\b(?:next (?:week|weak)|agle (?:hafte|week|saptah)|agle hafta|next hafte)\b"
 )
 _WEEKDAY: Final = re.compile(r"\b(?P<wd>" + _WEEKDAY_RE + r")\b")
 _PART: Final = re.compile(r"\b(?P<part>" + _PART_RE + r")\b")
@@ -216,18 +216,22 @@ def extract_callback_at(numeric: str, now: datetime) -> datetime | None:
 
 _TIMELINES: Final = (
     (Timeline.NO_PLAN, re.compile(
-        r"\b(?:no plan|koi plan nahi|just exploring|just looking|sirf dekh rahe|abhi dekh rahe"
+        r"\b(?:no (?:fixed )?plan|(?:koi|kuch) plan nahi|just exploring|just looking"
+        r"|sirf dekh rahe|abhi dekh rahe"
         r"|not decided yet|no timeline)\b")),
     (Timeline.IMMEDIATE, re.compile(
         r"\b(?:immediately|right away|asap|as soon as possible|abhi chahiye|abhi ke abhi|jaldi se"
         r"|jald se jald|turant|urgently|urgent|today itself|aaj hi)\b")),
     (Timeline.THIS_WEEK, re.compile(
-        r"\b(?:this week|is hafte|iss hafte|is week|iss week|within a week|within 1 week)\b")),
+        r"\b(?:this (?:week|weak)|is hafte|iss hafte|is (?:week|weak)|iss week"
+        r"|within (?:a|this|1) week)\b")),
     (Timeline.NEXT_QUARTER, re.compile(r"\b(?:next quarter|agle quarter)\b")),
-    (Timeline.THIS_QUARTER, re.compile(r"\b(?:this quarter|is quarter|iss quarter)\b")),
+    (Timeline.THIS_QUARTER, re.compile(
+        r"\b(?:this quarter|is quarter|iss quarter|before the quarter ends|quarter end tak)\b")),
     (Timeline.NEXT_MONTH, re.compile(r"\b(?:next month|agle mahine|agle month)\b")),
     (Timeline.THIS_MONTH, re.compile(
-        r"\b(?:this month|is mahine|iss mahine|is month|within a month|month end tak)\b")),
+        r"\b(?:this month|is mahine|iss mahine|isi mahine|is month|within a month"
+        r"|month end tak)\b")),
     (Timeline.THIS_YEAR, re.compile(
         r"\b(?:this year|is saal|iss saal|by year end|by the end of the year|saal ke end tak"
         r"|year end tak)\b")),
@@ -236,12 +240,14 @@ _TIMELINES: Final = (
 
 # "not this year", "this year nahi": a phrase the caller rules out.
 _NEGATED: Final = re.compile(r"\bnot\s+$")
+_NEGATED_AFTER: Final = re.compile(r"\s+nahi\b")
 
 
 def extract_timeline(plain: str) -> Timeline | None:
     """When the caller plans to buy, from a buying-plan phrase, or None."""
     for timeline, pattern in _TIMELINES:
         m = pattern.search(plain)
-        if m is not None and not _NEGATED.search(plain, 0, m.start()):
+        if (m is not None and not _NEGATED.search(plain, 0, m.start())
+                and not _NEGATED_AFTER.match(plain, m.end())):
             return timeline
     return None

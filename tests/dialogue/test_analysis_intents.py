@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dialogue import analyze
+from dialogue import LLM_BELOW_CONFIDENCE, analyze
 from dialogue.model import Intent, Objection, Stage
 
 NOW = datetime(2026, 11, 24, 15, 30, tzinfo=ZoneInfo("Asia/Kolkata"))
@@ -61,7 +61,6 @@ def test_acknowledgement_with_content_is_not_backchannel() -> None:
         ("no not yet", Intent.DENY, None),
         ("haan but budget kam hai", Intent.OBJECTION, Objection.PRICE),
         ("I'll think about it", Intent.OBJECTION, Objection.TIMING),
-        ("is it safe", Intent.QUESTION, None),
         ("can you speak in hindi", Intent.OTHER, None),
         ("", Intent.OTHER, None),
     ],
@@ -112,7 +111,7 @@ def test_need_is_a_short_phrase() -> None:
 def test_unrecognised_turn_has_low_confidence() -> None:
     unknown = analyze("the mango trees are flowering early", Stage.DISCOVERY)
     assert unknown.intent is Intent.OTHER
-    assert unknown.confidence < 0.5
+    assert unknown.confidence < LLM_BELOW_CONFIDENCE
     assert analyze("dont call me again").confidence >= 0.9
 
 
@@ -128,10 +127,10 @@ def test_any_text_gives_a_well_formed_analysis(text: str) -> None:
 
 
 def test_hedges_are_left_to_the_llm() -> None:
-    for text in ["I'm not sure", "pata nahi", "maybe"]:
+    """No rule reads a hedge; whatever the classifier makes of it, it is unsure."""
+    for text in ["I'm not sure", "pata nahi", "maybe", "is it safe"]:
         got = analyze(text, Stage.TRIAL_CLOSE, NOW)
-        assert got.intent is Intent.OTHER
-        assert got.confidence < 0.5
+        assert got.confidence < LLM_BELOW_CONFIDENCE, text
 
 
 def test_a_time_answers_the_callback_question_only_in_follow_up() -> None:

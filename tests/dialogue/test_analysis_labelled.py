@@ -1,4 +1,9 @@
-"""Accuracy of ``dialogue.analyze`` on the labelled set (issue 5 targets).
+"""Accuracy of ``dialogue.analyze`` on the labelled tuning set (issue 5 targets).
+
+The tuning set is every ``tests/data/utterances*.jsonl`` (the frozen held-out
+split in ``tests/data/frozen/`` is scored only by ``python -m bench dialogue``).
+The classifier was fitted on these turns, so these are in-sample figures: they
+check conformance to the labels, not generalisation.
 
 Metrics are defined in ``dialogue.analysis.scoring``: every field is scored over
 all lines, so a slot predicted where none was stated (false positive) fails a
@@ -18,13 +23,16 @@ from dialogue import analyze
 from dialogue.analysis.scoring import LabelledTurn, Score, parse_labelled, score
 from dialogue.model import Analysis, Intent, Objection, Stage
 
-DATA = Path(__file__).parent.parent / "data" / "utterances.jsonl"
+DATA = Path(__file__).parent.parent / "data"
 TARGET = 0.95
 
 
 @pytest.fixture(scope="module")
 def turns() -> list[LabelledTurn]:
-    return parse_labelled(DATA.read_text(encoding="utf-8").splitlines())
+    turns: list[LabelledTurn] = []
+    for path in sorted(DATA.glob("utterances*.jsonl")):
+        turns += parse_labelled(path.read_text(encoding="utf-8").splitlines())
+    return turns
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +41,16 @@ def result(turns: list[LabelledTurn]) -> Score:
 
 
 def test_set_is_large_and_covers_every_label(turns: list[LabelledTurn]) -> None:
-    assert len(turns) >= 300
+    assert len(turns) >= 1550
     intents = Counter(t.intent for t in turns)
     objections = Counter(t.objection for t in turns)
     assert set(intents) == set(Intent)
-    assert min(intents.values()) >= 10
+    assert min(intents.values()) >= 40
     assert set(objections) - {None} == set(Objection)
-    assert min(n for o, n in objections.items() if o is not None) >= 8
-    assert sum("budget_inr" in t.slots for t in turns) >= 30
-    assert sum("callback_at" in t.slots for t in turns) >= 60
+    assert min(n for o, n in objections.items() if o is not None) >= 35
+    assert sum("budget_inr" in t.slots for t in turns) >= 100
+    assert sum("callback_at" in t.slots for t in turns) >= 200
+    assert sum(t.split == "calib" for t in turns) >= 300
     assert {t.slots["timeline"] for t in turns if "timeline" in t.slots} >= {
         "immediate", "this_week", "this_month", "next_month", "this_quarter",
         "next_quarter", "this_year", "no_plan",

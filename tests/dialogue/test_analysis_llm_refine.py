@@ -12,7 +12,7 @@ import pytest
 from dialogue import analyze
 from dialogue.analysis.llm_refine import (
     ANALYSIS_SCHEMA,
-    LOW_CONFIDENCE,
+    LLM_BELOW_CONFIDENCE,
     RESPONSE_FORMAT,
     build_analysis_messages,
     merge_llm_analysis,
@@ -82,7 +82,7 @@ def test_confident_rule_intent_is_kept() -> None:
 
 def test_unsure_rule_intent_is_replaced_with_objection() -> None:
     rule = analyze("the mango trees are flowering early", Stage.DISCOVERY)
-    assert rule.confidence < LOW_CONFIDENCE
+    assert rule.confidence < LLM_BELOW_CONFIDENCE
     merged = merge_llm_analysis(
         rule, llm(intent="objection", objection="timing", confidence=0.95), NOW
     )
