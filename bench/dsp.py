@@ -96,14 +96,14 @@ def inbound_section(repeats: int) -> list[str]:
         "msgspec typed (payload: bytes)": msgspec_parse,
     }
     try:
-        from server import events, exotel
+        from server.telephony import events, exotel
 
         def server_parse() -> bytes:
             event = exotel.parse_frame(text)
             assert isinstance(event, events.Media)
             return event.pcm
 
-        paths["server.exotel.parse_frame (live code)"] = server_parse
+        paths["server.telephony.exotel.parse_frame (live code)"] = server_parse
     except ImportError:  # the server package is built by another issue
         pass
     for parse in paths.values():
@@ -200,7 +200,7 @@ figures were taken), so trust ratios within one run more than absolutes.
   call each; outbound audio is resampled/encoded per TTS chunk and cut into
   100 ms frames by the `Chunker`. Only a Twilio leg brings μ-law in 20 ms
   frames, where one decode per frame costs about a microsecond.
-* **Inbound path.** Chosen: msgspec. `server.exotel.parse_frame` decodes JSON
+* **Inbound path.** Chosen: msgspec. `server.telephony.exotel.parse_frame` decodes JSON
   with msgspec into plain dicts and base64 with `msgspec.convert(payload,
   bytes)` (strict); that is what the server runs, and with the PCM view and
   the VAD update it stays well inside the 20 µs median. A typed msgspec

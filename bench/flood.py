@@ -37,8 +37,8 @@ import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request, TextMessage
 
-from bench.caller import default_script
 from bench.load import Server, _machine, run_load
+from server.telephony.caller import default_script
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "flood.md"

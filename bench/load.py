@@ -2,7 +2,7 @@
 
 Starts ``voicebot serve --echo`` in a subprocess pinned to core 0 (this process,
 the load generator, pins itself to core 1), then places ``--calls`` concurrent
-Exotel-like calls (``bench.caller``) of ``--seconds`` each against 127.0.0.1,
+Exotel-like calls (``server.telephony.caller``) of ``--seconds`` each against 127.0.0.1,
 their starts spread over one second. Reports per run:
 
 - server CPU-ms per call-second (``/proc`` CPU time of the server process over
@@ -42,7 +42,7 @@ import httpx
 import psutil  # type: ignore[import-untyped]
 import trio
 
-from bench.caller import CallerResult, default_script, run_caller
+from server.telephony.caller import CallerResult, default_script, run_caller
 
 RESULTS = Path(__file__).parent / "results" / "load.md"
 RESULTS_STORE = RESULTS.with_name("load_store.md")

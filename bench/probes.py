@@ -31,7 +31,7 @@ def _speechlike_pcm(seconds: float, rate: int = 8000, seed: int = 7) -> np.ndarr
 
 def inbound_media() -> Callable[[], object]:
     import dsp
-    from server import exotel
+    from server.telephony import exotel
 
     pcm = _speechlike_pcm(0.1)
     frame = json.dumps({
@@ -52,11 +52,11 @@ def inbound_media() -> Callable[[], object]:
 
 def websocket_frame() -> Callable[[], object]:
     """One client-masked 100 ms media frame through the call WebSocket's fast
-    path (``server.wsframes``): header, unmask, UTF-8 decode."""
+    path (``server.ws.frames``): header, unmask, UTF-8 decode."""
     from wsproto.connection import Connection, ConnectionType
     from wsproto.events import Message
 
-    from server.wsframes import decode_frame, read_head
+    from server.ws.frames import decode_frame, read_head
 
     pcm = _speechlike_pcm(0.1)
     text = json.dumps({
@@ -76,7 +76,7 @@ def websocket_frame() -> Callable[[], object]:
 
 def outbound_media() -> Callable[[], object]:
     import dsp
-    from server import exotel
+    from server.telephony import exotel
 
     pcm = _speechlike_pcm(0.1).tobytes()
     chunker = dsp.Chunker(dsp.frame_bytes_for(8000, 100))

@@ -1,8 +1,8 @@
 """``python -m bench ws``: server CPU per WebSocket message, trio-websocket's
-server vs ours (``server.websocket``), side by side under the same load.
+server vs ours (``server.ws.connection``), side by side under the same load.
 
 A third server, ``raw``, is the floor both stand on: after a wsproto handshake
-it only delimits frames by their headers (``server.wsframes.read_head``; no
+it only delimits frames by their headers (``server.ws.frames.read_head``; no
 unmasking, no UTF-8, no events)
 and writes a pre-built reply frame. What remains in ``raw`` is the kernel's
 socket work, epoll and trio's scheduling; ``impl − raw`` is each WebSocket
@@ -44,9 +44,9 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request
 
 from server import exceptions as server_exceptions
-from server.websocket import WebSocketLimits
-from server.websocket_listen import serve_websocket as serve_our_websocket
-from server.wsframes import read_head
+from server.ws.connection import WebSocketLimits
+from server.ws.frames import read_head
+from server.ws.listen import serve_websocket as serve_our_websocket
 
 RESULTS = Path(__file__).parent / "results" / "ws.md"
 IMPLS = ("trio-websocket", "voicebot", "raw")
@@ -356,7 +356,7 @@ def main(argv: list[str]) -> int:
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(
-            "## WebSocket server layer: trio-websocket vs server.websocket "
+            "## WebSocket server layer: trio-websocket vs server.ws.connection "
             f"(python -m bench ws --calls {args.calls} --seconds {args.seconds:g} "
             f"--repeat {args.repeat})\n\n" + "".join(f"- {line}\n" for line in lines)
             + "\n" + "\n".join(rows) + f"\n\n{verdict}\n")

@@ -28,7 +28,7 @@ class ConfigError(ServerError):
 
 
 class ConnectionClosed(ServerError):
-    """The call's WebSocket is closed (``server.websocket``).
+    """The call's WebSocket is closed (``server.ws.connection``).
 
     ``code`` is the close code (1006 when no close frame was exchanged: EOF,
     reset, a torn stream), ``reason`` the close reason, ``by_us`` whether this

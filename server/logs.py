@@ -77,7 +77,7 @@ def _kv_value(key: str, value: object) -> str:
 
 
 class KeyValueFormatter(logging.Formatter):
-    """``ts=... level=info logger=server.call call_id=ab12 msg="call ended" k=v``."""
+    """``ts=... level=info logger=server.calls.lifecycle call_id=ab12 msg="call ended" k=v``."""
 
     def format(self, record: logging.LogRecord) -> str:
         return " ".join(f"{key}={_kv_value(key, value)}"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server import demo
-from server.cli import main
+from server.cli import demo, main
 
 
 def test_demo_stream_finds_each_sentence_near_the_truth() -> None:

@@ -8,12 +8,12 @@ import httpx
 import pytest
 import trio
 
-from bench.caller import run_caller, speech_like_script
-from server.app import Running, serve_until_signalled
+from server.calls.server import Running, serve_until_signalled
 from server.cli import build_parser
 from server.config import ENV_VARS, BasicAuth, ServerConfig, build_config
-from server.echo import EchoHandler
 from server.exceptions import ConfigError
+from server.handlers.echo import EchoHandler
+from server.telephony.caller import run_caller, speech_like_script
 
 
 async def test_a_real_echo_call_over_loopback_with_auth_and_metrics() -> None:
@@ -94,7 +94,7 @@ def test_serve_parses_flags_into_the_config() -> None:
 def test_serve_raises_the_soft_descriptor_limit_to_the_hard_one() -> None:
     import resource
 
-    from server.serve_cmd import raise_fd_limit
+    from server.cli.serve import raise_fd_limit
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     lowered = min(256, soft)

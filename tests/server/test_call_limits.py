@@ -23,14 +23,14 @@ from wsproto.events import (
     TextMessage,
 )
 
-from bench.caller import speech_like_script
-from server.app import CallServer
-from server.call import CallSession, CallState, CallSummary, ListenOnlyHandler
+from server.calls.lifecycle import CallSession, CallState, CallSummary, ListenOnlyHandler
+from server.calls.server import CallServer
 from server.config import ServerConfig
-from server.echo import EchoHandler
 from server.exceptions import CallLimitExceeded
-from server.websocket import WebSocketLimits
-from server.websocket_listen import serve_connection
+from server.handlers.echo import EchoHandler
+from server.telephony.caller import speech_like_script
+from server.ws.connection import WebSocketLimits
+from server.ws.listen import serve_connection
 from tests.server.wsclient import RawClient
 
 
@@ -229,8 +229,8 @@ async def test_echo_of_a_faster_than_real_time_speech_flood_hits_the_queue_cap(
 
 def test_the_speaker_refuses_more_than_its_queue_cap() -> None:
     async def main() -> None:
-        from server.dialect import EXOTEL
-        from server.speaker import open_speaker
+        from server.playout.speaker import open_speaker
+        from server.telephony.dialect import EXOTEL
 
         sent: list[str] = []
 

@@ -11,10 +11,10 @@ import httpx
 import pytest
 import trio
 
-from server.app import parse_target
+from server.calls.server import parse_target
 from server.config import BasicAuth, ServerConfig
-from server.control import ControlApp, stream_url
-from server.control_http import serve_control
+from server.control.app import ControlApp, stream_url
+from server.control.http import serve_control
 from server.metrics import ServerMetrics
 from server.store.records import LeadContext
 

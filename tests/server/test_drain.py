@@ -17,11 +17,11 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
-from server.app import CallServer, Rejection, Running, serve_until_signalled
-from server.call import ListenOnlyHandler
+from server.calls.lifecycle import ListenOnlyHandler
+from server.calls.server import CallServer, Rejection, Running, serve_until_signalled
 from server.config import ServerConfig
-from server.websocket import WebSocketLimits
-from server.websocket_listen import serve_connection
+from server.ws.connection import WebSocketLimits
+from server.ws.listen import serve_connection
 
 CONFIG = ServerConfig(port=0, control_port=0, grace=30.0)
 START = json.dumps({"event": "start", "start": {"stream_sid": "s1", "call_sid": "c1"}})

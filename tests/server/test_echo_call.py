@@ -18,14 +18,14 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
-from bench.caller import converse, speech_like_script
 from dsp.g711 import ulaw_encode
-from server.app import CallServer
+from server.calls.server import CallServer
 from server.config import ServerConfig
-from server.echo import EchoHandler
 from server.exceptions import ConnectionClosed as ServerSideClosed
-from server.websocket import ServerWebSocket, WebSocketLimits
-from server.websocket_listen import read_request, serve_connection
+from server.handlers.echo import EchoHandler
+from server.telephony.caller import converse, speech_like_script
+from server.ws.connection import ServerWebSocket, WebSocketLimits
+from server.ws.listen import read_request, serve_connection
 
 
 @asynccontextmanager

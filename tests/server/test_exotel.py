@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server import exotel
-from server.events import Connected, Dtmf, Mark, Media, Start, Stop, Unknown
 from server.exceptions import BadPayload, FrameError, ServerError
+from server.telephony import exotel
+from server.telephony.events import Connected, Dtmf, Mark, Media, Start, Stop, Unknown
 
 SID = "4f0c2a6a1b2c4d5e8f901234567890ab"
 CALL = "9a8b7c6d5e4f30211203f4e5d6c7b8a9"

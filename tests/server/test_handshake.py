@@ -9,11 +9,11 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from server.app import CallServer, Rejection, Route, parse_target, serve_calls
-from server.call import ListenOnlyHandler
+from server.calls.lifecycle import ListenOnlyHandler
+from server.calls.server import CallServer, Rejection, Route, parse_target, serve_calls
 from server.config import BasicAuth, ServerConfig
-from server.dialect import EXOTEL, TWILIO
 from server.exceptions import RequestError
+from server.telephony.dialect import EXOTEL, TWILIO
 
 AUTH = [(b"Authorization", b"Basic " + base64.b64encode(b"key:token"))]
 

@@ -17,10 +17,10 @@ import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request, TextMessage
 
-from bench.caller import run_caller, speech_like_script
-from server.app import Running, serve_until_signalled
+from server.calls.server import Running, serve_until_signalled
 from server.config import BasicAuth, ServerConfig
-from server.echo import EchoHandler
+from server.handlers.echo import EchoHandler
+from server.telephony.caller import run_caller, speech_like_script
 
 WS_AUTH = b"Basic " + base64.b64encode(b"key:s3cret-ws")
 CONTROL_AUTH = b"Basic " + base64.b64encode(b"exotel:s3cret-ctl")

@@ -17,14 +17,14 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.app import CallServer
-from server.call import ListenOnlyHandler
+from server.calls.lifecycle import ListenOnlyHandler
+from server.calls.server import CallServer
 from server.config import BasicAuth, ServerConfig
-from server.control import ControlApp
-from server.control_http import handle_control_connection
+from server.control.app import ControlApp
+from server.control.http import handle_control_connection
 from server.metrics import ServerMetrics
-from server.websocket import WebSocketLimits
-from server.websocket_listen import serve_connection
+from server.ws.connection import WebSocketLimits
+from server.ws.listen import serve_connection
 
 CONFIG = ServerConfig(basic_auth=BasicAuth("k", "s"), control_auth=BasicAuth("c", "p"),
                       our_base_url="https://k:s@bot.example", start_seconds=0.5)

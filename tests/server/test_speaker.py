@@ -18,9 +18,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dsp.g711 import ulaw_decode
-from server.dialect import EXOTEL, TWILIO, Dialect
-from server.pacer import LATENESS_BUCKETS_MS, LatenessHistogram, Pacer, PlaySpan
-from server.speaker import Speaker, open_speaker
+from server.playout.pacer import LATENESS_BUCKETS_MS, LatenessHistogram, Pacer, PlaySpan
+from server.playout.speaker import Speaker, open_speaker
+from server.telephony.dialect import EXOTEL, TWILIO, Dialect
 
 SID = "4f0c2a6a1b2c4d5e8f901234567890ab"
 MS = 1e-3

@@ -25,16 +25,16 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
-from bench.caller import speech_like_script
 from dialogue.model import Stage
-from server.app import CallServer
-from server.call_state import store_call_state
+from server.calls.recording import store_call_state
+from server.calls.server import CallServer
 from server.config import ServerConfig
-from server.echo import EchoHandler
+from server.handlers.echo import EchoHandler
 from server.store import Outcome, StoreService, open_store_service
 from server.store.connection import StoreConfig, connect
 from server.store.redis_store import RedisBackend
 from server.store.spill import SpillFile
+from server.telephony.caller import speech_like_script
 
 CALLER = "+919876543210"
 MASKED = "******3210"
@@ -172,7 +172,7 @@ async def test_an_abrupt_close_is_recorded_as_closed_and_a_call_without_start_no
     redis_url: str, store_config: StoreConfig, backend: RedisBackend, tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="server.call_state")
+    caplog.set_level(logging.INFO, logger="server.calls.recording")
     spill = SpillFile(tmp_path / "spill.jsonl")
     async with (
         open_store_service(redis_url, config=store_config, spill=spill) as service,

@@ -13,10 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dsp.g711 import ulaw_decode, ulaw_encode
-from server import exotel, twilio
-from server.dialect import DIALECTS, EXOTEL, TWILIO, Dialect, get_dialect
-from server.events import Connected, Dtmf, Mark, Media, Start, Stop, Unknown
 from server.exceptions import BadPayload, FrameError
+from server.telephony import exotel, twilio
+from server.telephony.dialect import DIALECTS, EXOTEL, TWILIO, Dialect, get_dialect
+from server.telephony.events import Connected, Dtmf, Mark, Media, Start, Stop, Unknown
 
 SID = "MZ18ad3ab5a668481ce02b83e7395059f0"
 CALL = "CA5ca4f3b8e4b5c9d1d8f1c2e3a4b5c6d7"

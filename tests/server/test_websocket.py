@@ -1,4 +1,4 @@
-"""server.websocket against a raw wsproto client over in-memory streams.
+"""server.ws.connection against a raw wsproto client over in-memory streams.
 
 The client side is plain wsproto so the tests can send what a polite client
 never would: fragments, pings, oversize messages, bad UTF-8, bare EOF.
@@ -22,8 +22,8 @@ from wsproto.events import (
 )
 
 from server.exceptions import ConnectionClosed
-from server.websocket import ServerWebSocket, WebSocketLimits
-from server.websocket_listen import WebSocketRequest, serve_connection, serve_websocket
+from server.ws.connection import ServerWebSocket, WebSocketLimits
+from server.ws.listen import WebSocketRequest, serve_connection, serve_websocket
 from tests.server.wsclient import LIMITS, RawClient, collect_until_closed, connected
 
 

@@ -1,4 +1,4 @@
-"""server.wsframes, and the connection's fast path judged against wsproto.
+"""server.ws.frames, and the connection's fast path judged against wsproto.
 
 wsproto is the oracle: whatever mix of frames a client sends (whole, fragmented,
 pings between fragments, empty, long), split at whatever points, the server
@@ -20,8 +20,8 @@ from wsproto.connection import Connection, ConnectionType
 from wsproto.events import CloseConnection, Message, Ping, Pong
 from wsproto.frame_protocol import Opcode
 
-from server.websocket import WebSocketLimits
-from server.wsframes import BINARY, TEXT, data_frame, read_head, unmasked_payload
+from server.ws.connection import WebSocketLimits
+from server.ws.frames import BINARY, TEXT, data_frame, read_head, unmasked_payload
 from tests.server.wsclient import collect_until_closed, connected
 
 

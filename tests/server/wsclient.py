@@ -13,8 +13,8 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Event, Request
 
 from server.exceptions import ConnectionClosed
-from server.websocket import ServerWebSocket, WebSocketLimits
-from server.websocket_listen import WebSocketRequest, serve_connection
+from server.ws.connection import ServerWebSocket, WebSocketLimits
+from server.ws.listen import WebSocketRequest, serve_connection
 
 #: Small limits, so that "too big" is cheap to reach.
 LIMITS = WebSocketLimits(max_message_size=1024, receive_buffer_size=4096, handshake_seconds=10)

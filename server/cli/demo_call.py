@@ -4,7 +4,7 @@ No keys, no network, nothing to install: in this process, the call server
 (``voicebot serve --echo``'s handler) listens on a free loopback port, records
 the call in an embedded redis-server of its own (never ``REDIS_URL``: a demo
 must not write into a real outcome stream), and an Exotel-like caller (the load
-benchmark's simulator, ``bench.caller``) places one call: ``connected``,
+benchmark's simulator, ``server.telephony.caller``) places one call: ``connected``,
 ``start``, espeak-ng speech in paced 100 ms ``media`` frames, marks echoed when
 their audio would have played, then ``stop``. The server answers every
 utterance by playing it back through its paced speaker once the VAD ends it.
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import trio
 
-from server.app import CallServer, serve_calls
-from server.call_state import store_call_state
+from server.calls.recording import store_call_state
+from server.calls.server import CallServer, serve_calls
 from server.config import ServerConfig
-from server.echo import EchoHandler
+from server.handlers.echo import EchoHandler
 from server.store import Outcome, SessionView
 from server.store.embedded import open_embedded_redis
 from server.store.service import open_store_service
@@ -62,7 +62,7 @@ class EchoCallReport:
 
 async def run_echo_call(*, seconds: float = CALL_SECONDS) -> EchoCallReport:
     """Serve one echo call on loopback, recorded in an embedded Redis; report it."""
-    from bench.caller import default_script, run_caller  # the caller simulator
+    from server.telephony.caller import default_script, run_caller  # the caller simulator
 
     script, audio = default_script(CALL_RATE)
     with tempfile.TemporaryDirectory(prefix="voicebot-demo-") as state:

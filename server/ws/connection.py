@@ -5,7 +5,7 @@ its connection runs a reader task that passes every message to the receiving
 task through a memory channel, serializes sends through a lock, and parses
 every frame with wsproto. Here the task that calls ``get_message`` reads the
 socket itself and returns whole messages; sends are serialized by a flag.
-Frames are delimited here (``server.wsframes``): a whole, masked text/binary
+Frames are delimited here (``server.ws.frames``): a whole, masked text/binary
 frame (nearly all of a call's traffic) is unmasked and decoded here, and
 every other frame (fragments, pings, closes, anything malformed) goes to
 wsproto whole, so wsproto stays the judge of the protocol's corners.
@@ -32,7 +32,7 @@ Every way the connection ends surfaces as ``server.exceptions.ConnectionClosed``
 (close code, and whether we closed it). A send that trio cancels while the
 frame may be half written marks the stream torn: nothing more is written to
 it and ``aclose`` only closes the socket. The opening handshake and the
-listener are ``server.websocket_listen``.
+listener are ``server.ws.listen``.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError
 
 from server.exceptions import ConnectionClosed
-from server.wsframes import BINARY, TEXT, data_frame, decode_frame, read_head
+from server.ws.frames import BINARY, TEXT, data_frame, decode_frame, read_head
 
 ABNORMAL_CLOSURE = 1006  # no close frame: EOF, reset, torn stream
 _TOO_BIG = 1009
@@ -132,7 +132,7 @@ class ServerWebSocket:
 
     async def _take_frames(self) -> None:
         """Delimit the buffered frames: decode whole data frames here (the fast
-        path, ``server.wsframes``), hand every other frame to wsproto whole."""
+        path, ``server.ws.frames``), hand every other frame to wsproto whole."""
         buf = self._buffer
         pos = 0
         try:

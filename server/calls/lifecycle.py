@@ -28,7 +28,7 @@ when they closed, else the one we close with (1000, 1001 on shutdown, 1008
 for ``idle``, ``limit`` and ``start_timeout``).
 
 A ``CallState`` (optional, from a ``CallStateFactory``: the session store's
-is ``server.call_state``) sees the call from outside: ``started`` once the
+is ``server.calls.recording``) sees the call from outside: ``started`` once the
 ``start`` event names the call, ``turn`` from the handler after each turn,
 ``ended`` with the summary on every end path. Its context manager encloses the
 whole call, so whatever it writes at the end is written after the call's own
@@ -60,13 +60,13 @@ from typing import Protocol, TypeVar
 import trio
 
 from server.config import ServerConfig
-from server.dialect import Dialect
-from server.events import Event, Start, Stop
 from server.exceptions import CallLimitExceeded, ConnectionClosed, FrameError
 from server.logs import log_event, mask_phone
 from server.metrics import ServerMetrics
 from server.redact import checked_id, log_safe, looks_like_phone
-from server.websocket import ServerWebSocket
+from server.telephony.dialect import Dialect
+from server.telephony.events import Event, Start, Stop
+from server.ws.connection import ServerWebSocket
 
 log = logging.getLogger(__name__)
 E = TypeVar("E", bound=BaseException)
@@ -189,7 +189,7 @@ class CallSummary:
     bad_frames: int
     close_code: int | None = None
     #: the peer broke a WebSocket cap (fragments, message size): its address is
-    #: penalized for a moment (``server.websocket_listen.HandshakeGate``)
+    #: penalized for a moment (``server.ws.listen.HandshakeGate``)
     peer_at_fault: bool = False
 
 

@@ -19,12 +19,12 @@ never sent a valid upgrade count as ``bad_request`` (answered 400/426),
 unfinished handshakes from one address: 503), ``peer_penalized`` (a call from
 that address broke a per-call cap moments ago: 503 before reading, see
 ``HandshakeGate``) or ``error`` (anything else that
-went wrong before the call started: 500; see ``server.websocket_listen``).
+went wrong before the call started: 500; see ``server.ws.listen``).
 
 The upgrade URL's query picks the sample rate (``sample-rate`` or
 ``sample_rate``: 8000, 16000 or 24000, anything else → 8000); the other query
 parameters become the call's custom parameters (merged with
-``start.custom_parameters``, see ``server.call.CallSession``).
+``start.custom_parameters``, see ``server.calls.lifecycle.CallSession``).
 
 Drain: ``begin_drain()`` makes new upgrades 503 and ``/readyz`` false; live
 calls go on; ``cancel_calls()`` ends the stragglers with reason ``shutdown``.
@@ -41,17 +41,23 @@ from dataclasses import dataclass
 import trio
 
 from server import logs
-from server.call import CallStateFactory, CallSummary, HandlerFactory, LiveCallIds, run_call
+from server.calls.lifecycle import (
+    CallStateFactory,
+    CallSummary,
+    HandlerFactory,
+    LiveCallIds,
+    run_call,
+)
 from server.config import SAMPLE_RATES, ServerConfig
-from server.control import ControlApp
-from server.control_http import serve_control
-from server.dialect import EXOTEL, TWILIO, Dialect
+from server.control.app import ControlApp
+from server.control.http import serve_control
 from server.exceptions import ConnectionClosed, RequestError
 from server.http_target import split_target
 from server.logs import log_event
 from server.metrics import ServerMetrics, monitor_loop_lag
-from server.websocket import WebSocketLimits
-from server.websocket_listen import HandshakeGate, WebSocketRequest, serve_websocket
+from server.telephony.dialect import EXOTEL, TWILIO, Dialect
+from server.ws.connection import WebSocketLimits
+from server.ws.listen import HandshakeGate, WebSocketRequest, serve_websocket
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +110,7 @@ class CallServer:
         self.config = config
         self.metrics = metrics or ServerMetrics()
         self._handler_factory = handler_factory
-        self._call_state = call_state  # e.g. server.call_state.store_call_state(...)
+        self._call_state = call_state  # e.g. server.calls.recording.store_call_state(...)
         self._draining = False
         self._cancelling = False
         self._calls: set[trio.CancelScope] = set()

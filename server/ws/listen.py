@@ -6,7 +6,7 @@ in-memory ones). The upgrade request is read within ``handshake_seconds``
 (wsproto's h11 parser, 16 KiB of headers at most); a request that is not a
 valid upgrade gets 400 (426 for a wrong ``Sec-WebSocket-Version``) and never
 reaches the handler. The handler gets a ``WebSocketRequest`` and answers it:
-``accept()`` gives the open ``server.websocket.ServerWebSocket``,
+``accept()`` gives the open ``server.ws.connection.ServerWebSocket``,
 ``reject(status)`` refuses with a short body; a request left unanswered gets
 500. Extensions (permessage-deflate) and subprotocols are not offered, and
 frames a client sends before it has seen the 101 answer are not read (clients
@@ -27,7 +27,7 @@ from wsproto.utilities import RemoteProtocolError
 
 from server.exceptions import ConnectionClosed
 from server.logs import log_event
-from server.websocket import ABNORMAL_CLOSURE, STREAM_ERRORS, ServerWebSocket, WebSocketLimits
+from server.ws.connection import ABNORMAL_CLOSURE, STREAM_ERRORS, ServerWebSocket, WebSocketLimits
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ import resource
 
 import trio
 
-from server.app import serve_until_signalled
-from server.call import HandlerFactory
+from server.calls.lifecycle import HandlerFactory
+from server.calls.server import serve_until_signalled
 from server.config import ENV_VARS, ServerConfig, build_config
 from server.exceptions import ConfigError
 from server.logs import configure_logging, log_event
@@ -88,10 +88,10 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
 
 def _handler_factory(config: ServerConfig) -> HandlerFactory:
     if config.echo:
-        from server.echo import EchoHandler
+        from server.handlers.echo import EchoHandler
 
         return EchoHandler
-    from server.call import ListenOnlyHandler
+    from server.calls.lifecycle import ListenOnlyHandler
 
     log_event(log, logging.WARNING, "no dialogue pipeline configured; calls only listen "
               "(use --echo for a connectivity test)")
@@ -168,7 +168,7 @@ async def _serve(config: ServerConfig, factory: HandlerFactory) -> None:
         log_event(log, logging.INFO, "call store off: nothing is recorded")
         await serve_until_signalled(config, factory)
         return
-    from server.call_state import store_call_state
+    from server.calls.recording import store_call_state
     from server.store import open_store_service
 
     async with open_store_service() as service:

@@ -2,7 +2,7 @@
 
 Until the full call pipeline (STT → dialogue → TTS) runs here, the demo shows
 the best end-to-end slice that exists, in two parts, with no keys, no network
-and nothing to install. Part two, ``server.demo_call``, is one embedded echo
+and nothing to install. Part two, ``server.cli.demo_call``, is one embedded echo
 call through the whole server path (WebSocket, Exotel frames, VAD, paced
 speaker, marks, outcome in an embedded Redis); ``--no-call`` skips it. Part
 one shows the audio core doing a call's work on real synthesized speech
@@ -281,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     import trio
 
-    from server.demo_call import report_lines, run_echo_call
+    from server.cli.demo_call import report_lines, run_echo_call
 
     print(flush=True)
     report = trio.run(run_echo_call)

@@ -1,4 +1,4 @@
-"""The pacing model behind ``server.speaker``: pure arithmetic, time is an argument.
+"""The pacing model behind ``server.playout.speaker``: pure arithmetic, time is an argument.
 
 The peer (Exotel, Twilio) plays what we send in real time, starting as soon as a
 frame arrives and pausing when it runs dry. We approximate "arrives" by "we sent

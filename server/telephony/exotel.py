@@ -1,8 +1,8 @@
-"""Exotel Voicebot stream frames, sans-IO: text frame → ``server.events``, and
+"""Exotel Voicebot stream frames, sans-IO: text frame → ``server.telephony.events``, and
 the outbound ``media`` / ``mark`` / ``clear`` frames.
 
 Exotel's grammar is Twilio's with snake_case keys, so the lenient reader here
-(``parse_frame_as``) serves both dialects; ``server.twilio`` only swaps the
+(``parse_frame_as``) serves both dialects; ``server.telephony.twilio`` only swaps the
 preferred key spelling and the payload codec. What "lenient" means, exactly
 (each rule is a variant seen in Exotel's docs, samples or real integrations):
 
@@ -40,9 +40,9 @@ from typing import Any
 
 import msgspec
 
-from server.events import Connected, Dtmf, Event, Mark, Media, Start, Stop, Unknown
 from server.exceptions import BadPayload, FrameError
-from server.outbound import OutboundFrames
+from server.telephony.events import Connected, Dtmf, Event, Mark, Media, Start, Stop, Unknown
+from server.telephony.outbound import OutboundFrames
 
 __all__ = [
     "ENCODING",
@@ -304,7 +304,7 @@ _FRAMES = OutboundFrames("stream_sid")
 def media_frame(stream_sid: str, pcm: bytes) -> str:
     """An outbound ``media`` frame carrying ``pcm`` (PCM16LE at the call's rate).
 
-    Alignment to ``OUTBOUND_ALIGN`` is the caller's job (``server.speaker`` does
+    Alignment to ``OUTBOUND_ALIGN`` is the caller's job (``server.playout.speaker`` does
     it); whole samples and the size bound are checked here (``ValueError``).
     """
     size = len(pcm)

@@ -1,4 +1,4 @@
-"""Serving ``server.control.ControlApp`` over HTTP/1.1: h11 on trio streams.
+"""Serving ``server.control.app.ControlApp`` over HTTP/1.1: h11 on trio streams.
 
 One request per connection (``Connection: close``), bounded: the request head
 and body together at most ``control_max_request_bytes`` (413 beyond), the whole
@@ -19,10 +19,10 @@ import h11
 import trio
 
 from server.config import ServerConfig
-from server.control import ControlApp, Response
+from server.control.app import ControlApp, Response
 from server.exceptions import RequestError
 from server.logs import log_event
-from server.websocket_listen import peer_address
+from server.ws.listen import peer_address
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The telephony dialects behind one small interface, looked up by name.
 
 A ``Dialect`` is everything the call logic and the speaker need to know about
-the peer's wire format: how to read a frame into ``server.events``, how to build
+the peer's wire format: how to read a frame into ``server.telephony.events``, how to build
 the three outbound frames, and three facts that shape pacing:
 
 * ``echoes_marks_on_clear`` — Twilio sends back every pending mark when we
@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final, Protocol, final
 
-from server import exotel, twilio
-from server.events import Event
+from server.telephony import exotel, twilio
+from server.telephony.events import Event
 
 __all__ = ["DIALECTS", "EXOTEL", "TWILIO", "Dialect", "get_dialect"]
 

@@ -1,6 +1,6 @@
 """The call server's bridge to the session store: one ``StoreCallState`` per call.
 
-``store_call_state(service)`` is the ``server.call.CallStateFactory`` that
+``store_call_state(service)`` is the ``server.calls.lifecycle.CallStateFactory`` that
 ``voicebot serve`` hands to the server. Per call:
 
 * **enter** (before the call runs): opens a nursery, nothing else — no Redis
@@ -16,7 +16,7 @@
   count) and the turn's latency record go to the recorder's buffer. Turns that
   finish while the lookup is still running are kept and written with the
   first snapshot.
-* **ended** (every end path of ``server.call``: stop, closed, time_limit,
+* **ended** (every end path of ``server.calls.lifecycle``: stop, closed, time_limit,
   shutdown, error): the outcome is built from the summary (end reason,
   duration on the trio clock) and the task leaves the recorder, whose exit
   writes it — to Redis, else the process's retrier, else the spill file.
@@ -25,7 +25,7 @@
   service closes).
 
 The recording task runs shielded. Its only unbounded wait is for ``ended``,
-which ``server.call`` signals in a ``finally`` before this context exits (and
+which ``server.calls.lifecycle`` signals in a ``finally`` before this context exits (and
 the exit signals it too, should it not have been); everything else is bounded
 (lead deadline, the recorder's ``exit_deadline``, one spill append). Shielding
 is what makes "exactly one outcome with the call's end reason" hold when the
@@ -40,7 +40,7 @@ per turn the ``speech_end`` → ``first_media_sent`` timestamps.
 A call that ends before ``start`` (connected, then closed, or no ``start``
 within the deadline) has no ids and writes nothing; that is logged. A
 ``start`` whose ``call_sid`` is missing or invalid is recorded under a
-generated id (``server.call``).
+generated id (``server.calls.lifecycle``).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from datetime import datetime
 
 import trio
 
-from server.call import CallSession, CallState, CallStateFactory, CallSummary
+from server.calls.lifecycle import CallSession, CallState, CallStateFactory, CallSummary
 from server.logs import log_event
 from server.store import (
     CallRecorder,
@@ -102,7 +102,7 @@ class StoreCallState:
         self._summary: CallSummary | None = None
         self._ended = trio.Event()
 
-    # -- server.call.CallState ----------------------------------------------
+    # -- server.calls.lifecycle.CallState ----------------------------------------------
 
     def started(self, session: CallSession) -> None:
         start = session.start
@@ -198,7 +198,7 @@ async def open_store_call_state(
             # (not wrapped in an ExceptionGroup).
             body_exc = exc
         finally:
-            # server.call always calls ended(); should it not have, never hang here.
+            # server.calls.lifecycle always calls ended(); should it not have, never hang here.
             state._ended.set()
     if body_exc is not None:
         raise body_exc
@@ -207,7 +207,7 @@ async def open_store_call_state(
 def store_call_state(
     service: StoreService, config: CallStateConfig | None = None
 ) -> CallStateFactory:
-    """The per-call factory ``server.app`` takes (``call_state=``)."""
+    """The per-call factory ``server.calls.server`` takes (``call_state=``)."""
 
     def open_one() -> AbstractAsyncContextManager[CallState]:
         return open_store_call_state(service, config)

@@ -1,6 +1,6 @@
 """Twilio Media Streams frames, sans-IO: the second dialect.
 
-Same grammar as Exotel (``server.exotel.parse_frame_as`` reads both), with these
+Same grammar as Exotel (``server.telephony.exotel.parse_frame_as`` reads both), with these
 differences:
 
 * camelCase keys (``streamSid``, ``sequenceNumber``, ``customParameters``,
@@ -25,9 +25,9 @@ interface; Twilio streams are always 8 kHz and callers pass 8000.
 from __future__ import annotations
 
 from dsp.g711 import ulaw_decode, ulaw_encode
-from server.events import Event
-from server.exotel import Grammar, parse_frame_as
-from server.outbound import OutboundFrames
+from server.telephony.events import Event
+from server.telephony.exotel import Grammar, parse_frame_as
+from server.telephony.outbound import OutboundFrames
 
 __all__ = [
     "ENCODING",

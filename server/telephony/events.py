@@ -1,6 +1,6 @@
 """Typed events of a telephony media stream, shared by every dialect.
 
-The wire parsers (``server.exotel``, ``server.twilio``) turn one text frame into
+The wire parsers (``server.telephony.exotel``, ``server.telephony.twilio``) turn one text frame into
 exactly one of these small frozen records, so the call logic never sees a
 dialect's spelling (snake_case vs camelCase, numbers as strings, μ-law vs PCM).
 
@@ -96,7 +96,7 @@ class Mark:
     """The peer played everything sent before the mark called ``name``.
 
     Twilio also sends this for every pending mark when we ``clear``; the speaker
-    tells the two apart (see ``server.speaker``).
+    tells the two apart (see ``server.playout.speaker``).
     """
 
     name: str

@@ -11,7 +11,7 @@ other; nothing is dropped unless an utterance runs longer than
 
 Memory per call is bounded: while nobody speaks only the last pre-roll is
 kept; while someone speaks at most ``MAX_UTTERANCE_S`` of audio; and the
-speaker's queue holds at most 60 s (``server.speaker``): a caller sending
+speaker's queue holds at most 60 s (``server.playout.speaker``): a caller sending
 speech faster than real time fills it and the call ends with reason ``limit``.
 
 Each utterance is one turn for ``session.state`` (the call's durable record),
@@ -31,9 +31,9 @@ import trio
 
 from dsp.pcm import pcm16_from_bytes
 from dsp.vad import EnergyVAD, SpeechStarted, VADConfig
-from server.call import CallSession
-from server.events import Event, Mark, Media, Start
-from server.speaker import Speaker, open_speaker
+from server.calls.lifecycle import CallSession
+from server.playout.speaker import Speaker, open_speaker
+from server.telephony.events import Event, Mark, Media, Start
 
 MAX_UTTERANCE_S = 30.0
 PRE_ROLL_S = 0.2
@@ -41,7 +41,7 @@ TAIL_S = 0.1
 
 
 class EchoHandler:
-    """One call in echo mode (a ``server.call.CallHandler``)."""
+    """One call in echo mode (a ``server.calls.lifecycle.CallHandler``)."""
 
     def __init__(self, session: CallSession) -> None:
         self._session = session

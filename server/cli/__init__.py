@@ -1,4 +1,6 @@
-"""The ``voicebot`` command line.
+"""The ``voicebot`` command line: one module here per command (``serve``, ``demo``
+with its embedded call in ``demo_call``, ``playbook``, and the store's
+``outcomes``/``session``/``campaign`` in ``store``).
 
 Each subcommand lives in its own module, which exposes
 ``add_command(subparsers) -> None``; that function adds a parser and sets
@@ -11,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 from collections.abc import Sequence
 
 COMMAND_MODULES: tuple[str, ...] = (
-    "server.demo",
-    "server.serve_cmd",
-    "server.cli_playbook",
-    "server.cli_store",
+    "server.cli.demo",
+    "server.cli.serve",
+    "server.cli.playbook",
+    "server.cli.store",
 )
 
 
@@ -43,6 +44,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     code: int = func(args)
     return code
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """Control HTTP: health, readiness, metrics and Exotel's dynamic stream URL.
 
 ``ControlApp`` routes one parsed request to a ``Response`` and does no I/O;
-``server.control_http`` serves it (h11 over trio streams, one request per
+``server.control.http`` serves it (h11 over trio streams, one request per
 connection, bounded in size and time, each connection its own error boundary).
 
 - ``GET /healthz``       200 ``ok`` while the process runs

@@ -12,7 +12,7 @@ that one task, so media, marks and ``clear`` can never interleave out of order.
   waits; the final call pads the tail with silence to an aligned size. Each
   utterance ends with a ``mark`` named after it (sent right after its last frame);
   with ``mark_each_chunk`` every frame gets a mark ``"<id>#<n>"`` too.
-* Pacing (``server.pacer``): a frame goes out once the peer would hold at most
+* Pacing (``server.playout.pacer``): a frame goes out once the peer would hold at most
   ``max_lead_ms`` of unplayed audio after receiving it; with the defaults the
   first three frames go at once and then one every 100 ms. How late each frame
   went against that schedule is recorded (``statistics().lateness``) and passed
@@ -21,7 +21,7 @@ that one task, so media, marks and ``clear`` can never interleave out of order.
   before it played, so it also settles earlier pending marks. ``heard(id)`` then
   says how much of an utterance the caller heard for certain (``heard_ms``) and
   by the pacing model (``estimated_ms``). That bookkeeping (utterance records,
-  pending marks, ``Heard``) lives in ``server.utterances``.
+  pending marks, ``Heard``) lives in ``server.playout.utterances``.
 * ``clear()`` (barge-in) drops every queued frame and open utterance, forgets the
   pending marks, and has the task send ``clear`` before anything else. Twilio
   echoes those marks on ``clear``; their echo is recognised and ignored (on
@@ -55,10 +55,10 @@ from dataclasses import dataclass
 import trio
 
 from dsp.chunker import Chunker, frame_bytes_for
-from server.dialect import Dialect
 from server.exceptions import CallLimitExceeded
-from server.pacer import LatenessHistogram, LatenessSummary, Pacer
-from server.utterances import Heard, Utterance, UtteranceLedger, UtteranceState
+from server.playout.pacer import LatenessHistogram, LatenessSummary, Pacer
+from server.playout.utterances import Heard, Utterance, UtteranceLedger, UtteranceState
+from server.telephony.dialect import Dialect
 
 # Heard and UtteranceState are re-exported: they are part of Speaker's API.
 __all__ = ["Heard", "Speaker", "SpeakerStatistics", "UtteranceState", "open_speaker"]

@@ -1,6 +1,6 @@
 """What became of each utterance a ``Speaker`` played: the mark bookkeeping.
 
-The pacing task in ``server.speaker`` sends frames and marks; this module keeps
+The pacing task in ``server.playout.speaker`` sends frames and marks; this module keeps
 the record of each utterance and of the marks still awaited, and turns the
 peer's mark echoes into ``Heard``. It does no I/O and reads no clock: the
 speaker passes ``now`` in.
@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from server.pacer import PlaySpan
+from server.playout.pacer import PlaySpan
 
 __all__ = ["Heard", "Utterance", "UtteranceLedger", "UtteranceState"]
 

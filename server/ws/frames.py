@@ -1,6 +1,6 @@
 """RFC 6455 frame headers, unmasking and server frames (sans-IO, no wsproto).
 
-``server.websocket`` delimits every inbound frame with ``read_head`` and
+``server.ws.connection`` delimits every inbound frame with ``read_head`` and
 decodes the one kind that is nearly all of a call's traffic itself
 (``decode_frame``): a whole (FIN), masked, text or binary frame with no RSV
 bits. Everything else (fragments, control frames, anything malformed) goes to
