@@ -28,8 +28,7 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 
 typecheck: $(VENV)/.dev-installed
-	$(BIN)/mypy --strict dsp dialogue
-	$(BIN)/mypy server providers bench
+	$(BIN)/mypy dsp dialogue server providers bench
 
 unit: $(VENV)/.dev-installed
 	$(BIN)/pytest

@@ -39,8 +39,8 @@ from server.store.recorder import RecorderConfig, open_call_recorder
 from server.store.records import (
     LeadContext,
     Outcome,
+    Role,
     SessionSnapshot,
-    Speaker,
     TranscriptEntry,
     TurnLatency,
     mask_phone,
@@ -60,9 +60,9 @@ def make_batch(call_sid: str, turn: int) -> TurnBatch:
         playbook_id="default", stage=Stage.QUALIFICATION, slots={"budget_inr": 500000},
         turns=turn,
     )
-    caller = TranscriptEntry(Speaker.CALLER, "haan, budget around five lakh hai", 12.5,
+    caller = TranscriptEntry(Role.CALLER, "haan, budget around five lakh hai", 12.5,
                              T0 + timedelta(seconds=turn))
-    bot = TranscriptEntry(Speaker.BOT, "Great. And when are you planning to start?", 13.1,
+    bot = TranscriptEntry(Role.BOT, "Great. And when are you planning to start?", 13.1,
                           T0 + timedelta(seconds=turn))
     marks = {"speech_end": 12.5, "turn_final": 12.6, "decided": 12.61, "first_media_sent": 13.0}
     return TurnBatch(call_sid, snap, (caller, bot), (TurnLatency(turn, marks),))

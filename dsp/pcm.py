@@ -36,6 +36,7 @@ __all__ = [
     "Pcm16",
     "as_codes",
     "as_pcm16",
+    "check_mono_pcm16",
     "pcm16_from_bytes",
     "pcm16_to_bytes",
 ]
@@ -135,3 +136,14 @@ def as_codes(codes: Codes | BytesLike) -> Codes:
     if codes.ndim != 1:
         raise InvalidAudio(f"G.711 codes: expected a 1-D array, got shape {codes.shape}")
     return np.ascontiguousarray(codes)
+
+
+def check_mono_pcm16(chunk: object) -> Pcm16:
+    """``chunk`` itself if it is a 1-D numpy int16 array, else ``InvalidAudio``
+    (the streaming resampler and the VAD take exactly that)."""
+    if not isinstance(chunk, np.ndarray) or chunk.dtype != np.int16:
+        got = chunk.dtype if isinstance(chunk, np.ndarray) else type(chunk).__name__
+        raise InvalidAudio(f"expected a numpy int16 array, got {got}")
+    if chunk.ndim != 1:
+        raise InvalidAudio(f"expected mono (1-D) audio, got shape {chunk.shape}")
+    return chunk

@@ -69,6 +69,7 @@ import numpy.typing as npt
 import soxr
 
 from dsp.exceptions import InvalidAudio, InvalidSettings
+from dsp.pcm import check_mono_pcm16
 
 Quality = Literal["QQ", "LQ", "MQ", "HQ", "VHQ"]
 QUALITIES: Final[tuple[Quality, ...]] = ("QQ", "LQ", "MQ", "HQ", "VHQ")
@@ -92,15 +93,6 @@ def _check_quality(quality: str) -> Quality:
     raise InvalidSettings(f"quality must be one of {', '.join(QUALITIES)}, got {quality!r}")
 
 
-def _check_pcm(chunk: object) -> Int16Array:
-    if not isinstance(chunk, np.ndarray) or chunk.dtype != np.int16:
-        got = chunk.dtype if isinstance(chunk, np.ndarray) else type(chunk).__name__
-        raise InvalidAudio(f"expected a numpy int16 array, got {got}")
-    if chunk.ndim != 1:
-        raise InvalidAudio(f"expected mono (1-D) audio, got shape {chunk.shape}")
-    return chunk
-
-
 def _to_float(pcm: Int16Array) -> npt.NDArray[np.float32]:
     return pcm.astype(np.float32) / _SCALE
 
@@ -114,7 +106,7 @@ def resample_oneshot(
     pcm: Int16Array, in_rate: int, out_rate: int, quality: Quality = DEFAULT_QUALITY
 ) -> Int16Array:
     """Resample a whole signal at once; the reference a stream must reproduce exactly."""
-    pcm = _check_pcm(pcm)
+    pcm = check_mono_pcm16(pcm)
     in_rate, out_rate = _check_rate("in_rate", in_rate), _check_rate("out_rate", out_rate)
     quality = _check_quality(quality)
     if in_rate == out_rate:
@@ -165,7 +157,7 @@ class StreamResampler:
 
     def process(self, chunk: Int16Array) -> Int16Array:
         """Feed the next chunk; return the output that is ready (possibly empty)."""
-        chunk = _check_pcm(chunk)
+        chunk = check_mono_pcm16(chunk)
         if self._finished:
             raise InvalidAudio("stream already flushed; call reset() to start a new one")
         if self._stream is None:

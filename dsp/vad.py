@@ -59,6 +59,7 @@ from numba import njit
 
 from dsp.energy import frame_dbfs
 from dsp.exceptions import InvalidAudio, InvalidSettings
+from dsp.pcm import check_mono_pcm16
 
 Int16Array = npt.NDArray[np.int16]
 
@@ -230,15 +231,6 @@ def _endpoint_kernel(
     return n_events
 
 
-def _check_pcm(chunk: object) -> Int16Array:
-    if not isinstance(chunk, np.ndarray) or chunk.dtype != np.int16:
-        got = chunk.dtype if isinstance(chunk, np.ndarray) else type(chunk).__name__
-        raise InvalidAudio(f"expected a numpy int16 array, got {got}")
-    if chunk.ndim != 1:
-        raise InvalidAudio(f"expected mono (1-D) audio, got shape {chunk.shape}")
-    return chunk
-
-
 class EnergyVAD:
     """Streaming endpointer: feed int16 chunks of any length, get speech events.
 
@@ -303,7 +295,7 @@ class EnergyVAD:
         ``last_flags`` then holds one byte per frame completed by this call
         (bit 0: frame voiced, bit 1: in speech after the frame).
         """
-        chunk = _check_pcm(chunk)
+        chunk = check_mono_pcm16(chunk)
         # Only a leftover partial frame forces a copy.
         pcm = np.concatenate((self._remainder, chunk)) if self._remainder.shape[0] else chunk
         n_frames = pcm.shape[0] // self.frame_len

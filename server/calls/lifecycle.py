@@ -27,7 +27,7 @@ However the call ends, it ends here, once, with one reason:
 when they closed, else the one we close with (1000, 1001 on shutdown, 1008
 for ``idle``, ``limit`` and ``start_timeout``).
 
-A ``CallState`` (optional, from a ``CallStateFactory``: the session store's
+A ``CallRecord`` (optional, from a ``CallRecordFactory``: the session store's
 is ``server.calls.recording``) sees the call from outside: ``started`` once the
 ``start`` event names the call, ``turn`` from the handler after each turn,
 ``ended`` with the summary on every end path. Its context manager encloses the
@@ -52,20 +52,28 @@ answer with the stream sid the peer sent).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field, replace
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import trio
 
+from server.calls.hook import (
+    CallHandler,
+    CallRecord,
+    CallRecordFactory,
+    CallSession,
+    CallSummary,
+    HandlerFactory,
+    NoCallRecord,
+)
 from server.config import ServerConfig
 from server.exceptions import CallLimitExceeded, ConnectionClosed, FrameError
 from server.logs import log_event, mask_phone
 from server.metrics import ServerMetrics
 from server.redact import checked_id, log_safe, looks_like_phone
 from server.telephony.dialect import Dialect
-from server.telephony.events import Event, Start, Stop
+from server.telephony.events import Start, Stop
 from server.ws.connection import ServerWebSocket
 
 log = logging.getLogger(__name__)
@@ -78,44 +86,6 @@ POLICY_VIOLATION = 1008
 #: Custom parameters that are identifiers (checked, never masked).
 ID_PARAMETERS = ("lead_id", "campaign_id")
 _LOGGED_BAD_FRAMES = 5
-
-
-class CallHandler(Protocol):
-    """What a call does with its events (echo, the AI pipeline...)."""
-
-    async def on_event(self, event: Event) -> None:
-        """Handle one event; must return promptly (start tasks for waiting work)."""
-
-
-class CallState(Protocol):
-    """What a call's durable record (e.g. the session store) is told; never blocks."""
-
-    def started(self, session: CallSession) -> None:
-        """``session.start`` has just arrived (called once, for the first ``start``)."""
-
-    def turn(self, marks: Mapping[str, float]) -> None:
-        """The handler finished a turn; ``marks`` are its stage timestamps
-        (trio clock, names from DESIGN.md §6), possibly empty."""
-
-    def ended(self, summary: CallSummary) -> None:
-        """The call is over (any end path); called once, before the state's exit."""
-
-
-class NoCallState:
-    """A ``CallState`` that keeps nothing (no store configured)."""
-
-    def started(self, session: CallSession) -> None:
-        return None
-
-    def turn(self, marks: Mapping[str, float]) -> None:
-        return None
-
-    def ended(self, summary: CallSummary) -> None:
-        return None
-
-
-#: Opens one call's state; entered before the call runs and exited after it ended.
-CallStateFactory = Callable[[], AbstractAsyncContextManager[CallState]]
 
 
 class LiveCallIds:
@@ -139,61 +109,6 @@ class LiveCallIds:
 
 
 @dataclass(slots=True)
-class CallSession:
-    """A live call as handlers see it.
-
-    ``custom_parameters`` merges the upgrade URL's query parameters (minus the
-    sample rate) with ``start.custom_parameters``, the latter winning on a clash,
-    with ids checked and phone-like values masked; it is filled when ``start``
-    arrives, as are ``start`` itself (as sent), ``call_sid`` (the record id)
-    and ``stream_sid`` (checked).
-    """
-
-    call_id: str
-    dialect: Dialect
-    sample_rate: int
-    config: ServerConfig
-    metrics: ServerMetrics
-    nursery: trio.Nursery
-    send: Callable[[str], Awaitable[None]]
-    query_parameters: Mapping[str, str] = field(default_factory=dict)
-    start: Start | None = None
-    custom_parameters: Mapping[str, str] = field(default_factory=dict)
-    state: CallState = field(default_factory=NoCallState)
-    call_sid: str = ""
-    stream_sid: str = ""
-
-
-HandlerFactory = Callable[[CallSession], CallHandler]
-
-
-class ListenOnlyHandler:
-    """Accepts the stream and says nothing: the default until a pipeline is wired."""
-
-    def __init__(self, session: CallSession) -> None:
-        self.session = session
-
-    async def on_event(self, event: Event) -> None:
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class CallSummary:
-    """How a call ended and what it moved."""
-
-    call_id: str
-    reason: str
-    duration: float
-    frames_in: int
-    frames_out: int
-    bad_frames: int
-    close_code: int | None = None
-    #: the peer broke a WebSocket cap (fragments, message size): its address is
-    #: penalized for a moment (``server.ws.listen.HandshakeGate``)
-    peer_at_fault: bool = False
-
-
-@dataclass(slots=True)
 class _Counters:
     frames_in: int = 0
     frames_out: int = 0
@@ -211,23 +126,23 @@ async def run_call(
     metrics: ServerMetrics,
     handler_factory: HandlerFactory,
     cancelled_by_server: Callable[[], bool] = lambda: False,
-    call_state: CallStateFactory | None = None,
+    call_record: CallRecordFactory | None = None,
     live_ids: LiveCallIds | None = None,
 ) -> CallSummary:
     """Run the call on an accepted ``ws`` until it ends; return its summary.
 
     ``cancelled_by_server`` tells a drain cancellation (reason ``shutdown``)
     apart from any other cancellation; the ``Cancelled`` is re-raised either way.
-    ``call_state`` (optional) opens the call's ``CallState`` around the call.
+    ``call_record`` (optional) opens the call's ``CallRecord`` around the call.
     ``live_ids`` is the process's registry of record ids (one per server).
     The socket is left open; the caller closes it with ``summary.close_code``.
     """
     call = _Call(ws, call_id, dialect, sample_rate, query_parameters, config, metrics,
                  handler_factory, cancelled_by_server, live_ids or LiveCallIds())
-    if call_state is None:
-        return await call.run(NoCallState())
-    async with call_state() as state:
-        return await call.run(state)
+    if call_record is None:
+        return await call.run(NoCallRecord())
+    async with call_record() as record:
+        return await call.run(record)
 
 
 class _Call:
@@ -258,7 +173,7 @@ class _Call:
         self.counters.frames_out += 1
         self.metrics.frames_out.inc()
 
-    async def run(self, state: CallState) -> CallSummary:
+    async def run(self, record: CallRecord) -> CallSummary:
         metrics, config = self.metrics, self.config
         started_at = trio.current_time()
         reason: str | None = None
@@ -271,7 +186,7 @@ class _Call:
                         call_id=self.call_id, dialect=self.dialect,
                         sample_rate=self.sample_rate, config=config, metrics=metrics,
                         nursery=nursery, send=self.send,
-                        query_parameters=self.query_parameters, state=state,
+                        query_parameters=self.query_parameters, record=record,
                     )
                     handler = self.handler_factory(session)
                     reason = await self._receive_loop(session, handler)
@@ -302,7 +217,7 @@ class _Call:
                 peer_at_fault=self.peer_at_fault,
             )
             _record_end(summary, metrics)
-            state.ended(summary)
+            record.ended(summary)
         return summary
 
     async def _receive_loop(self, session: CallSession, handler: CallHandler) -> str:
@@ -345,7 +260,7 @@ class _Call:
                         continue
                     event = self._on_start(session, event)
                     quiet.deadline = trio.current_time() + config.idle_seconds
-                    session.state.started(session)
+                    session.record.started(session)
                 await handler.on_event(event)
                 if isinstance(event, Stop):
                     log_event(log, logging.INFO, "stop received",

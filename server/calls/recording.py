@@ -1,7 +1,7 @@
-"""The call server's bridge to the session store: one ``StoreCallState`` per call.
+"""The call server's bridge to the session store: one ``StoreCallRecord`` per call.
 
-``store_call_state(service)`` is the ``server.calls.lifecycle.CallStateFactory`` that
-``voicebot serve`` hands to the server. Per call:
+``store_call_record(service)`` is the ``server.calls.hook.CallRecordFactory``
+that ``voicebot serve`` hands to the server. Per call:
 
 * **enter** (before the call runs): opens a nursery, nothing else — no Redis
   before the first frame.
@@ -9,33 +9,38 @@
   recording task in that nursery. The receive loop goes straight on, so the
   lead lookup and the recorder's setup happen beside the audio, never in
   front of it. The task looks the lead up (``load_lead``: the store's own
-  0.3 s deadline, plus ``CallStateConfig.lead_deadline`` as a guard here;
+  0.3 s deadline, plus ``CallRecordConfig.lead_deadline`` as a guard here;
   missing or slow lead data just means the custom parameters alone), opens a
-  ``CallRecorder`` and records the first snapshot.
-* **turn** (the handler finished a turn; synchronous): a new snapshot (turn
-  count) and the turn's latency record go to the recorder's buffer. Turns that
-  finish while the lookup is still running are kept and written with the
-  first snapshot.
-* **ended** (every end path of ``server.calls.lifecycle``: stop, closed, time_limit,
-  shutdown, error): the outcome is built from the summary (end reason,
-  duration on the trio clock) and the task leaves the recorder, whose exit
-  writes it — to Redis, else the process's retrier, else the spill file.
+  ``CallRecorder`` and records the first snapshot. ``lead()`` (the handler's
+  ``session.lead()``) waits for that lookup, so it is bounded the same way.
+* **turn** (``TurnReport``; synchronous): a new snapshot, the turn's transcript
+  entries (the caller's words; the bot's reply, marked ``cut`` with the heard
+  prefix after a barge-in) and its latency record go to the recorder's buffer.
+  Turns that finish while the lookup is still running are kept and written
+  with the first snapshot.
+* **progress** (``DialogueReport``; synchronous): the dialogue's stage, slots,
+  objections, do-not-call flag, usage and playbook go into the snapshot, and the
+  newest one into the outcome (stage, slots, callback time, flag, cost).
+* **ended** (every end path of ``server.calls.lifecycle``): the outcome is
+  built from the summary (end reason, close code, duration on the trio clock)
+  and the newest progress, and the task leaves the recorder, whose exit writes
+  it — to Redis, else the spill file (``server.store.recorder``).
 * **exit**: waits for the task, so the outcome is handed off before the call's
   slot is released (a drain therefore finishes the outcomes before the store
   service closes).
 
 The recording task runs shielded. Its only unbounded wait is for ``ended``,
-which ``server.calls.lifecycle`` signals in a ``finally`` before this context exits (and
-the exit signals it too, should it not have been); everything else is bounded
+which ``server.calls.lifecycle`` signals in a ``finally`` before this context
+exits (and the exit signals it too, should it not have been); everything else is bounded
 (lead deadline, the recorder's ``exit_deadline``, one spill append). Shielding
 is what makes "exactly one outcome with the call's end reason" hold when the
 server cancels a call at shutdown: without it, the cancellation could reach
 the task before the end reason is known, or before the recorder is open.
 
-What echo mode records (it has no dialogue): stage ``INTRO`` (the snapshot's
-default: the call never got past the opening), no playbook, no transcript text
-(nothing was recognised: nothing is invented), turns = utterances echoed, and
-per turn the ``speech_end`` → ``first_media_sent`` timestamps.
+What echo mode records (it has no dialogue, so reports no progress): stage
+``INTRO`` (the snapshot's default), no playbook, no transcript text (nothing
+was recognised: nothing is invented), turns = utterances echoed, and per turn
+the ``speech_end`` → ``first_media_sent`` timestamps.
 
 A call that ends before ``start`` (connected, then closed, or no ``start``
 within the deadline) has no ids and writes nothing; that is logged. A
@@ -48,12 +53,21 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import cast
 
 import trio
 
-from server.calls.lifecycle import CallSession, CallState, CallStateFactory, CallSummary
+from dialogue.model import Slots
+from server.calls.hook import (
+    CallRecord,
+    CallRecordFactory,
+    CallSession,
+    CallSummary,
+    DialogueReport,
+    TurnReport,
+)
 from server.logs import log_event
 from server.store import (
     CallRecorder,
@@ -61,15 +75,23 @@ from server.store import (
     Outcome,
     SessionSnapshot,
     StoreService,
+    TranscriptEntry,
     TurnLatency,
     mask_phone,
 )
+from server.store.records import Delivery, Role
 
 log = logging.getLogger(__name__)
 
 
+def slots_of(values: Mapping[str, object]) -> Slots:
+    """The known ``Slots`` keys of a dialogue's slot mapping."""
+    return cast(Slots, {key: value for key, value in values.items()
+                        if key in Slots.__annotations__})
+
+
 @dataclass(frozen=True, slots=True)
-class CallStateConfig:
+class CallRecordConfig:
     """Named deadlines of the store wiring (seconds)."""
 
     # The store bounds load_lead itself (0.3 s); this guards the whole lookup.
@@ -85,24 +107,27 @@ class _CallIds:
     started_at: datetime
 
 
-class StoreCallState:
-    """One call's ``CallState`` backed by the session store (module docstring)."""
+class StoreCallRecord:
+    """One call's ``CallRecord`` backed by the session store (module docstring)."""
 
     def __init__(
-        self, service: StoreService, nursery: trio.Nursery, config: CallStateConfig
+        self, service: StoreService, nursery: trio.Nursery, config: CallRecordConfig
     ) -> None:
         self._service = service
         self._nursery = nursery
         self._config = config
         self._ids: _CallIds | None = None
         self._lead: LeadContext | None = None
+        self._lead_known = trio.Event()
         self._recorder: CallRecorder | None = None
         self._turns = 0
+        self._dialogue: DialogueReport | None = None
+        self._unwritten_transcript: list[TranscriptEntry] = []
         self._unwritten_latency: list[TurnLatency] = []
         self._summary: CallSummary | None = None
         self._ended = trio.Event()
 
-    # -- server.calls.lifecycle.CallState ----------------------------------------------
+    # -- server.calls.hook.CallRecord ---------------------------------------------
 
     def started(self, session: CallSession) -> None:
         start = session.start
@@ -116,13 +141,26 @@ class StoreCallState:
         )
         self._nursery.start_soon(self._record, self._ids)
 
-    def turn(self, marks: Mapping[str, float]) -> None:
+    async def lead(self) -> LeadContext:
+        if self._ids is None:
+            return LeadContext()
+        await self._lead_known.wait()  # bounded: _record sets it within lead_deadline
+        return self._lead or LeadContext(params=self._ids.params)
+
+    def turn(self, report: TurnReport) -> None:
         self._turns += 1
-        latency = TurnLatency(turn=self._turns, marks=dict(marks))
-        if self._recorder is None:
-            self._unwritten_latency.append(latency)  # written with the first snapshot
+        latency = TurnLatency(turn=self._turns, marks=dict(report.marks))
+        transcript = self._transcript(report)
+        if self._recorder is None:  # written with the first snapshot
+            self._unwritten_transcript += transcript
+            self._unwritten_latency.append(latency)
             return
-        self._recorder.record_nowait(self._snapshot(), latency=[latency])
+        self._recorder.record_nowait(self._snapshot(), transcript=transcript, latency=[latency])
+
+    def progress(self, report: DialogueReport) -> None:
+        self._dialogue = report
+        if self._recorder is not None:
+            self._recorder.record_nowait(self._snapshot())
 
     def ended(self, summary: CallSummary) -> None:
         if self._summary is not None:
@@ -141,9 +179,11 @@ class StoreCallState:
             with trio.move_on_after(self._config.lead_deadline):
                 lead = await self._service.store.load_lead(ids.params, call_sid=ids.call_sid)
             self._lead = lead
+            self._lead_known.set()
             async with self._service.open_call_recorder(ids.call_sid, ids.stream_sid) as rec:
-                rec.record_nowait(self._snapshot(), latency=self._unwritten_latency)
-                self._unwritten_latency = []
+                rec.record_nowait(self._snapshot(), transcript=self._unwritten_transcript,
+                                  latency=self._unwritten_latency)
+                self._unwritten_transcript, self._unwritten_latency = [], []
                 self._recorder = rec
                 await self._ended.wait()
                 self._recorder = None
@@ -151,14 +191,36 @@ class StoreCallState:
             log_event(log, logging.INFO, "call outcome handed off",
                       destination=rec.outcome_destination or "-")
 
+    def _transcript(self, report: TurnReport) -> list[TranscriptEntry]:
+        now = self._service.clock()
+        entries = []
+        if report.caller_text:
+            entries.append(TranscriptEntry(
+                speaker=Role.CALLER, text=report.caller_text, audio_time=report.caller_at,
+                wall_time=now))
+        if report.bot_text:
+            cut = report.heard_text is not None
+            entries.append(TranscriptEntry(
+                speaker=Role.BOT, text=report.bot_text, audio_time=report.bot_at,
+                wall_time=now, delivery=Delivery.CUT if cut else Delivery.FULL,
+                heard_text=report.heard_text))
+        return entries
+
     def _snapshot(self) -> SessionSnapshot:
         ids = self._ids
         assert ids is not None  # only called once the task runs, i.e. after start
-        return SessionSnapshot(
+        snapshot = SessionSnapshot(
             call_sid=ids.call_sid, stream_sid=ids.stream_sid, caller=ids.caller,
             started_at=ids.started_at, lead=self._lead or LeadContext(params=ids.params),
             turns=self._turns,
         )
+        dialogue = self._dialogue
+        if dialogue is None:
+            return snapshot
+        return replace(
+            snapshot, playbook_id=dialogue.playbook_id, stage=dialogue.stage,
+            slots=slots_of(dialogue.slots), objections=dict(dialogue.objections),
+            do_not_call=dialogue.do_not_call, usage=dialogue.usage)
 
     def _outcome(self, ids: _CallIds) -> Outcome:
         summary = self._summary
@@ -176,13 +238,14 @@ class StoreCallState:
             campaign_id=snapshot.lead.campaign_id, lead_id=snapshot.lead.lead_id,
             slots=snapshot.slots, do_not_call=snapshot.do_not_call,
             duration_s=max(duration, 0.0), turns=self._turns, close_code=close_code,
+            cost_micro_usd=self._dialogue.cost_micro_usd if self._dialogue else 0,
         )
 
 
 @asynccontextmanager
-async def open_store_call_state(
-    service: StoreService, config: CallStateConfig | None = None
-) -> AsyncIterator[StoreCallState]:
+async def open_store_call_record(
+    service: StoreService, config: CallRecordConfig | None = None
+) -> AsyncIterator[StoreCallRecord]:
     """One call's state for the duration of the block (module docstring).
 
     The block's own exception (or cancellation) propagates unchanged, after
@@ -190,7 +253,7 @@ async def open_store_call_state(
     """
     body_exc: BaseException | None = None
     async with trio.open_nursery() as nursery:
-        state = StoreCallState(service, nursery, config or CallStateConfig())
+        state = StoreCallRecord(service, nursery, config or CallRecordConfig())
         try:
             yield state
         except BaseException as exc:
@@ -200,16 +263,18 @@ async def open_store_call_state(
         finally:
             # server.calls.lifecycle always calls ended(); should it not have, never hang here.
             state._ended.set()
+            state._lead_known.set()
     if body_exc is not None:
         raise body_exc
 
 
-def store_call_state(
-    service: StoreService, config: CallStateConfig | None = None
-) -> CallStateFactory:
-    """The per-call factory ``server.calls.server`` takes (``call_state=``)."""
+def store_call_record(
+    service: StoreService, config: CallRecordConfig | None = None
+) -> CallRecordFactory:
+    """The per-call factory ``server.calls.server`` takes (``call_record=``)."""
 
-    def open_one() -> AbstractAsyncContextManager[CallState]:
-        return open_store_call_state(service, config)
+    def open_one() -> AbstractAsyncContextManager[CallRecord]:
+        opened: AbstractAsyncContextManager[CallRecord] = open_store_call_record(service, config)
+        return opened
 
     return open_one

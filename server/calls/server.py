@@ -41,13 +41,8 @@ from dataclasses import dataclass
 import trio
 
 from server import logs
-from server.calls.lifecycle import (
-    CallStateFactory,
-    CallSummary,
-    HandlerFactory,
-    LiveCallIds,
-    run_call,
-)
+from server.calls.hook import CallRecordFactory, CallSummary, HandlerFactory
+from server.calls.lifecycle import LiveCallIds, run_call
 from server.config import SAMPLE_RATES, ServerConfig
 from server.control.app import ControlApp
 from server.control.http import serve_control
@@ -105,12 +100,12 @@ class CallServer:
 
     def __init__(
         self, config: ServerConfig, handler_factory: HandlerFactory,
-        metrics: ServerMetrics | None = None, *, call_state: CallStateFactory | None = None,
+        metrics: ServerMetrics | None = None, *, call_record: CallRecordFactory | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics or ServerMetrics()
         self._handler_factory = handler_factory
-        self._call_state = call_state  # e.g. server.calls.recording.store_call_state(...)
+        self._call_state = call_record  # e.g. server.calls.recording.store_call_record(...)
         self._draining = False
         self._cancelling = False
         self._calls: set[trio.CancelScope] = set()
@@ -224,7 +219,7 @@ class CallServer:
                     query_parameters=decision.query_parameters, config=self.config,
                     metrics=self.metrics, handler_factory=self._handler_factory,
                     cancelled_by_server=lambda: self._cancelling,
-                    call_state=self._call_state, live_ids=self._live_ids,
+                    call_record=self._call_state, live_ids=self._live_ids,
                 )
             if summary is not None and summary.peer_at_fault:
                 self.gate.penalize(request.peer)
@@ -272,11 +267,11 @@ async def serve_calls(
     handler_factory: HandlerFactory,
     *,
     metrics: ServerMetrics | None = None,
-    call_state: CallStateFactory | None = None,
+    call_record: CallRecordFactory | None = None,
     task_status: trio.TaskStatus[CallServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve calls forever; ``nursery.start(serve_calls, ...)`` gives the ``CallServer``."""
-    await CallServer(config, handler_factory, metrics, call_state=call_state).serve(
+    await CallServer(config, handler_factory, metrics, call_record=call_record).serve(
         task_status=task_status)
 
 
@@ -294,7 +289,7 @@ async def serve_until_signalled(
     handler_factory: HandlerFactory,
     *,
     signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT),
-    call_state: CallStateFactory | None = None,
+    call_record: CallRecordFactory | None = None,
     store_up: Callable[[], bool] | None = None,
     metrics: ServerMetrics | None = None,
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
@@ -304,7 +299,7 @@ async def serve_until_signalled(
     On the first signal: stop accepting (503, ``/readyz`` 503), let calls finish
     within ``config.grace`` seconds, cancel the rest, return. A second signal
     during the grace period cancels the calls at once. Must run in the main
-    thread (signal handling). ``call_state`` records each call (the session
+    thread (signal handling). ``call_record`` records each call (the session
     store); a call counts as finished once its state was handed off.
     ``store_up`` (the embedded Redis' health) turns ``/readyz`` 503 while false.
     """
@@ -312,7 +307,7 @@ async def serve_until_signalled(
     with trio.open_signal_receiver(*signals) as received:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(monitor_loop_lag, metrics)
-            calls = CallServer(config, handler_factory, metrics, call_state=call_state)
+            calls = CallServer(config, handler_factory, metrics, call_record=call_record)
             await nursery.start(calls.serve)
             app = ControlApp(config, metrics, lambda: calls.ready, store_up)
             control_port: int = await nursery.start(serve_control, app, config)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import trio
 
-from server.calls.recording import store_call_state
+from server.calls.recording import store_call_record
 from server.calls.server import CallServer, serve_calls
 from server.config import ServerConfig
 from server.handlers.echo import EchoHandler
@@ -72,7 +72,7 @@ async def run_echo_call(*, seconds: float = CALL_SECONDS) -> EchoCallReport:
             config = ServerConfig(host="127.0.0.1", port=0, echo=True)
             async with trio.open_nursery() as nursery:
                 calls: CallServer = await nursery.start(partial(
-                    serve_calls, config, EchoHandler, call_state=store_call_state(service)))
+                    serve_calls, config, EchoHandler, call_record=store_call_record(service)))
                 url = (f"ws://127.0.0.1:{calls.port}{config.ws_path}"
                        f"?sample-rate={CALL_RATE}&campaign_id=demo")
                 result = await run_caller(url, script, seconds=seconds, tail_seconds=2.5)

@@ -9,7 +9,7 @@ import resource
 
 import trio
 
-from server.calls.lifecycle import HandlerFactory
+from server.calls.hook import HandlerFactory
 from server.calls.server import serve_until_signalled
 from server.config import ENV_VARS, ServerConfig, build_config
 from server.exceptions import ConfigError
@@ -91,7 +91,7 @@ def _handler_factory(config: ServerConfig) -> HandlerFactory:
         from server.handlers.echo import EchoHandler
 
         return EchoHandler
-    from server.calls.lifecycle import ListenOnlyHandler
+    from server.calls.hook import ListenOnlyHandler
 
     log_event(log, logging.WARNING, "no dialogue pipeline configured; calls only listen "
               "(use --echo for a connectivity test)")
@@ -168,7 +168,7 @@ async def _serve(config: ServerConfig, factory: HandlerFactory) -> None:
         log_event(log, logging.INFO, "call store off: nothing is recorded")
         await serve_until_signalled(config, factory)
         return
-    from server.calls.recording import store_call_state
+    from server.calls.recording import store_call_record
     from server.store import open_store_service
 
     async with open_store_service() as service:
@@ -180,6 +180,6 @@ async def _serve(config: ServerConfig, factory: HandlerFactory) -> None:
         # of rotation. A shared REDIS_URL down is every process's problem, so
         # readiness stays (calls still run and spill).
         store_up = (lambda: service.health.up) if service.embedded else None
-        await serve_until_signalled(config, factory, call_state=store_call_state(service),
+        await serve_until_signalled(config, factory, call_record=store_call_record(service),
                                     store_up=store_up, metrics=metrics)
     log_event(log, logging.INFO, "call store closed")

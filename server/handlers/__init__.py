@@ -1,0 +1,3 @@
+"""What a call does: one ``server.calls.CallHandler`` per call. ``echo`` plays
+each caller utterance back (connectivity test); the conversation pipeline
+(listen → decide → speak) lives beside it in ``pipeline``."""

@@ -14,7 +14,7 @@ kept; while someone speaks at most ``MAX_UTTERANCE_S`` of audio; and the
 speaker's queue holds at most 60 s (``server.playout.speaker``): a caller sending
 speech faster than real time fills it and the call ends with reason ``limit``.
 
-Each utterance is one turn for ``session.state`` (the call's durable record),
+Each utterance is one turn for ``session.record`` (the call's durable record),
 reported when its first frame goes out, with two stage timestamps on the trio
 clock: ``speech_end`` (when the caller's last voiced audio arrived, worked back
 from the audio clock: the chunk that ended the utterance arrived *now* and
@@ -31,9 +31,9 @@ import trio
 
 from dsp.pcm import pcm16_from_bytes
 from dsp.vad import EnergyVAD, SpeechStarted, VADConfig
-from server.calls.lifecycle import CallSession
+from server.calls.hook import CallSession, TurnReport
 from server.playout.speaker import Speaker, open_speaker
-from server.telephony.events import Event, Mark, Media, Start
+from server.telephony.events import Mark, Media, Start, StreamEvent
 
 MAX_UTTERANCE_S = 30.0
 PRE_ROLL_S = 0.2
@@ -59,7 +59,7 @@ class EchoHandler:
         self._unsent: deque[tuple[str, float]] = deque()
         self.utterances = 0
 
-    async def on_event(self, event: Event) -> None:
+    async def on_event(self, event: StreamEvent) -> None:
         if isinstance(event, Media):
             self._on_audio(event.pcm)
         elif isinstance(event, Mark):
@@ -90,8 +90,8 @@ class EchoHandler:
         # first frame, so the first send that finds it moved is that frame.
         if unsent and speaker is not None and speaker.heard(unsent[0][0]).state != "queued":
             _, speech_end = unsent.popleft()
-            self._session.state.turn(
-                {"speech_end": speech_end, "first_media_sent": trio.current_time()})
+            self._session.record.turn(TurnReport(
+                marks={"speech_end": speech_end, "first_media_sent": trio.current_time()}))
         await self._session.send(text)
 
     def _on_audio(self, pcm: bytes) -> None:

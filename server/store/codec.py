@@ -29,8 +29,8 @@ from server.store.records import (
     Delivery,
     LeadContext,
     Outcome,
+    Role,
     SessionSnapshot,
-    Speaker,
     TranscriptEntry,
     TurnLatency,
     Usage,
@@ -245,7 +245,7 @@ def decode_transcript_entry(raw: str | bytes) -> TranscriptEntry:
     d = _load(raw, kind)
     delivery = d.get("delivery")
     return TranscriptEntry(
-        speaker=_enum(Speaker, d.get("speaker"), kind, "speaker"),
+        speaker=_enum(Role, d.get("speaker"), kind, "speaker"),
         text=_get(d, "text", kind, str),
         audio_time=float(_get(d, "audio_time", kind, (int, float))),
         wall_time=_parse_time(d.get("wall_time"), kind, "wall_time"),

@@ -20,8 +20,15 @@ from dialogue.model import Slots, Stage
 from server.redact import mask_phone
 
 __all__ = [
-    "LATENCY_MARKS", "Delivery", "LeadContext", "Outcome", "SessionSnapshot", "Speaker",
-    "TranscriptEntry", "TurnLatency", "mask_phone",
+    "LATENCY_MARKS",
+    "Delivery",
+    "LeadContext",
+    "Outcome",
+    "Role",
+    "SessionSnapshot",
+    "TranscriptEntry",
+    "TurnLatency",
+    "mask_phone",
 ]
 
 #: The per-turn stage timestamps of DESIGN.md §6, in pipeline order.
@@ -31,7 +38,7 @@ LATENCY_MARKS: tuple[str, ...] = (
 )
 
 
-class Speaker(StrEnum):
+class Role(StrEnum):
     CALLER = "caller"
     BOT = "bot"
 
@@ -95,7 +102,7 @@ class SessionSnapshot:
 class TranscriptEntry:
     """One utterance. ``audio_time`` is seconds since the call's audio began."""
 
-    speaker: Speaker
+    speaker: Role
     text: str
     audio_time: float
     wall_time: datetime

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Final, Protocol, final
 
 from server.telephony import exotel, twilio
-from server.telephony.events import Event
+from server.telephony.events import StreamEvent
 
 __all__ = ["DIALECTS", "EXOTEL", "TWILIO", "Dialect", "get_dialect"]
 
@@ -42,7 +42,7 @@ class Dialect(Protocol):
     @property
     def sample_rates(self) -> tuple[int, ...]: ...
 
-    def parse_frame(self, text: str | bytes, *, sample_rate: int = 8000) -> Event: ...
+    def parse_frame(self, text: str | bytes, *, sample_rate: int = 8000) -> StreamEvent: ...
 
     def media_frame(self, stream_sid: str, pcm: bytes) -> str: ...
 
@@ -59,7 +59,7 @@ class _Exotel:
     max_payload_bytes: Final = exotel.MAX_PAYLOAD_BYTES
     sample_rates: Final = (8000, 16000, 24000)
 
-    def parse_frame(self, text: str | bytes, *, sample_rate: int = 8000) -> Event:
+    def parse_frame(self, text: str | bytes, *, sample_rate: int = 8000) -> StreamEvent:
         return exotel.parse_frame(text, sample_rate=sample_rate)
 
     def media_frame(self, stream_sid: str, pcm: bytes) -> str:
@@ -83,7 +83,7 @@ class _Twilio:
     max_payload_bytes: Final = twilio.MAX_PAYLOAD_BYTES
     sample_rates: Final = (twilio.SAMPLE_RATE,)
 
-    def parse_frame(self, text: str | bytes, *, sample_rate: int = 8000) -> Event:
+    def parse_frame(self, text: str | bytes, *, sample_rate: int = 8000) -> StreamEvent:
         return twilio.parse_frame(text, sample_rate=sample_rate)
 
     def media_frame(self, stream_sid: str, pcm: bytes) -> str:

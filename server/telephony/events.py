@@ -25,11 +25,11 @@ from typing import Any, TypeAlias
 __all__ = [
     "Connected",
     "Dtmf",
-    "Event",
     "Mark",
     "Media",
     "Start",
     "Stop",
+    "StreamEvent",
     "Unknown",
 ]
 
@@ -125,4 +125,4 @@ class Unknown:
     raw: Mapping[str, Any]
 
 
-Event: TypeAlias = Connected | Start | Media | Dtmf | Mark | Stop | Unknown
+StreamEvent: TypeAlias = Connected | Start | Media | Dtmf | Mark | Stop | Unknown

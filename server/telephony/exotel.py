@@ -41,7 +41,7 @@ from typing import Any
 import msgspec
 
 from server.exceptions import BadPayload, FrameError
-from server.telephony.events import Connected, Dtmf, Event, Mark, Media, Start, Stop, Unknown
+from server.telephony.events import Connected, Dtmf, Mark, Media, Start, Stop, StreamEvent, Unknown
 from server.telephony.outbound import OutboundFrames
 
 __all__ = [
@@ -101,7 +101,7 @@ def _pcm_as_is(raw: bytes) -> bytes:
 EXOTEL_GRAMMAR = Grammar(name="exotel", encoding=ENCODING, camel_first=False, to_pcm=_pcm_as_is)
 
 
-def parse_frame(text: str | bytes, *, sample_rate: int = 8000) -> Event:
+def parse_frame(text: str | bytes, *, sample_rate: int = 8000) -> StreamEvent:
     """Read one Exotel text (or binary) frame. ``sample_rate`` is the call's
     rate from the URL query and becomes ``Start.sample_rate``.
 
@@ -113,7 +113,7 @@ def parse_frame(text: str | bytes, *, sample_rate: int = 8000) -> Event:
 # -- reading ------------------------------------------------------------------
 
 
-def parse_frame_as(grammar: Grammar, text: str | bytes, sample_rate: int) -> Event:
+def parse_frame_as(grammar: Grammar, text: str | bytes, sample_rate: int) -> StreamEvent:
     """The shared lenient reader; see the module docstring for the rules."""
     try:
         obj = _json_decode(text)

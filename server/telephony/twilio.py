@@ -25,7 +25,7 @@ interface; Twilio streams are always 8 kHz and callers pass 8000.
 from __future__ import annotations
 
 from dsp.g711 import ulaw_decode, ulaw_encode
-from server.telephony.events import Event
+from server.telephony.events import StreamEvent
 from server.telephony.exotel import Grammar, parse_frame_as
 from server.telephony.outbound import OutboundFrames
 
@@ -56,7 +56,7 @@ def _mulaw_to_pcm(raw: bytes) -> bytes:
 TWILIO_GRAMMAR = Grammar(name="twilio", encoding=ENCODING, camel_first=True, to_pcm=_mulaw_to_pcm)
 
 
-def parse_frame(text: str | bytes, *, sample_rate: int = SAMPLE_RATE) -> Event:
+def parse_frame(text: str | bytes, *, sample_rate: int = SAMPLE_RATE) -> StreamEvent:
     """Read one Twilio frame; ``Media.pcm`` is PCM16LE at 8 kHz.
 
     Raises ``FrameError`` (or its ``BadPayload``) and nothing else.

@@ -2,7 +2,7 @@
 
 The call server's real per-connection handler runs over an in-memory stream; a
 raw WebSocket client (``tests.server.wsclient``) sends exactly what each test
-needs, and a recording ``CallState`` keeps what the call reported.
+needs, and a recording ``CallRecord`` keeps what the call reported.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from wsproto.events import (
     TextMessage,
 )
 
-from server.calls.lifecycle import CallSession, CallState, CallSummary, ListenOnlyHandler
+from server.calls.hook import CallRecord, CallSession, CallSummary, ListenOnlyHandler
 from server.calls.server import CallServer
 from server.config import ServerConfig
 from server.exceptions import CallLimitExceeded
@@ -35,7 +35,7 @@ from tests.server.wsclient import RawClient
 
 
 class Recorded:
-    """A ``CallState`` that keeps what it is told (the store's role, in memory)."""
+    """A ``CallRecord`` that keeps what it is told (the store's role, in memory)."""
 
     def __init__(self) -> None:
         self.sessions: list[CallSession] = []
@@ -53,7 +53,7 @@ class Recorded:
 
 def recording(record: Recorded) -> object:
     @asynccontextmanager
-    async def open_one() -> AsyncIterator[CallState]:
+    async def open_one() -> AsyncIterator[CallRecord]:
         yield record
 
     return open_one
@@ -87,7 +87,7 @@ async def closed_with(client: RawClient) -> int:
 def server_with(record: Recorded, handler: object = ListenOnlyHandler, **config: object,
                 ) -> CallServer:
     return CallServer(ServerConfig(**config), handler,  # type: ignore[arg-type]
-                      call_state=recording(record))  # type: ignore[arg-type]
+                      call_record=recording(record))  # type: ignore[arg-type]
 
 
 async def test_no_start_within_the_deadline_closes_1008_and_records_nothing(

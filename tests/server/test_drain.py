@@ -17,7 +17,7 @@ from trio_websocket import (
     wrap_client_stream,
 )
 
-from server.calls.lifecycle import ListenOnlyHandler
+from server.calls.hook import ListenOnlyHandler
 from server.calls.server import CallServer, Rejection, Running, serve_until_signalled
 from server.config import ServerConfig
 from server.ws.connection import WebSocketLimits

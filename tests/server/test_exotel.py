@@ -1,5 +1,5 @@
 """Exotel wire format: every variant PROTOCOLS.md lists, builders round-tripping
-through the parser, and generated garbage that may only ever give an ``Event``
+through the parser, and generated garbage that may only ever give an ``StreamEvent``
 or a ``FrameError``."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from server.calls.lifecycle import ListenOnlyHandler
+from server.calls.hook import ListenOnlyHandler
 from server.calls.server import CallServer, Rejection, Route, parse_target, serve_calls
 from server.config import BasicAuth, ServerConfig
 from server.exceptions import RequestError

@@ -17,7 +17,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.calls.lifecycle import ListenOnlyHandler
+from server.calls.hook import ListenOnlyHandler
 from server.calls.server import CallServer
 from server.config import BasicAuth, ServerConfig
 from server.control.app import ControlApp

@@ -19,22 +19,29 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
+from typing import ClassVar
+from zoneinfo import ZoneInfo
 
 import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
+from dialogue.cost import Usage
 from dialogue.model import Stage
-from server.calls.recording import store_call_state
+from server.calls.hook import CallSession, DialogueReport, TurnReport
+from server.calls.recording import store_call_record
 from server.calls.server import CallServer
 from server.config import ServerConfig
 from server.handlers.echo import EchoHandler
 from server.store import Outcome, StoreService, open_store_service
 from server.store.connection import StoreConfig, connect
+from server.store.records import Delivery, LeadContext, Role
 from server.store.redis_store import RedisBackend
 from server.store.spill import SpillFile
 from server.telephony.caller import speech_like_script
+from server.telephony.events import Start, StreamEvent
 
 CALLER = "+919876543210"
 MASKED = "******3210"
@@ -69,7 +76,7 @@ async def serving(service: StoreService) -> AsyncIterator[CallServer]:
     async with trio.open_nursery() as nursery:
         calls: CallServer = await nursery.start(
             lambda task_status: CallServer(
-                config, EchoHandler, call_state=store_call_state(service)
+                config, EchoHandler, call_record=store_call_record(service)
             ).serve(task_status=task_status))
         yield calls
         nursery.cancel_scope.cancel()
@@ -319,3 +326,73 @@ def test_serve_store_flag_and_environment() -> None:
     assert config([], {"VOICEBOT_STORE": "off"}).store is False
     assert config(["--store"], {"VOICEBOT_STORE": "off"}).store is True
 
+
+
+class ReportingHandler:
+    """A handler that does what a conversation does through the hook: reads the
+    lead, reports a turn with text and the dialogue's result."""
+
+    leads: ClassVar[list[LeadContext]] = []
+
+    def __init__(self, session: CallSession) -> None:
+        self.session = session
+
+    async def on_event(self, event: StreamEvent) -> None:
+        if isinstance(event, Start):
+            self.session.nursery.start_soon(self._converse)
+
+    async def _converse(self) -> None:
+        lead = await self.session.lead()
+        ReportingHandler.leads.append(lead)
+        record = self.session.record
+        record.turn(TurnReport(
+            caller_text="call me back tomorrow evening", bot_text="Sure, tomorrow at six.",
+            heard_text="Sure, tomorrow", stage_before=Stage.DISCOVERY,
+            stage_after=Stage.FOLLOW_UP_SCHEDULED, marks={"speech_end": 1.0, "decided": 1.2},
+            caller_at=3.0, bot_at=4.5))
+        record.progress(DialogueReport(
+            stage=Stage.FOLLOW_UP_SCHEDULED, slots={"callback_at": CALLBACK, "budget_inr": 90000},
+            objections={"price": 1}, usage=Usage(stt_seconds=12.5, tts_characters=40),
+            cost_micro_usd=4321, playbook_id="solar"))
+
+
+CALLBACK = datetime(2026, 12, 6, 18, 0, tzinfo=ZoneInfo("Asia/Kolkata"))
+
+
+async def test_the_outcome_holds_what_the_handler_reported(
+    redis_url: str, store_config: StoreConfig, backend: RedisBackend, tmp_path: Path
+) -> None:
+    backend.client.hset(f"{store_config.prefix}lead:L42", mapping={"name": "Asha"})
+    spill = SpillFile(tmp_path / "spill.jsonl")
+    ReportingHandler.leads = []
+    async with open_store_service(redis_url, config=store_config, spill=spill) as service:
+        config = ServerConfig(port=0)
+        async with trio.open_nursery() as nursery:
+            calls: CallServer = await nursery.start(
+                lambda task_status: CallServer(
+                    config, ReportingHandler, call_record=store_call_record(service)
+                ).serve(task_status=task_status))
+            async with dial(calls.port) as ws:
+                await begin_call(ws, "CA-rep")
+                await trio.sleep(0.3)
+                await hang_up(ws, "CA-rep")
+            with trio.fail_after(WAIT):
+                await calls.wait_idle()
+            nursery.cancel_scope.cancel()
+        [outcome] = _outcomes(backend)
+        view = backend.read_session("CA-rep")
+    [lead] = ReportingHandler.leads
+    assert (lead.name, lead.lead_id) == ("Asha", "L42")
+    assert outcome.stage is Stage.FOLLOW_UP_SCHEDULED
+    assert outcome.callback_at == CALLBACK
+    assert outcome.slots["budget_inr"] == 90000
+    assert outcome.cost_micro_usd == 4321
+    assert backend.campaign_stats("C7")["outcome:FOLLOW_UP_SCHEDULED"] == 1
+    assert view.snapshot is not None
+    assert (view.snapshot.playbook_id, dict(view.snapshot.objections)) == ("solar", {"price": 1})
+    assert view.snapshot.usage.stt_seconds == 12.5
+    caller, bot = view.transcript
+    assert (caller.speaker, caller.text, caller.audio_time) == (
+        Role.CALLER, "call me back tomorrow evening", 3.0)
+    assert (bot.delivery, bot.heard_text) == (Delivery.CUT, "Sure, tomorrow")
+    assert view.latency[0].marks == {"speech_end": 1.0, "decided": 1.2}

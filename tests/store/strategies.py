@@ -14,8 +14,8 @@ from server.store.records import (
     Delivery,
     LeadContext,
     Outcome,
+    Role,
     SessionSnapshot,
-    Speaker,
     TranscriptEntry,
     TurnLatency,
     Usage,
@@ -74,7 +74,7 @@ snapshots = st.builds(
 
 transcript_entries = st.builds(
     TranscriptEntry,
-    speaker=st.sampled_from(Speaker), text=text, audio_time=st.floats(0, 1e5),
+    speaker=st.sampled_from(Role), text=text, audio_time=st.floats(0, 1e5),
     wall_time=aware_times, delivery=st.none() | st.sampled_from(Delivery),
     heard_text=st.none() | text,
 )
@@ -106,7 +106,7 @@ def snapshot(call_sid: str, *, stage: Stage = Stage.DISCOVERY, turns: int = 1,
     )
 
 
-def entry(i: int, speaker: Speaker = Speaker.CALLER) -> TranscriptEntry:
+def entry(i: int, speaker: Role = Role.CALLER) -> TranscriptEntry:
     return TranscriptEntry(speaker=speaker, text=f"utterance {i}", audio_time=float(i),
                            wall_time=T0 + timedelta(seconds=i))
 

@@ -15,7 +15,7 @@ import trio
 
 from server.cli import main
 from server.store.interface import TurnBatch
-from server.store.records import Delivery, Speaker, TranscriptEntry, TurnLatency
+from server.store.records import Delivery, Role, TranscriptEntry, TurnLatency
 from server.store.redis_store import RedisBackend
 from server.store.service import open_store_service
 from server.store.spill import SpillFile
@@ -70,7 +70,7 @@ def test_outcomes_tail_reports_unreadable_entries(
 
 def test_session_show(capsys: pytest.CaptureFixture[str], backend: RedisBackend,
                       redis_url: str) -> None:
-    bot = TranscriptEntry(speaker=Speaker.BOT, text="Our plan costs five lakh rupees.",
+    bot = TranscriptEntry(speaker=Role.BOT, text="Our plan costs five lakh rupees.",
                           audio_time=3.5, wall_time=T0, delivery=Delivery.CUT,
                           heard_text="Our plan")
     snap = snapshot("S1")

@@ -15,7 +15,7 @@ from server.store.codec import outcome_to_fields
 from server.store.connection import StoreConfig, connect, mask_url
 from server.store.exceptions import RecordFormatError, SchemaVersionError, StoreUnavailable
 from server.store.interface import TurnBatch
-from server.store.records import Speaker, TurnLatency
+from server.store.records import Role, TurnLatency
 from server.store.redis_store import RedisBackend, RedisSessionStore
 from tests.store.strategies import entry, outcome, snapshot
 
@@ -36,12 +36,12 @@ def test_turn_write_sets_and_refreshes_ttl(backend: RedisBackend, redis_client: 
 
 
 def test_transcript_keeps_order_across_batches(backend: RedisBackend) -> None:
-    backend.write_turn(TurnBatch("CA2", snapshot("CA2"), (entry(0), entry(1, Speaker.BOT))))
+    backend.write_turn(TurnBatch("CA2", snapshot("CA2"), (entry(0), entry(1, Role.BOT))))
     backend.write_turn(TurnBatch("CA2", snapshot("CA2", turns=2), (entry(2),),
                                  (TurnLatency(1, {"speech_end": 1.0, "decided": 1.2}),)))
     view = backend.read_session("CA2")
     assert [e.text for e in view.transcript] == ["utterance 0", "utterance 1", "utterance 2"]
-    assert view.transcript[1].speaker is Speaker.BOT
+    assert view.transcript[1].speaker is Role.BOT
     assert view.snapshot is not None
     assert view.snapshot.turns == 2
     assert view.latency == (TurnLatency(1, {"speech_end": 1.0, "decided": 1.2}),)
@@ -143,7 +143,7 @@ async def test_concurrent_calls_do_not_interfere(backend: RedisBackend) -> None:
     async def call(sid: str) -> None:
         for turn in range(5):
             await store.write_turn(TurnBatch(sid, snapshot(sid, turns=turn),
-                                             (entry(2 * turn), entry(2 * turn + 1, Speaker.BOT))))
+                                             (entry(2 * turn), entry(2 * turn + 1, Role.BOT))))
 
     async with trio.open_nursery() as nursery:
         for c in range(20):
