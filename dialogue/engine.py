@@ -44,10 +44,11 @@ from types import MappingProxyType
 
 from dialogue.analysis.confidence import LLM_BELOW_CONFIDENCE
 from dialogue.model import Analysis, Intent, Objection, Stage
-from dialogue.playbook import Playbook, TemplateText
+from dialogue.playbook import Playbook
 from dialogue.prompts import build_messages, spoken_time
 from dialogue.stages import OUTCOME_STAGES, RETURN_TO_INTERRUPTED, Event
 from dialogue.state import CallState, record_bot_reply
+from dialogue.templates import TemplateText
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,6 @@ join over pre-split parts, never a parse.
 
 from __future__ import annotations
 
-import string
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -25,13 +24,15 @@ from datetime import time
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from dialogue.conduct import CallConduct, parse_conduct
 from dialogue.cost import Prices
 from dialogue.exceptions import PlaybookError, PlaybookIssue
 from dialogue.model import Objection, Stage
+from dialogue.playbook_reader import Reader
 from dialogue.stages import TransitionTable, build_table
+from dialogue.templates import TemplateText
 
 #: Variables every template may use.
 COMMON_VARIABLES = frozenset({"lead_name", "agent_name", "company", "product"})
@@ -61,41 +62,6 @@ RESPONSES = frozenset({"decline_rebuttal", "answer_price", "answer_details", "no
 QUALIFICATION_SLOTS = frozenset({"need", "budget_inr", "decision_maker", "timeline"})
 
 BUNDLED = "<bundled default.toml>"
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class TemplateText:
-    """A template parsed at load: literal text and variable names, alternating."""
-
-    source: str
-    parts: tuple[tuple[str, str | None], ...]
-
-    @property
-    def variables(self) -> frozenset[str]:
-        return frozenset(name for _, name in self.parts if name is not None)
-
-    def render(self, values: Mapping[str, str]) -> str:
-        return "".join(
-            literal if name is None else literal + values[name] for literal, name in self.parts
-        )
-
-
-def parse_template(text: str) -> TemplateText:
-    """Split ``text`` at ``{name}`` fields; raises ``ValueError`` on bad braces or
-    on format specs/conversions/attribute access (templates are plain names)."""
-    parts: list[tuple[str, str | None]] = []
-    try:
-        fields = list(string.Formatter().parse(text))
-    except ValueError as exc:
-        raise ValueError(f"bad braces: {exc} (write {{{{ and }}}} for literal braces)") from exc
-    for literal, name, spec, conversion in fields:
-        if name is not None and (spec or conversion or not name.isidentifier()):
-            raise ValueError(f"bad placeholder {{{name}}}: only {{name}} is allowed")
-        parts.append((literal, name))
-    return TemplateText(text, tuple(parts))
-
 
 @dataclass(frozen=True, slots=True)
 class Persona:
@@ -161,6 +127,7 @@ class Playbook:
     llm: LLMSettings
     prices: Prices
     table: TransitionTable
+    conduct: CallConduct
 
     def templates(self, stage: Stage, name: str) -> tuple[TemplateText, ...]:
         return self.stages[stage].templates[name]
@@ -189,99 +156,8 @@ def _read(path: str | Path | None) -> tuple[str, str]:
     return str(path), Path(path).read_text(encoding="utf-8")
 
 
-class _Reader:
-    """Collects issues while reading a TOML document; never raises."""
-
-    def __init__(self) -> None:
-        self.issues: list[PlaybookIssue] = []
-
-    def error(self, location: str, message: str) -> None:
-        self.issues.append(PlaybookIssue(location, message))
-
-    def table(
-        self, data: Mapping[str, object], key: str, loc: str, known: frozenset[str] | None,
-        *, required: bool = True,
-    ) -> Mapping[str, object]:
-        where = f"{loc}.{key}" if loc else key
-        value = data.get(key)
-        if value is None:
-            if required:
-                self.error(where, "missing required table")
-            return {}
-        if not isinstance(value, Mapping):
-            self.error(where, "expected a table")
-            return {}
-        if known is not None:
-            for name in value:
-                if name not in known:
-                    self.error(f"{where}.{name}", f"unknown key (expected one of {sorted(known)})")
-        return value
-
-    def value(
-        self,
-        data: Mapping[str, object],
-        key: str,
-        loc: str,
-        kind: type[T],
-        default: T | None = None,
-    ) -> T | None:
-        """``data[key]`` checked against ``kind`` (ints accepted as floats);
-        ``default`` when absent, and a "missing" issue when there is no default."""
-        where = f"{loc}.{key}"
-        value = data.get(key)
-        if value is None:
-            if default is None:
-                self.error(where, "missing required key")
-            return default
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            self.error(where, f"expected {kind.__name__}, got {type(value).__name__}")
-            return default
-        return value
-
-    def number(self, data: Mapping[str, object], key: str, loc: str, default: int) -> int:
-        """An optional int setting that must be at least 1."""
-        value = self.value(data, key, loc, int, default)
-        if value is None or value < 1:
-            self.error(f"{loc}.{key}", "must be at least 1")
-            return default
-        return value
-
-    def text(self, raw: object, where: str, allowed: frozenset[str]) -> TemplateText | None:
-        if not isinstance(raw, str) or not raw.strip():
-            self.error(where, "expected a non-empty string")
-            return None
-        try:
-            parsed = parse_template(raw)
-        except ValueError as exc:
-            self.error(where, str(exc))
-            return None
-        for name in sorted(parsed.variables - allowed):
-            hint = " (only in callback confirmations)" if name == "callback_time" else ""
-            self.error(where, f"unknown variable {{{name}}}{hint}")
-        return parsed
-
-    def texts(self, raw: object, where: str, allowed: frozenset[str]) -> tuple[TemplateText, ...]:
-        items = raw if isinstance(raw, list) else [raw]
-        if not items:
-            self.error(where, "expected at least one text")
-        parsed = [self.text(item, f"{where}[{i}]" if isinstance(raw, list) else where, allowed)
-                  for i, item in enumerate(items)]
-        return tuple(p for p in parsed if p is not None)
-
-    def clock(self, raw: object, where: str) -> time | None:
-        if isinstance(raw, str):
-            try:
-                return time.fromisoformat(raw)
-            except ValueError:
-                pass
-        self.error(where, f"expected a time like \"09:00\", got {raw!r}")
-        return None
-
-
 _TOP = frozenset({"persona", "product", "qualification", "stages", "responses", "objections",
-                  "rules", "llm", "prices", "transitions"})
+                  "rules", "llm", "prices", "transitions", "call"})
 
 
 def _parse(text: str) -> tuple[Playbook | None, list[PlaybookIssue]]:
@@ -289,7 +165,7 @@ def _parse(text: str) -> tuple[Playbook | None, list[PlaybookIssue]]:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         return None, [PlaybookIssue("", f"not valid TOML: {exc}")]
-    r = _Reader()
+    r = Reader()
     for key in doc:
         if key not in _TOP:
             r.error(key, f"unknown section (expected one of {sorted(_TOP)})")
@@ -370,6 +246,7 @@ def _parse(text: str) -> tuple[Playbook | None, list[PlaybookIssue]]:
     r.issues.extend(price_issues)
     table, table_issues = build_table(r.table(doc, "transitions", "", None, required=False))
     r.issues.extend(table_issues)
+    conduct = parse_conduct(r, doc)
 
     if r.issues or rules is None or prices is None or table is None:
         return None, r.issues
@@ -377,11 +254,12 @@ def _parse(text: str) -> tuple[Playbook | None, list[PlaybookIssue]]:
         source="", persona=persona, product=product, questions=tuple(questions),
         stages=MappingProxyType(stages), responses=MappingProxyType(responses),
         objections=MappingProxyType(objections), rules=rules, llm=llm, prices=prices, table=table,
+        conduct=conduct,
     )
     return playbook, []
 
 
-def _parse_stages(r: _Reader, data: Mapping[str, object]) -> dict[Stage, StagePlan]:
+def _parse_stages(r: Reader, data: Mapping[str, object]) -> dict[Stage, StagePlan]:
     plans: dict[Stage, StagePlan] = {}
     for stage in Stage:
         loc = f"stages.{stage}"
@@ -409,7 +287,7 @@ def _parse_stages(r: _Reader, data: Mapping[str, object]) -> dict[Stage, StagePl
     return plans
 
 
-def _parse_rules(r: _Reader, doc: Mapping[str, object], max_attempts: int) -> Rules | None:
+def _parse_rules(r: Reader, doc: Mapping[str, object], max_attempts: int) -> Rules | None:
     ru = r.table(doc, "rules", "", frozenset(
         {"timezone", "call_window", "default_callback_time", "max_declines", "max_callback_asks"}))
     zone_name = r.value(ru, "timezone", "rules", str, "Asia/Kolkata") or "Asia/Kolkata"

@@ -46,6 +46,11 @@ ENV_VARS: dict[str, str] = {
     "start_seconds": "VOICEBOT_START_TIMEOUT",
     "idle_seconds": "VOICEBOT_IDLE_TIMEOUT",
     "max_handshakes_per_peer": "VOICEBOT_MAX_HANDSHAKES_PER_PEER",
+    "stt": "VOICEBOT_STT",
+    "tts": "VOICEBOT_TTS",
+    "llm": "VOICEBOT_LLM",
+    "playbook": "VOICEBOT_PLAYBOOK",
+    "log_transcripts": "VOICEBOT_LOG_TRANSCRIPTS",
 }
 
 #: Options holding ``user:pass`` credentials (parsed into ``BasicAuth``).
@@ -133,6 +138,13 @@ class ServerConfig:
     start_seconds: float = 10.0
     idle_seconds: float = 30.0
     max_handshakes_per_peer: int = 32
+    # The conversation pipeline (not in echo mode): engines (None: by the keys set),
+    # the playbook file (None: the bundled sample), and whether logs carry words.
+    stt: str | None = None
+    tts: str | None = None
+    llm: str | None = None
+    playbook: str | None = None
+    log_transcripts: bool = False
 
     def __post_init__(self) -> None:
         for name in ("ws_path", "twilio_path"):

@@ -20,6 +20,21 @@ Names (all prefixed ``voicebot_``):
 - ``outbound_lateness_seconds``         how late outbound frames left vs schedule
 - ``event_loop_lag_seconds``            overshoot of a 100 ms sleep
 - ``call_duration_seconds``             call length
+
+The conversation pipeline's (``server.handlers.pipeline``):
+
+- ``turn_stage_seconds{stage}``         each DESIGN.md §6 timestamp, seconds after
+  the turn's ``speech_end``
+- ``voice_to_voice_seconds{side}``      ``server``: speech end → first reply frame sent;
+  ``caller``: speech end → the reply's first mark echoed (what the caller heard)
+- ``greeting_seconds``                  ``start`` → the greeting's first frame sent
+- ``component_errors_total{component}`` stt, tts, llm, redis, telephony
+- ``fallbacks_total{component}``        stt (to local), tts (local for a reply),
+  llm (the fallback template)
+- ``barge_ins_total`` / ``backchannels_total``  caller speech over the bot: an
+  interruption (reply cut, ``clear``) / an acknowledgement (reply resumed)
+- ``turns_total{intent}``               caller turns by analysed intent
+- ``call_cost_usd``                     per call, from its usage (``dialogue.call_cost``)
 """
 
 from __future__ import annotations
@@ -30,6 +45,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 _LEAD_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 1.0, 2.0)
 _LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 _DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
+_TURN_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0)
+_COST_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 
 
 class ServerMetrics:
@@ -84,6 +101,40 @@ class ServerMetrics:
         self.call_duration = Histogram(
             "voicebot_call_duration_seconds", "Call length", buckets=_DURATION_BUCKETS,
             registry=reg,
+        )
+
+        self.turn_stage = Histogram(
+            "voicebot_turn_stage_seconds", "Stage timestamps of a turn, after its speech_end",
+            ["stage"], buckets=_TURN_BUCKETS, registry=reg,
+        )
+        self.voice_to_voice = Histogram(
+            "voicebot_voice_to_voice_seconds",
+            "Caller's speech end to the reply's first frame sent (server) or heard (caller)",
+            ["side"], buckets=_TURN_BUCKETS, registry=reg,
+        )
+        self.greeting = Histogram(
+            "voicebot_greeting_seconds", "start to the greeting's first frame sent",
+            buckets=_TURN_BUCKETS, registry=reg,
+        )
+        self.component_errors = Counter(
+            "voicebot_component_errors", "Errors by component", ["component"], registry=reg,
+        )
+        self.fallbacks = Counter(
+            "voicebot_fallbacks", "Fallbacks taken, by component", ["component"], registry=reg,
+        )
+        self.barge_ins = Counter(
+            "voicebot_barge_ins", "Caller interruptions that cut a reply", registry=reg,
+        )
+        self.backchannels = Counter(
+            "voicebot_backchannels", "Acknowledgements over the bot (reply resumed)",
+            registry=reg,
+        )
+        self.turns = Counter(
+            "voicebot_turns", "Caller turns, by intent", ["intent"], registry=reg,
+        )
+        self.call_cost = Histogram(
+            "voicebot_call_cost_usd", "Cost of a call (vendor usage at playbook prices)",
+            buckets=_COST_BUCKETS, registry=reg,
         )
 
     def render(self) -> bytes:

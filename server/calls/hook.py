@@ -181,6 +181,15 @@ class CallSession:
     record: CallRecord = field(default_factory=NoCallRecord)
     call_sid: str = ""
     stream_sid: str = ""
+    #: set by the lifecycle: ends the call (see ``hang_up``)
+    on_hang_up: Callable[[str], None] | None = None
+
+    def hang_up(self, reason: str) -> None:
+        """End the call from our side with end reason ``reason`` (``completed``:
+        the closing line was said; ``no_response``: the caller stayed silent).
+        The socket is closed with 1000 once the handler's tasks are gone."""
+        if self.on_hang_up is not None:
+            self.on_hang_up(reason)
 
     async def lead(self) -> LeadContext:
         """The lead this call is about (custom parameters, enriched from the CRM's

@@ -10,6 +10,8 @@ However the call ends, it ends here, once, with one reason:
 
 =================  ==========================================================
 ``stop``           the peer sent ``stop`` (any reason)
+``completed``      the handler hung up after the call's closing line played
+``no_response``    the handler hung up on a caller who stayed silent
 ``closed``         the socket closed (or broke) without ``stop``; the close
                    code is kept (``CallSummary.close_code``: 1000, 1002, 1006…)
 ``idle``           no inbound message for ``idle_seconds`` after ``start``
@@ -79,8 +81,10 @@ from server.ws.connection import ServerWebSocket
 log = logging.getLogger(__name__)
 E = TypeVar("E", bound=BaseException)
 
-END_REASONS = ("stop", "closed", "idle", "limit", "time_limit", "shutdown", "error",
-               "start_timeout")
+END_REASONS = ("stop", "closed", "completed", "no_response", "idle", "limit", "time_limit",
+               "shutdown", "error", "start_timeout")
+#: End reasons a handler may give ``CallSession.hang_up``.
+HANG_UP_REASONS = ("completed", "no_response")
 #: Close code for ``idle``, ``limit`` and ``start_timeout`` (policy violation).
 POLICY_VIOLATION = 1008
 #: Custom parameters that are identifiers (checked, never masked).
@@ -167,6 +171,17 @@ class _Call:
         self.counters = _Counters()
         self.close_code: int | None = None
         self.peer_at_fault = False
+        self.hung_up: str | None = None
+        self._hang_up_scope = trio.CancelScope()
+
+    def _hang_up(self, reason: str) -> None:
+        if reason not in HANG_UP_REASONS:
+            raise ValueError(f"hang-up reason must be one of {HANG_UP_REASONS}, not {reason!r}")
+        if self.hung_up is None:
+            self.hung_up = reason
+            self.close_code = 1000
+            log_event(log, logging.INFO, "hanging up", reason=reason)
+            self._hang_up_scope.cancel()
 
     async def send(self, text: str) -> None:
         await self.ws.send_message(text)
@@ -187,9 +202,13 @@ class _Call:
                         sample_rate=self.sample_rate, config=config, metrics=metrics,
                         nursery=nursery, send=self.send,
                         query_parameters=self.query_parameters, record=record,
+                        on_hang_up=self._hang_up,
                     )
                     handler = self.handler_factory(session)
-                    reason = await self._receive_loop(session, handler)
+                    with self._hang_up_scope:
+                        reason = await self._receive_loop(session, handler)
+                    if self.hung_up is not None:
+                        reason = self.hung_up
                     nursery.cancel_scope.cancel()
             if limit.cancelled_caught:
                 reason = "time_limit"

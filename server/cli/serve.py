@@ -6,13 +6,24 @@ import argparse
 import gc
 import logging
 import resource
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import trio
 
+from dialogue import Playbook, PlaybookError, load_playbook
 from server.calls.hook import HandlerFactory
 from server.calls.server import serve_until_signalled
 from server.config import ENV_VARS, ServerConfig, build_config
 from server.exceptions import ConfigError
+from server.handlers.pipeline import (
+    EngineSettings,
+    Pipeline,
+    PipelineOptions,
+    choose_engines,
+    open_engines,
+)
 from server.logs import configure_logging, log_event
 from server.metrics import ServerMetrics
 
@@ -80,22 +91,59 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     add("--max-handshakes-per-peer", type=int,
         help=f"unfinished upgrade requests allowed per peer address, 0 = no limit "
         f"(default {defaults.max_handshakes_per_peer})")
+    add("--stt", choices=("deepgram", "local", "whisper"),
+        help="speech-to-text engine (default: deepgram when DEEPGRAM_API_KEY is set, else "
+        "local pocketsphinx)")
+    add("--tts", choices=("elevenlabs", "local"),
+        help="text-to-speech engine (default: elevenlabs when ELEVENLABS_API_KEY is set, else "
+        "local espeak-ng)")
+    add("--llm", choices=("openai", "none"),
+        help="LLM for replies no template covers (default: openai when OPENAI_API_KEY is set, "
+        "else none: templates only)")
+    add("--playbook", metavar="FILE", help="sales playbook (default: the bundled sample)")
+    add("--log-transcripts", action="store_true", default=None,
+        help="log what callers and the bot said (off: only lengths and intents)")
     add("--store", action=argparse.BooleanOptionalAction, default=None,
         help="record calls in Redis (REDIS_URL or embedded); --no-store runs without "
         "Redis (default on)")
     parser.set_defaults(func=run)
 
 
-def _handler_factory(config: ServerConfig) -> HandlerFactory:
+@dataclass(frozen=True, slots=True)
+class _Conversation:
+    """What the pipeline needs, resolved before serving (errors exit early)."""
+
+    settings: EngineSettings
+    playbook: Playbook
+
+
+def _conversation(config: ServerConfig) -> _Conversation | None:
     if config.echo:
+        return None
+    try:
+        choice = choose_engines(config.stt, config.tts, config.llm)
+        playbook = load_playbook(config.playbook)
+    except (ConfigError, PlaybookError, OSError) as exc:
+        raise SystemExit(f"voicebot serve: {exc}") from exc
+    settings = EngineSettings.from_env(choice)
+    log_event(log, logging.INFO, "conversation pipeline", stt=choice.stt, tts=choice.tts,
+              llm=choice.llm, playbook=playbook.source,
+              keys_missing=",".join(settings.missing_keys()) or "-")
+    return _Conversation(settings, playbook)
+
+
+@asynccontextmanager
+async def _open_handlers(config: ServerConfig,
+                         conversation: _Conversation | None) -> AsyncIterator[HandlerFactory]:
+    """Echo mode's handler, or the pipeline's with the process's engines open."""
+    if conversation is None:
         from server.handlers.echo import EchoHandler
 
-        return EchoHandler
-    from server.calls.hook import ListenOnlyHandler
-
-    log_event(log, logging.WARNING, "no dialogue pipeline configured; calls only listen "
-              "(use --echo for a connectivity test)")
-    return ListenOnlyHandler
+        yield EchoHandler
+        return
+    options = PipelineOptions(log_transcripts=config.log_transcripts)
+    async with open_engines(conversation.settings) as engines:
+        yield Pipeline(engines, conversation.playbook, options).handler_factory()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
     # Compile the numba kernels now, before listening: never during a handshake.
     warm_up()
-    factory = _handler_factory(config)
+    conversation = _conversation(config)
     log_event(log, logging.INFO, "starting", host=config.host, port=config.port,
               control_port=config.control_port, echo=config.echo,
               auth="on" if config.basic_auth else "off", max_calls=config.max_calls)
@@ -118,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     log_event(log, logging.INFO, "file descriptor limit", nofile=raise_fd_limit())
     freeze_startup_heap()
     try:
-        trio.run(_serve, config, factory)
+        trio.run(_serve, config, conversation)
     except EmbeddedRedisError as exc:  # only raised while the store starts
         raise SystemExit(
             f"voicebot serve: cannot start the embedded redis-server: {exc} (set REDIS_URL, "
@@ -161,7 +209,12 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-async def _serve(config: ServerConfig, factory: HandlerFactory) -> None:
+async def _serve(config: ServerConfig, conversation: _Conversation | None) -> None:
+    async with _open_handlers(config, conversation) as factory:
+        await _serve_with(config, factory)
+
+
+async def _serve_with(config: ServerConfig, factory: HandlerFactory) -> None:
     """Serve until signalled; with the store, open it first and close it after
     the drain (outcomes of drained calls are handed off before it closes)."""
     if not config.store:

@@ -26,6 +26,12 @@ that one task, so media, marks and ``clear`` can never interleave out of order.
   pending marks, and has the task send ``clear`` before anything else. Twilio
   echoes those marks on ``clear``; their echo is recognised and ignored (on
   Exotel too, should it ever echo).
+* ``pause()`` (a caller starts talking over the bot) stops sending: nothing
+  more leaves the queue (the peer plays out what it holds, at most
+  ``max_lead_ms``) and nothing is dropped; ``resume()`` (it was only a
+  backchannel) goes on where it stopped, paced as if from a fresh start;
+  ``clear()`` ends a pause too. ``on_utterance_started(id)`` (optional) is
+  told just before an utterance's first frame goes out.
 * Bounded: at most ``max_queued_s`` (default 60 s) of audio may wait in the
   queue; a ``play`` beyond that raises ``CallLimitExceeded`` (limit
   ``outbound_queue``), which ends the call with reason ``limit``. Paced playout
@@ -116,6 +122,7 @@ class Speaker:
         mark_each_chunk: bool = False,
         lateness_observer: Callable[[float], None] | None = None,
         max_queued_s: float = 60.0,
+        on_utterance_started: Callable[[str], None] | None = None,
     ) -> None:
         if sample_rate not in dialect.sample_rates:
             raise ValueError(f"{dialect.name} does not carry {sample_rate} Hz audio")
@@ -130,6 +137,8 @@ class Speaker:
         self._stream_sid = stream_sid
         self._mark_each_chunk = mark_each_chunk
         self._observer = lateness_observer
+        self._on_utterance_started = on_utterance_started
+        self._paused = False
         self._pacer = Pacer(max_lead_ms / 1000)
         self._lateness = LatenessHistogram()
         self._queue: deque[_Frame | _MarkOnly] = deque()
@@ -194,10 +203,33 @@ class Speaker:
         self._ledger.clear(now)
         self._pacer.cleared(now)
         self._clear_pending = True
+        self._paused = False
         self._wakeup.set()
         if self._nap is not None:
             self._nap.cancel()
         self._notify()
+
+    def pause(self) -> None:
+        """Stop sending queued frames (see the module docstring); idempotent."""
+        self._paused = True
+        if self._nap is not None:
+            self._nap.cancel()
+
+    def resume(self) -> None:
+        """Send again what ``pause`` held back; idempotent."""
+        if self._paused:
+            self._paused = False
+            self._wakeup.set()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def speaking(self) -> bool:
+        """Audio is queued or open here, or the peer still holds unplayed audio."""
+        return bool(self._queue or self._open or self._busy
+                    or self._pacer.lead(trio.current_time()) > 0)
 
     def on_mark(self, name: str) -> None:
         """The peer echoed mark ``name``: everything before it has played."""
@@ -263,7 +295,7 @@ class Speaker:
                 self._busy = False
                 self._notify()
                 continue
-            if not queue:
+            if not queue or self._paused:
                 self._wakeup = trio.Event()
                 await self._wakeup.wait()
                 continue
@@ -299,6 +331,8 @@ class Speaker:
         utterance.sent_bytes += len(frame.pcm)
         if utterance.state == "queued":
             utterance.state = "sending"
+            if self._on_utterance_started is not None:
+                self._on_utterance_started(utterance.id)
         self._max_lead = max(self._max_lead, self._pacer.lead(now))
         self._frames_sent += 1
         self._bytes_sent += len(frame.pcm)
@@ -377,6 +411,7 @@ async def open_speaker(
     mark_each_chunk: bool = False,
     lateness_observer: Callable[[float], None] | None = None,
     max_queued_s: float = 60.0,
+    on_utterance_started: Callable[[str], None] | None = None,
 ) -> AsyncIterator[Speaker]:
     """A ``Speaker`` with its pacing task running; see the module docstring.
 
@@ -393,6 +428,7 @@ async def open_speaker(
         mark_each_chunk=mark_each_chunk,
         lateness_observer=lateness_observer,
         max_queued_s=max_queued_s,
+        on_utterance_started=on_utterance_started,
     )
     try:
         async with trio.open_nursery() as nursery:

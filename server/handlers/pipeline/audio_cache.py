@@ -1,0 +1,77 @@
+"""Per-process audio of template sentences, synthesized once and reused by every call.
+
+A template reply (greetings, stage questions, objection answers, goodbyes) is
+the same text for every lead with the same name, so its audio is kept: the key
+is (engine, voice, sample rate, exact text). The first call to need a sentence
+renders it (through its own TTS session); calls asking for the same key while
+that runs wait for the same result instead of rendering it again; a failed
+render is not cached (each waiter then renders for itself). The cache is
+bounded in bytes and forgets the least recently used sentences first.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import trio
+
+__all__ = ["AudioCache", "CacheKey"]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheKey:
+    engine: str
+    voice: str
+    sample_rate: int
+    text: str
+
+
+class AudioCache:
+    """See the module docstring. ``max_bytes`` defaults to 64 MiB (about 70 min
+    of 8 kHz audio)."""
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self._audio: OrderedDict[CacheKey, bytes] = OrderedDict()
+        self._size = 0
+        self._rendering: dict[CacheKey, trio.Event] = {}
+        self.hits = self.misses = 0
+
+    def peek(self, key: CacheKey) -> bytes | None:
+        """The cached audio, or ``None`` (never renders, never waits)."""
+        audio = self._audio.get(key)
+        if audio is not None:
+            self._audio.move_to_end(key)
+        return audio
+
+    async def get(self, key: CacheKey, render: Callable[[], Awaitable[bytes]]) -> bytes:
+        """The audio for ``key``, rendering it with ``render()`` on a miss."""
+        while True:
+            audio = self.peek(key)
+            if audio is not None:
+                self.hits += 1
+                return audio
+            busy = self._rendering.get(key)
+            if busy is None:
+                break
+            await busy.wait()  # someone renders it; use their result (or try ourselves)
+        self.misses += 1
+        done = self._rendering[key] = trio.Event()
+        try:
+            audio = await render()
+        finally:
+            del self._rendering[key]
+            done.set()
+        self._store(key, audio)
+        return audio
+
+    def _store(self, key: CacheKey, audio: bytes) -> None:
+        if not audio or len(audio) > self.max_bytes:
+            return
+        self._audio[key] = audio
+        self._size += len(audio)
+        while self._size > self.max_bytes:
+            _, dropped = self._audio.popitem(last=False)
+            self._size -= len(dropped)

@@ -1,0 +1,317 @@
+"""Decide: one call's conversation — turns in, replies out, barge-in, silence, the end.
+
+The listener's ``Ears`` and the handler's events (key presses, marks) arrive
+here synchronously; turns, key presses and silence time-outs queue in an inbox
+that one task works through in order (``run``), so the dialogue state changes
+in one place. For each turn: ``dialogue.analyze`` + ``dialogue.decide`` (the
+state is committed then, once), a ``DialogueReport`` to the call's record, and
+a reply started in its own cancel scope (``_speak``): template sentences from
+the audio cache, or the LLM's answer streamed through ``SentenceSplitter``
+into the TTS sentence by sentence (``replies``). A new turn supersedes a reply
+still in progress.
+
+Barge-in, measured from our VAD, only while a reply is audible and
+interruptible (``[call] non_interruptible`` lists the lines that are not):
+
+1. caller speech starts → the speaker pauses at once (nothing is dropped);
+2. a real interruption — voiced audio reaches ``barge_in_min_speech_ms``, or
+   the STT's words are not a backchannel — cancels the reply's scope (LLM
+   stream, TTS), clears the speaker (``clear``), trims the bot's last message in
+   the history to what was heard, and the caller's turn goes on as usual;
+3. a backchannel — the speech stays short and its words are backchannel
+   tokens (stage-aware: a yes/no word while the bot's question plays is an
+   answer), or no words come within ``barge_decision_s`` — resumes the reply
+   where it paused: no ``clear``, no turn (the STT's "haan" is dropped).
+
+Silence: ``reprompt_after_s`` after a reply has played with no caller speech,
+the caller gets the re-prompt; after a second silence, the goodbye, and the
+call ends (``no_response``). An outcome stage's closing line ends the call
+once it has played (its last mark echoed, or its length plus a margin).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import trio
+
+from dialogue import analyze, decide, opening
+from dialogue.conduct import dtmf_analysis, is_backchannel
+from dialogue.engine import Decision, Template
+from dialogue.model import Analysis, Stage
+from dialogue.playbook import Playbook
+from dialogue.state import CallState, new_call_state, record_caller, trim_last_bot_message
+from providers.stt.turns import Turn
+from server.calls.hook import CallSession
+from server.handlers.pipeline.replies import ReplyContext, speak_reply
+from server.handlers.pipeline.reply import Reply
+from server.handlers.pipeline.reporting import TurnReporter
+from server.logs import log_event
+from server.playout.speaker import Speaker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HeardTurn:
+    text: str
+    speech_end: float | None
+    turn_final: float
+    caller_at: float
+    analysis: Analysis | None = None  # set for key presses
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    pass
+
+
+@dataclass(slots=True)
+class BargeIn:
+    reply: Reply
+    started: float
+    voiced_ms: float = 0.0
+    ended: bool = False
+    decision: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+
+class Conversation:
+    """See the module docstring. Create it once the speaker is open."""
+
+    def __init__(self, session: CallSession, playbook: Playbook, speaker: Speaker,
+                 context: ReplyContext, reporter: TurnReporter, *,
+                 clock: Callable[[], datetime]) -> None:
+        self.session = session
+        self.playbook = playbook
+        self.conduct = playbook.conduct
+        self.speaker = speaker
+        self.context = context
+        self.reporter = reporter
+        self.clock = clock
+        self.state: CallState | None = None
+        self._inbox_send, self._inbox = trio.open_memory_channel[HeardTurn | Silence](64)
+        self._nursery: trio.Nursery | None = None
+        self._reply: Reply | None = None
+        self._barge: BargeIn | None = None
+        self._silence = trio.CancelScope()
+        self._reprompted = False
+        self._replies = 0
+        self._audio_start = trio.current_time()
+        self.ended = False
+
+    # -- what the listener and the handler report (sync) ----------------------------
+
+    def speech_started(self, at: float) -> None:
+        self._silence.cancel()
+        reply = self._reply
+        if (self._barge is None and reply is not None and reply.interruptible
+                and self.speaker.speaking and not reply.cut):
+            self.speaker.pause()
+            self._barge = BargeIn(reply, at)
+
+    def voiced(self, ms: float) -> None:
+        barge = self._barge
+        if barge is not None:
+            barge.voiced_ms += ms
+            if barge.voiced_ms >= self.conduct.barge_in_min_speech_ms:
+                self._interrupt("voiced")
+
+    def speech_ended(self, voiced_until: float) -> None:
+        barge = self._barge
+        if barge is not None and self._nursery is not None:
+            barge.ended = True
+            self._nursery.start_soon(self._decide_barge_in_later, barge)
+
+    def words(self, text: str) -> None:
+        barge = self._barge
+        if barge is not None and not self._backchannel(text, barge.reply):
+            self._interrupt("words")
+
+    def turn(self, turn: Turn, speech_end: float | None) -> None:
+        barge = self._barge
+        if barge is not None:
+            if self._backchannel(turn.text, barge.reply):
+                self._resume(barge)
+                return
+            self._interrupt("words")
+        self._post(HeardTurn(turn.text, speech_end, trio.current_time(), turn.start))
+
+    def dtmf(self, digit: str) -> None:
+        analysis = dtmf_analysis(digit, self.conduct)
+        if analysis is None:
+            log_event(log, logging.INFO, "key press not mapped", digit=digit[:4])
+            return
+        self._silence.cancel()
+        now = trio.current_time()
+        self._post(HeardTurn(f"dtmf:{digit}", now, now, now - self._audio_start, analysis))
+
+    def utterance_started(self, utterance_id: str) -> None:
+        reply = self._reply
+        if reply is not None and reply.owns(utterance_id):
+            reply.marks.setdefault("first_media_sent", trio.current_time())
+
+    def mark_played(self, name: str) -> None:
+        reply = self._reply
+        if reply is not None and reply.sentences and name == reply.sentences[0].utterance_id:
+            reply.marks.setdefault("first_mark_played", trio.current_time())
+
+    # -- barge-in ---------------------------------------------------------------------
+
+    def _backchannel(self, text: str, reply: Reply) -> bool:
+        after_question = reply.current_is_question(self.speaker)
+        return is_backchannel(text, self.conduct, after_question=after_question)
+
+    def _interrupt(self, why: str) -> None:
+        barge, self._barge = self._barge, None
+        if barge is None:
+            return
+        barge.decision.cancel()
+        reply = barge.reply
+        reply.cut = True
+        self.speaker.clear()
+        reply.scope.cancel()
+        self.reporter.metrics.barge_ins.inc()
+        log_event(log, logging.INFO, "barge-in: reply cut", why=why,
+                  talkover_ms=round((trio.current_time() - barge.started) * 1000))
+
+    def _resume(self, barge: BargeIn) -> None:
+        if self._barge is barge:
+            self._barge = None
+            barge.decision.cancel()
+            self.speaker.resume()
+            self.reporter.metrics.backchannels.inc()
+            log_event(log, logging.INFO, "backchannel: reply resumed")
+
+    async def _decide_barge_in_later(self, barge: BargeIn) -> None:
+        """Short speech: no words within ``barge_decision_s`` → a backchannel."""
+        with barge.decision:
+            await trio.sleep(self.context.options.barge_decision_s)
+            self._resume(barge)
+
+    # -- the conversation task -------------------------------------------------------
+
+    def _post(self, item: HeardTurn | Silence) -> None:
+        try:
+            self._inbox_send.send_nowait(item)
+        except trio.WouldBlock:
+            log_event(log, logging.WARNING, "turn dropped: the conversation is behind")
+
+    async def run(self) -> None:
+        """Greet, then answer turns until the call ends."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            lead = await self.session.lead()
+            lead_values = {k: v for k, v in (("name", lead.name), ("company", lead.company),
+                                              ("product_interest", lead.product_interest),
+                                              ("language", lead.language)) if v}
+            self.state = new_call_state(self.playbook, lead_values, self.clock())
+            decided = trio.current_time()
+            self._answer(opening(self.state, self.clock()), None, {"decided": decided},
+                         greeting=True)
+            async for item in self._inbox:
+                if isinstance(item, Silence):
+                    self._on_silence()
+                else:
+                    self._on_turn(item)
+            nursery.cancel_scope.cancel()
+
+    def _on_turn(self, heard: HeardTurn) -> None:
+        state = self.state
+        assert state is not None
+        self._reprompted = False
+        if self._reply is not None and not self._reply.cut:
+            self._supersede(self._reply)
+        now = self.clock()
+        marks = {"turn_final": heard.turn_final}
+        if heard.speech_end is not None:
+            marks["speech_end"] = heard.speech_end
+        analysis = heard.analysis or analyze(heard.text, state.stage, now)
+        decision = decide(record_caller(state, heard.text), analysis, now)
+        marks["decided"] = trio.current_time()
+        self.reporter.turn_started(heard.text, heard.caller_at, state.stage, analysis)
+        self._answer(decision, heard, marks)
+
+    def _on_silence(self) -> None:
+        if self.ended or self.state is None:
+            return
+        line = self.conduct.goodbye_no_response if self._reprompted \
+            else self.conduct.reprompt
+        text = line.render(self.state.values)
+        name = "call.goodbye_no_response" if self._reprompted else "call.reprompt"
+        decision = Decision(self.state, Template(name, text), end_call=self._reprompted,
+                            barge_in_allowed=True)
+        self._reprompted = True
+        self._answer(decision, None, {"decided": trio.current_time()}, silence=True)
+
+    def _answer(self, decision: Decision, heard: HeardTurn | None, marks: dict[str, float],
+                *, greeting: bool = False, silence: bool = False) -> None:
+        """Commit ``decision`` and start its reply."""
+        before = self.state.stage if self.state is not None else Stage.INTRO
+        self.state = decision.state
+        self.reporter.progress(self.state)
+        self._replies += 1
+        template_id = decision.reply.template_id if isinstance(decision.reply, Template) \
+            else None
+        interruptible = decision.barge_in_allowed and (
+            template_id not in self.conduct.non_interruptible)
+        kind = "template" if isinstance(decision.reply, Template) else "llm"
+        reply = Reply(f"r{self._replies}", kind, template_id, interruptible, marks)
+        self._reply = reply
+        assert self._nursery is not None
+        self._nursery.start_soon(self._speak, reply, decision, heard, before, greeting, silence)
+
+    def _supersede(self, reply: Reply) -> None:
+        """A new turn came while ``reply`` was still being prepared or played."""
+        reply.cut = True
+        if self.speaker.speaking:
+            self.speaker.clear()
+        reply.scope.cancel()
+
+    async def _speak(self, reply: Reply, decision: Decision, heard: HeardTurn | None,
+                     before: Stage, greeting: bool, silence: bool) -> None:
+        state = self.state
+        assert state is not None
+        with reply.scope:
+            said = await speak_reply(self.context, reply, decision, state)
+            if said is not None:  # an LLM reply, streamed whole: into the history
+                self.state = said
+            await self._wait_played(reply)
+        if reply.cut:
+            heard_text = reply.heard_text(self.speaker)
+            if self.state is not None:
+                self.state = trim_last_bot_message(self.state, heard_text)
+        self.reporter.turn_finished(reply, heard, before, self.state, greeting=greeting,
+                                    silence=silence, speaker=self.speaker)
+        if reply is not self._reply or reply.cut:
+            return
+        if decision.end_call:
+            self.ended = True
+            self.session.hang_up("no_response" if silence else "completed")
+            return
+        self._arm_silence()
+
+    async def _wait_played(self, reply: Reply) -> None:
+        """Until the reply's last mark came back, or its length plus a margin."""
+        if not reply.sentences:
+            return
+        last = reply.sentences[-1].utterance_id
+        heard = self.speaker.heard(last)
+        total_s = sum(self.speaker.heard(s.utterance_id).queued_ms for s in reply.sentences)
+        margin = self.context.options.played_margin_s + total_s / 1000
+        with trio.move_on_after(margin):
+            if heard.state not in ("played", "cleared"):
+                await self.speaker.wait_played(last)
+
+    def _arm_silence(self) -> None:
+        self._silence.cancel()
+        self._silence = trio.CancelScope()
+        assert self._nursery is not None
+        self._nursery.start_soon(self._wait_silence, self._silence)
+
+    async def _wait_silence(self, scope: trio.CancelScope) -> None:
+        with scope:
+            await trio.sleep(self.conduct.reprompt_after_s)
+            self._post(Silence())

@@ -1,0 +1,181 @@
+"""The conversation handler: one per call, what ``voicebot serve`` runs without ``--echo``.
+
+On ``start`` it builds the call's parts and runs them in the call's nursery:
+
+* the ``Listener`` (created at once, so no audio is missed while the STT connects);
+* the paced ``Speaker`` at the call's rate;
+* the call's TTS session (the chosen engine; the local one if that cannot open)
+  and chat model, wrapped by a ``Voice``;
+* the ``Conversation``, which greets the caller as soon as the lead is known.
+
+Events go where they belong: ``media`` to the listener (never blocking),
+``mark`` to the speaker and the conversation, ``dtmf`` to the conversation.
+Everything a call opened is closed with the call's nursery.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import trio
+
+from dialogue.playbook import Playbook
+from providers.exceptions import ProviderError
+from providers.stt.turns import Turn
+from providers.tts.base import TTSSession
+from providers.usage import UsageCounter
+from server.calls.hook import CallSession, HandlerFactory
+from server.handlers.pipeline.conversation import Conversation
+from server.handlers.pipeline.engines import Engines
+from server.handlers.pipeline.listener import Listener
+from server.handlers.pipeline.replies import PipelineOptions, ReplyContext
+from server.handlers.pipeline.reporting import TurnReporter
+from server.handlers.pipeline.voice import Voice
+from server.logs import log_event
+from server.playout.speaker import open_speaker
+from server.telephony.events import Dtmf, Mark, Media, Start, StreamEvent
+
+log = logging.getLogger(__name__)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """What every call of the process shares."""
+
+    engines: Engines
+    playbook: Playbook
+    options: PipelineOptions = field(default_factory=PipelineOptions)
+    clock: Callable[[], datetime] = _utc_now
+
+    def handler_factory(self) -> HandlerFactory:
+        def make(session: CallSession) -> PipelineHandler:
+            return PipelineHandler(session, self)
+
+        return make
+
+
+class _Relay:
+    """The listener's ears until the conversation exists (then: the conversation)."""
+
+    def __init__(self) -> None:
+        self.to: Conversation | None = None
+
+    def speech_started(self, at: float) -> None:
+        if self.to is not None:
+            self.to.speech_started(at)
+
+    def voiced(self, ms: float) -> None:
+        if self.to is not None:
+            self.to.voiced(ms)
+
+    def speech_ended(self, voiced_until: float) -> None:
+        if self.to is not None:
+            self.to.speech_ended(voiced_until)
+
+    def words(self, text: str) -> None:
+        if self.to is not None:
+            self.to.words(text)
+
+    def turn(self, turn: Turn, speech_end: float | None) -> None:
+        if self.to is not None:
+            self.to.turn(turn, speech_end)
+
+
+class PipelineHandler:
+    """One call (module docstring); a ``server.calls.CallHandler``."""
+
+    def __init__(self, session: CallSession, pipeline: Pipeline) -> None:
+        self.session = session
+        self.pipeline = pipeline
+        self.usage = UsageCounter()
+        self.relay = _Relay()
+        self.listener: Listener | None = None
+        self.conversation: Conversation | None = None
+        self._speaker_marks: Callable[[str], None] | None = None
+
+    async def on_event(self, event: StreamEvent) -> None:
+        if isinstance(event, Media):
+            if self.listener is not None:
+                self.listener.feed(event.pcm)
+        elif isinstance(event, Mark):
+            if self._speaker_marks is not None:
+                self._speaker_marks(event.name)
+            if self.conversation is not None:
+                self.conversation.mark_played(event.name)
+        elif isinstance(event, Dtmf):
+            if self.conversation is not None:
+                self.conversation.dtmf(event.digit)
+        elif isinstance(event, Start) and self.listener is None:
+            engines = self.pipeline.engines
+            self.listener = Listener(
+                engines, engines.choice.stt, self.session.sample_rate, self.usage,
+                self.session.metrics, self.relay,
+                vad_finalize=self.pipeline.options.vad_finalize)
+            self.session.nursery.start_soon(self._run, event, trio.current_time())
+
+    async def _run(self, start: Start, started: float) -> None:
+        session, pipeline = self.session, self.pipeline
+        engines, config = pipeline.engines, session.config
+        rate = session.sample_rate
+        reporter = TurnReporter(session, pipeline.playbook, self.usage, session.metrics,
+                                log_transcripts=pipeline.options.log_transcripts,
+                                call_started=started)
+        assert self.listener is not None
+        async with AsyncExitStack() as stack, trio.open_nursery() as nursery:
+            nursery.start_soon(self.listener.run)
+            speaker = await stack.enter_async_context(open_speaker(
+                session.send, session.dialect, start.stream_sid, rate,
+                frame_ms=config.frame_ms, max_lead_ms=config.max_lead_ms,
+                lateness_observer=session.metrics.outbound_lateness.observe,
+                on_utterance_started=lambda uid: self.conversation.utterance_started(uid)
+                if self.conversation is not None else None))
+            self._speaker_marks = speaker.on_mark
+            tts_name = engines.choice.tts
+            tts = await self._open_tts(stack, tts_name, rate)
+            if tts is None:
+                tts_name = "local"
+                tts = await stack.enter_async_context(engines.open_tts("local", rate, self.usage))
+
+            async def open_local() -> TTSSession:
+                return await stack.enter_async_context(
+                    engines.open_tts("local", rate, self.usage))
+
+            voice = Voice(tts, tts_name, engines.voice(tts_name), rate, speaker,
+                          engines.cache if pipeline.options.audio_cache else None,
+                          session.metrics, open_local)
+            context = ReplyContext(voice, engines.chat(self.usage), pipeline.options,
+                                   session.metrics)
+            conversation = Conversation(session, pipeline.playbook, speaker, context, reporter,
+                                        clock=pipeline.clock)
+            self.conversation = conversation
+            self.relay.to = conversation
+            try:
+                await conversation.run()
+            finally:
+                reporter.call_ended()
+                if conversation.state is not None:
+                    reporter.progress(conversation.state)
+                nursery.cancel_scope.cancel()
+
+    async def _open_tts(self, stack: AsyncExitStack, name: str, rate: int) -> TTSSession | None:
+        """The chosen TTS session, or ``None`` (logged, counted) when it cannot open."""
+        engines = self.pipeline.engines
+        try:
+            return await stack.enter_async_context(
+                engines.open_tts(name, rate, self.usage))  # type: ignore[arg-type]
+        except ProviderError as exc:
+            if name == "local":
+                raise
+            self.session.metrics.component_errors.labels(component="tts").inc()
+            self.session.metrics.fallbacks.labels(component="tts").inc()
+            log_event(log, logging.WARNING, "tts unavailable; this call speaks locally",
+                      engine=name, error=f"{type(exc).__name__}: {exc}")
+            return None

@@ -1,0 +1,162 @@
+"""Listen: the caller's audio → our VAD (inline) → the STT stream → turns.
+
+``feed(pcm)`` runs inside the call's receive loop and never blocks: it runs the
+``dsp.EnergyVAD`` endpointer on the chunk (microseconds) and queues the audio
+for the STT through a bounded channel (``AUDIO_QUEUE`` chunks, about 25 s; a
+stuck STT drops the oldest-first overflow, counted). What the VAD sees goes to
+the ``Ears`` at once: speech started, voiced milliseconds while in speech (the
+barge-in threshold counts these), speech ended (with the trio time of the last
+voiced sample). At our VAD's end of speech a ``finalize()`` is queued right
+behind that audio, so the STT answers with everything heard so far without
+waiting for its own endpointing; the turn is every final up to that answer
+(``providers.stt.turns.TurnAssembler``; ``speech_final``/``UtteranceEnd`` are
+fall-backs). Empty turns are dropped.
+
+The STT runs in ``run``: the chosen engine, and if it fails for good (Deepgram
+gives up after its reconnect deadline, 5 s by default) the call switches to
+the local engine (pocketsphinx) and goes on with the audio still queued.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final, Protocol
+
+import trio
+
+from dsp.pcm import pcm16_from_bytes
+from dsp.vad import EnergyVAD, SpeechStarted, VADConfig
+from providers.exceptions import ProviderError
+from providers.stt.base import Final as FinalWords
+from providers.stt.base import STTStream
+from providers.stt.turns import Turn, TurnAssembler
+from providers.usage import UsageCounter
+from server.handlers.pipeline.engines import Engines, SttName
+from server.logs import log_event
+from server.metrics import ServerMetrics
+
+log = logging.getLogger(__name__)
+
+AUDIO_QUEUE: Final = 256
+
+
+class _Finalize:
+    """Queued behind the audio: ask the STT for everything heard so far."""
+
+
+FINALIZE: Final = _Finalize()
+
+
+class Ears(Protocol):
+    """What the conversation hears from the listener (all synchronous)."""
+
+    def speech_started(self, at: float) -> None: ...
+
+    def voiced(self, ms: float) -> None: ...
+
+    def speech_ended(self, voiced_until: float) -> None: ...
+
+    def words(self, text: str) -> None: ...
+
+    def turn(self, turn: Turn, speech_end: float | None) -> None: ...
+
+
+class Listener:
+    """One call's listening side (module docstring)."""
+
+    def __init__(self, engines: Engines, stt: SttName, sample_rate: int,
+                 usage: UsageCounter, metrics: ServerMetrics, ears: Ears, *,
+                 vad_finalize: bool = True) -> None:
+        self._engines = engines
+        self.stt_name: SttName = stt
+        self._rate = sample_rate
+        self._usage = usage
+        self._metrics = metrics
+        self.ears = ears
+        self._vad_finalize = vad_finalize
+        self._vad = EnergyVAD(VADConfig(), sample_rate=sample_rate)
+        self._frame_ms = self._vad.config.frame_ms
+        self._samples = 0
+        self._send, self._receive = trio.open_memory_channel[bytes | _Finalize](AUDIO_QUEUE)
+        self._last_speech_end: float | None = None
+        self.stt: STTStream | None = None
+        self.dropped_chunks = 0
+
+    # -- the receive loop's side ----------------------------------------------
+
+    def feed(self, pcm: bytes) -> None:
+        if not pcm:
+            return
+        self._queue(pcm)
+        now = trio.current_time()
+        self._samples += len(pcm) // 2
+        audio_end = self._samples / self._rate
+        vad = self._vad
+        for event in vad.process(pcm16_from_bytes(pcm)):
+            if isinstance(event, SpeechStarted):
+                self.ears.speech_started(now - max(audio_end - event.t, 0.0))
+            else:
+                voiced_until = now - max(audio_end - event.voiced_until, 0.0)
+                self._last_speech_end = voiced_until
+                self.ears.speech_ended(voiced_until)
+                if self._vad_finalize:
+                    self._queue(FINALIZE)
+        if vad.in_speech:
+            voiced = int((vad.last_flags & 1).sum())
+            if voiced:
+                self.ears.voiced(voiced * self._frame_ms)
+
+    def _queue(self, item: bytes | _Finalize) -> None:
+        try:
+            self._send.send_nowait(item)
+        except trio.WouldBlock:
+            self.dropped_chunks += 1
+            if self.dropped_chunks in (1, 100, 1000):
+                log_event(log, logging.WARNING, "stt cannot keep up: audio dropped",
+                          chunks=self.dropped_chunks)
+
+    # -- the STT task -------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run the STT until cancelled (or the stream ends); fall back to local."""
+        while True:
+            failures: list[Exception] = []
+            try:
+                async with self._engines.open_stt(self.stt_name, self._rate, self._usage) as stt:
+                    self.stt = stt
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._pump, stt)
+                        await self._read(stt)
+                        nursery.cancel_scope.cancel()
+            except* ProviderError as group:
+                failures = list(group.exceptions)
+            finally:
+                self.stt = None
+            if not failures:
+                return
+            error = failures[0]
+            self._metrics.component_errors.labels(component="stt").inc()
+            if self.stt_name == "local":
+                log_event(log, logging.ERROR, "local stt failed: not listening any more",
+                          error=f"{type(error).__name__}: {error}")
+                return
+            log_event(log, logging.WARNING, "stt failed; switching to the local engine",
+                      engine=self.stt_name, error=f"{type(error).__name__}: {error}")
+            self._metrics.fallbacks.labels(component="stt").inc()
+            self.stt_name = "local"
+
+    async def _pump(self, stt: STTStream) -> None:
+        async for item in self._receive:
+            if isinstance(item, _Finalize):
+                await stt.finalize()
+            else:
+                await stt.send_audio(item)
+
+    async def _read(self, stt: STTStream) -> None:
+        turns = TurnAssembler()
+        async for event in stt.events():
+            if isinstance(event, FinalWords) and event.text.strip():
+                self.ears.words(event.text)
+            turn = turns.feed(event)
+            if turn is not None:
+                self.ears.turn(turn, self._last_speech_end)

@@ -1,0 +1,80 @@
+"""One bot reply as it is spoken: its sentences, their playout ids, its marks, its fate.
+
+A reply is a sequence of sentences; each sentence is one utterance on the
+speaker (id ``<reply>.<n>``) and so ends with a ``mark``: the marks say which
+sentences the caller has heard. ``heard_text`` after a barge-in is every sentence
+whose mark came back, plus the first words of the sentence that was playing,
+in proportion to the share of its audio the pacing model says had played when
+the reply was cleared (``server.playout.Heard.estimated_ms``), cut at a word.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import trio
+
+from server.playout.speaker import Speaker
+
+__all__ = ["Reply", "Sentence"]
+
+
+@dataclass(slots=True)
+class Sentence:
+    text: str
+    utterance_id: str
+
+
+@dataclass(eq=False)
+class Reply:
+    """See the module docstring. ``marks`` are the turn's stage timestamps
+    (trio clock) this reply fills in; ``kind`` is ``template`` or ``llm``."""
+
+    reply_id: str
+    kind: str
+    template_id: str | None
+    interruptible: bool
+    marks: dict[str, float]
+    sentences: list[Sentence] = field(default_factory=list)
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    cut: bool = False
+    llm_fallback: bool = False
+    tts_fallback: bool = False
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text for s in self.sentences)
+
+    def next_utterance_id(self) -> str:
+        return f"{self.reply_id}.{len(self.sentences) + 1}"
+
+    def owns(self, utterance_id: str) -> bool:
+        return utterance_id.rpartition(".")[0] == self.reply_id
+
+    @property
+    def last_is_question(self) -> bool:
+        return bool(self.sentences) and self.sentences[-1].text.rstrip().endswith("?")
+
+    def current_is_question(self, speaker: Speaker) -> bool:
+        """Whether the sentence the caller hears now (the first not played) is a question."""
+        for sentence in self.sentences:
+            if speaker.heard(sentence.utterance_id).state != "played":
+                return sentence.text.rstrip().endswith("?")
+        return self.last_is_question
+
+    def heard_text(self, speaker: Speaker) -> str:
+        """What the caller heard of this reply (module docstring)."""
+        heard: list[str] = []
+        for sentence in self.sentences:
+            state = speaker.heard(sentence.utterance_id)
+            if state.state == "played":
+                heard.append(sentence.text)
+                continue
+            if state.queued_ms > 0 and state.estimated_ms > 0:
+                words = sentence.text.split()
+                share = min(state.estimated_ms / state.queued_ms, 1.0)
+                part = words[: int(len(words) * share)]
+                if part:
+                    heard.append(" ".join(part))
+            break
+        return " ".join(heard)
