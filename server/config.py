@@ -67,8 +67,8 @@ class BasicAuth:
     @classmethod
     def parse(cls, text: str, *, variable: str = "VOICEBOT_BASIC_AUTH") -> BasicAuth:
         user, sep, password = text.partition(":")
-        if not sep or not user:
-            raise ConfigError(f"{variable} must look like user:pass")
+        if not sep or not user or not password:
+            raise ConfigError(f"{variable} must look like user:pass (both non-empty)")
         return cls(user, password)
 
     def matches(self, authorization: bytes | None) -> bool:

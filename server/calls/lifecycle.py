@@ -41,9 +41,11 @@ call, then every hundredth) and skipped; the call continues.
 
 Identifiers from ``start`` are checked before anything records them
 (``server.redact``): a ``call_sid``/``stream_sid`` (or a ``lead_id``/
-``campaign_id`` custom parameter) outside ``[A-Za-z0-9._-]{1,128}`` is replaced
-by a generated id, and the original is logged escaped and truncated; custom
-parameter values that look like phone numbers are masked. ``CallSession.
+``campaign_id`` custom parameter) outside ``[A-Za-z0-9._-]{1,128}``, or one that
+looks like a phone number, is replaced by a generated id, and the original is
+logged escaped and truncated (or masked); other custom parameter values that
+look like phone numbers are masked, and keys and values are cut at 256
+characters, at most 16 of them. ``CallSession.
 call_sid`` is the call's *record id*: its ``call_sid``, or ``<call_sid>.<n>``
 (n = 2, 3, …) when another live call of this process already holds that
 ``call_sid``, so two concurrent streams of one call keep two sessions and two
@@ -87,8 +89,12 @@ END_REASONS = ("stop", "closed", "completed", "no_response", "idle", "limit", "t
 HANG_UP_REASONS = ("completed", "no_response")
 #: Close code for ``idle``, ``limit`` and ``start_timeout`` (policy violation).
 POLICY_VIOLATION = 1008
-#: Custom parameters that are identifiers (checked, never masked).
+#: Custom parameters that are identifiers (checked; a phone number is not an id).
 ID_PARAMETERS = ("lead_id", "campaign_id")
+#: Exotel passes at most 3 custom parameters of at most 256 characters; a few
+#: more from the URL query are lenience, anything beyond is cut.
+MAX_CUSTOM_PARAMETERS = 16
+MAX_PARAMETER_CHARS = 256
 _LOGGED_BAD_FRAMES = 5
 
 
@@ -300,12 +306,17 @@ class _Call:
         session.stream_sid = _checked(start.stream_sid, "stream_sid")
         session.call_sid = self.live_ids.claim(call_sid)
         merged: dict[str, str] = {}
-        for key, value in {**session.query_parameters, **start.custom_parameters}.items():
+        given = {**session.query_parameters, **start.custom_parameters}
+        for key, value in list(given.items())[:MAX_CUSTOM_PARAMETERS]:
+            key, value = key[:MAX_PARAMETER_CHARS], value[:MAX_PARAMETER_CHARS]
             if key in ID_PARAMETERS and value:
                 value = _checked(value, key)
             elif looks_like_phone(value):
                 value = mask_phone(value)
             merged[key] = value
+        if len(given) > MAX_CUSTOM_PARAMETERS:
+            log_event(log, logging.WARNING, "custom parameters dropped",
+                      kept=MAX_CUSTOM_PARAMETERS, given=len(given))
         start = replace(start, custom_parameters=merged)
         session.start = start
         session.custom_parameters = merged
@@ -319,7 +330,13 @@ class _Call:
 
 
 def _checked(value: str, kind: str) -> str:
-    """``value`` if it is a valid identifier, else a generated one (logged)."""
+    """``value`` if it is a valid identifier and not a phone number, else a
+    generated one (logged, the original escaped and cut, or masked)."""
+    if looks_like_phone(value):
+        checked, _ = checked_id(None, kind=kind)
+        log_event(log, logging.WARNING, "phone number as an identifier replaced", kind=kind,
+                  given=mask_phone(value), used=checked)
+        return checked
     checked, ok = checked_id(value, kind=kind)
     if not ok and value:
         log_event(log, logging.WARNING, "invalid identifier replaced", kind=kind,

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO, cast
 
-from server.redact import printable
+from server.redact import log_safe, printable
 from server.store.codec import (
     encode_latency,
     encode_snapshot,
@@ -225,17 +225,22 @@ def _print_snapshot(s: SessionSnapshot, out: TextIO) -> None:
                   f"{s.usage.llm_output_tokens} tokens, tts {s.usage.tts_characters} chars"),
     ]
     for name, value in rows:
-        print(f"  {name:<12} {value}", file=out)
+        print(f"  {name:<12} {_one_line(value)}", file=out)
 
 
 def _slot(value: object) -> str:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
+def _one_line(text: str) -> str:
+    """A stored value on one line: newlines and other controls escaped."""
+    return log_safe(text, 16384)
+
+
 def _transcript_line(e: TranscriptEntry) -> str:
-    line = f"[{e.audio_time:8.2f}s] {e.speaker.value:>6}: {e.text}"
+    line = f"[{e.audio_time:8.2f}s] {e.speaker.value:>6}: {_one_line(e.text)}"
     if e.delivery is not None and e.delivery.value == "cut":
-        line += f"   (cut by barge-in; heard: {e.heard_text or ''!r})"
+        line += f"   (cut by barge-in; heard: {_one_line(e.heard_text or '')!r})"
     return line
 
 

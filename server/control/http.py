@@ -6,8 +6,8 @@ exchange within ``control_request_seconds``. Each connection is its own error
 boundary: a request h11 cannot parse gets 400, a ``RequestError`` its status, any
 other failure 500; each is logged once with the peer and a reason (never a
 header value), counted in ``voicebot_control_rejections_total{reason}``
-(``bad_request``, ``too_large``, ``timeout``, ``error``; ``auth`` is counted by
-the app), and the listener goes on.
+(``bad_request``, ``too_large``, ``timeout``, ``peer_busy``, ``error``; ``auth``
+is counted by the app), and the listener goes on.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from server.config import ServerConfig
 from server.control.app import ControlApp, Response
 from server.exceptions import RequestError
 from server.logs import log_event
-from server.ws.listen import peer_address
+from server.ws.listen import HandshakeGate, peer_address, send_plain_response
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +34,16 @@ async def _read_request(
 ) -> tuple[h11.Request, bytes] | None:
     request: h11.Request | None = None
     body = bytearray()
+    received = 0
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
             data = await stream.receive_some(max_bytes)
+            received += len(data)
+            if received > max_bytes + 1024:  # head and body together; 1 KiB of slack
+                if request is None:
+                    raise RequestError(431, "request head too large")
+                raise RequestError(413, "request body too large")
             conn.receive_data(bytes(data))
             continue
         if isinstance(event, h11.Request):
@@ -53,7 +59,9 @@ async def _read_request(
             return None
 
 
-async def _send_response(conn: h11.Connection, stream: trio.abc.Stream, resp: Response) -> None:
+async def _send_response(conn: h11.Connection, stream: trio.abc.Stream, resp: Response,
+                         *, head_only: bool = False) -> None:
+    """The answer; without a body for ``HEAD`` (``head_only``), as HTTP wants."""
     headers = [
         ("content-type", resp.content_type),
         ("content-length", str(len(resp.body))),
@@ -61,7 +69,8 @@ async def _send_response(conn: h11.Connection, stream: trio.abc.Stream, resp: Re
         *resp.headers,
     ]
     data = conn.send(h11.Response(status_code=resp.status, headers=headers))
-    data += conn.send(h11.Data(data=resp.body)) or b""
+    if not head_only:
+        data += conn.send(h11.Data(data=resp.body)) or b""
     data += conn.send(h11.EndOfMessage()) or b""
     await stream.send_all(data)
 
@@ -83,17 +92,19 @@ async def handle_control_connection(
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=config.control_max_request_bytes)
     peer = peer_address(stream)
     refused: tuple[str, Response] | None = None
+    head_only = False
     try:
         with trio.move_on_after(config.control_request_seconds) as deadline:
             try:
                 parsed = await _read_request(conn, stream, config.control_max_request_bytes)
                 if parsed is None:
                     return
+                head_only = parsed[0].method == b"HEAD"
                 resp = _answer(app, *parsed)
             except h11.RemoteProtocolError:
                 refused = _refusal("bad_request", 400, "bad request")
             except RequestError as exc:
-                reason = "too_large" if exc.status == 413 else "bad_request"
+                reason = "too_large" if exc.status in (413, 431) else "bad_request"
                 refused = _refusal(reason, exc.status, str(exc))
             except _STREAM_ERRORS:
                 return  # the client went away; nothing to answer
@@ -109,7 +120,7 @@ async def handle_control_connection(
                               status=resp.status, reason=reason)
             if conn.our_state in {h11.IDLE, h11.SEND_RESPONSE}:
                 with contextlib.suppress(*_STREAM_ERRORS):
-                    await _send_response(conn, stream, resp)
+                    await _send_response(conn, stream, resp, head_only=head_only)
         if deadline.cancelled_caught:
             app.count_rejection("timeout")
             log_event(log, logging.INFO, "control request timed out", peer=peer,
@@ -130,13 +141,23 @@ async def serve_control(
     Reports the bound port through ``task_status`` (useful with port 0).
     """
 
+    gate = HandshakeGate(config.max_handshakes_per_peer)
+
     async def handler(stream: trio.SocketStream) -> None:
+        peer = peer_address(stream)
+        if not gate.enter(peer):
+            app.count_rejection("peer_busy")
+            await send_plain_response(stream, 503, b"too many connections\n")
+            await stream.aclose()
+            return
         try:
             await handle_control_connection(app, stream, config)
         except Exception as exc:  # last resort: nothing escapes to the listener
             log_event(log, logging.ERROR, "control connection failed",
-                      peer=peer_address(stream), error=type(exc).__name__, exc_info=exc)
+                      peer=peer, error=type(exc).__name__, exc_info=exc)
             app.count_rejection("error")
+        finally:
+            gate.leave(peer)
 
     listeners = await trio.open_tcp_listeners(config.control_port, host=config.host)
     port = int(listeners[0].socket.getsockname()[1])

@@ -141,6 +141,8 @@ class OutcomeRetrier:
         self._replay_due = True
         self._failing = False
         self._closed = False
+        #: set once the spill file (what earlier runs left) has been replayed in full
+        self.replayed = trio.Event()
         self.written = 0
         self.dropped_turn_batches = 0
 
@@ -198,8 +200,14 @@ class OutcomeRetrier:
             return False
         self._failing = False
         if self._replay_due:
-            result = await replay_spill(self.spill, self.store.write_outcome)
+            try:
+                result = await replay_spill(self.spill, self.store.write_outcome)
+            except (OSError, SpillError) as exc:  # the disk, the descriptor table: retry later
+                log.error("retrier: spill replay failed, will retry: %s", exc)
+                return False
             self._replay_due = result.remaining > 0
+            if not self._replay_due:
+                self.replayed.set()
             return not self._replay_due
         return True
 

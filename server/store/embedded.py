@@ -227,7 +227,8 @@ class EmbeddedRedisServer:
                 return False
 
     def kill(self) -> None:
-        """SIGKILL the server (tests: a crash, not a shutdown). Keeps the directory."""
+        """SIGKILL the server (a crash in tests; a hung child for the supervisor).
+        Keeps the directory, so it can be restarted on the same socket."""
         self._kill_process()
         self._process = None
 

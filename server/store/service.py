@@ -138,11 +138,12 @@ async def _serve(
         if ping_scope.cancelled_caught:
             log.warning("redis at %s slow to answer; calls will buffer", mask_url(url))
             health.mark(False, "slow to answer at start")
-        sweeper = LostCallSweeper(store, instance_id, clock)
+        sweeper = LostCallSweeper(store, instance_id, clock, supervisor.lost_grace)
         body_exc: BaseException | None = None
         async with open_outcome_retrier(store, spill, backoff) as retrier, \
                 trio.open_nursery() as nursery:
-            await nursery.start(supervise_redis, sweeper, health, embedded, supervisor)
+            await nursery.start(supervise_redis, sweeper, health, embedded, supervisor,
+                                retrier.replayed)
             try:
                 yield StoreService(
                     store=store, retrier=retrier, spill=spill, url=mask_url(url),

@@ -236,12 +236,13 @@ async def run_caller(
                            frame_ms=frame_ms, offset_bytes=offset_bytes,
                            tail_seconds=tail_seconds, result=result,
                            expected_lead=expected_lead)
-    except HandshakeError as exc:
-        result.error = f"handshake: {type(exc).__name__}"
-    except ConnectionClosed as exc:
-        result.error = f"closed early: {exc.reason}"
-    except OSError as exc:
-        result.error = f"socket: {exc}"
+    except* HandshakeError as group:
+        result.error = f"handshake: {type(group.exceptions[0]).__name__}"
+    except* ConnectionClosed as group:
+        closed = group.exceptions[0]
+        result.error = f"closed early: {getattr(closed, 'reason', closed)}"
+    except* OSError as group:
+        result.error = f"socket: {group.exceptions[0]}"
     return result
 
 

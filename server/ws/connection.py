@@ -16,11 +16,16 @@ What a connection does (RFC 6455, server side):
 
 - text and binary messages, whole or fragmented, up to ``max_message_size``;
   a bigger one is refused with close code 1009 as soon as its header says so;
-- at most ``max_slow_frames`` (16) fragments and control frames between two
-  whole messages: a flood of tiny fragments or pings, which would cost a
-  wsproto parse (and a pong) each, is closed with 1008 after the 16th;
-  Exotel sends whole frames (a fragment or ping is rare), so the cap only
-  ever meets a misbehaving or hostile peer;
+- inbound budgets, token buckets refilled with the trio clock: fragments and
+  control frames (each a wsproto parse, a ping also a pong) 64 at once and 32
+  per second; whole messages 1,000 at once and 200 per second; bytes 1 MiB at
+  once and 256 KiB per second. Exotel sends 10–50 whole messages and at most
+  ~64 KB a second and never fragments, so only a misbehaving or hostile peer
+  runs one dry; it is closed with 1008 (the call ends ``limit``, the address
+  is penalized: ``server.ws.listen.HandshakeGate``). A whole 64 KiB read of
+  tiny frames therefore costs at most the bucket, never a read's worth;
+- while we close (``aclose`` waits for the peer's close frame) data frames are
+  read and dropped, not kept;
 - pings are answered with pongs; pongs are ignored;
 - the closing handshake from either side: ``aclose(code)`` sends a close
   frame and reads until the peer's (the caller bounds the wait); a close frame
@@ -71,8 +76,35 @@ class WebSocketLimits:
     max_message_size: int = 256 * 1024
     receive_buffer_size: int = 64 * 1024
     handshake_seconds: float = 10.0
-    #: Fragments and control frames allowed between two whole messages.
-    max_slow_frames: int = 16
+    #: Inbound budgets (module docstring): burst and sustained rate per second.
+    slow_frames_burst: int = 64
+    slow_frames_per_s: float = 32.0
+    messages_burst: int = 1000
+    messages_per_s: float = 200.0
+    bytes_burst: int = 1024 * 1024
+    bytes_per_s: float = 256 * 1024
+
+
+class Budget:
+    """A token bucket: ``take(n, now)`` spends ``n`` tokens if there are enough,
+    after refilling at ``rate`` per second up to ``burst`` since the last call."""
+
+    __slots__ = ("_at", "_left", "burst", "rate")
+
+    def __init__(self, burst: float, rate: float) -> None:
+        self.burst = burst
+        self.rate = rate
+        self._left = float(burst)
+        self._at: float | None = None
+
+    def take(self, amount: float, now: float) -> bool:
+        if self._at is not None:
+            self._left = min(self.burst, self._left + (now - self._at) * self.rate)
+        self._at = now
+        if amount > self._left:
+            return False
+        self._left -= amount
+        return True
 
 
 class ServerWebSocket:
@@ -86,7 +118,11 @@ class ServerWebSocket:
         self._limits = limits
         self._buffer = bytearray()
         self._fragmented = False  # a fragmented message is being passed to wsproto
-        self._slow_frames = 0  # frames given to wsproto since the last whole message
+        self._slow_frames = Budget(limits.slow_frames_burst, limits.slow_frames_per_s)
+        self._message_budget = Budget(limits.messages_burst, limits.messages_per_s)
+        self._byte_budget = Budget(limits.bytes_burst, limits.bytes_per_s)
+        self._now = 0.0  # trio time of the current read
+        self._discard = False  # closing: data frames are read and dropped
         self._finished = False  # the stream is closed
         self._messages: deque[str | bytes] = deque()
         self._parts: list[str | bytes] = []
@@ -128,6 +164,7 @@ class ServerWebSocket:
             await self._handle_events()
             return
         self._buffer += data
+        self._now = trio.current_time()
         await self._take_frames()
 
     async def _take_frames(self) -> None:
@@ -146,11 +183,10 @@ class ServerWebSocket:
                 message = (decode_frame(buf, pos, head)
                            if head.is_whole_data_frame and not self._fragmented else None)
                 if message is not None:
-                    self._messages.append(message)
-                    self._slow_frames = 0
+                    if not await self._deliver(message):
+                        return
                 else:
-                    self._slow_frames += 1
-                    if self._slow_frames > self._limits.max_slow_frames:
+                    if not self._slow_frames.take(1, self._now):
                         await self._close_now(_POLICY_VIOLATION, "too many fragments")
                         return
                     if head.opcode in (TEXT, BINARY):
@@ -176,13 +212,24 @@ class ServerWebSocket:
                     return
                 if event.message_finished:
                     parts, self._parts, self._parts_size = self._parts, [], 0
-                    self._messages.append(_join(parts, text=isinstance(event, TextMessage)))
-                    self._slow_frames = 0
+                    if not await self._deliver(_join(parts, text=isinstance(event, TextMessage))):
+                        return
             elif isinstance(event, Ping):
                 await self._send_quietly(event.response())
             elif isinstance(event, CloseConnection):
                 await self._on_close_event(event)
                 return
+
+    async def _deliver(self, message: str | bytes) -> bool:
+        """Queue a whole message within the budgets; ``False`` if we closed instead."""
+        if self._discard:
+            return True
+        if not (self._message_budget.take(1, self._now)
+                and self._byte_budget.take(len(message), self._now)):
+            await self._close_now(_POLICY_VIOLATION, "inbound rate over budget")
+            return False
+        self._messages.append(message)
+        return True
 
     async def _on_close_event(self, event: CloseConnection) -> None:
         state = self._conn.state
@@ -259,6 +306,8 @@ class ServerWebSocket:
         """
         if self._closed is not None:
             return
+        self._discard = True
+        self._messages.clear()
         try:
             if not self._torn and self._conn.state is ConnectionState.OPEN:
                 await self._send_quietly(CloseConnection(code, reason or None))

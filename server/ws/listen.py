@@ -3,7 +3,7 @@
 ``serve_websocket`` listens and serves each TCP connection in its own task;
 ``serve_connection`` does one connection on any trio stream (tests use
 in-memory ones). The upgrade request is read within ``handshake_seconds``
-(wsproto's h11 parser, 16 KiB of headers at most); a request that is not a
+(wsproto's h11 parser, 16 KiB of request head at most: ``MAX_HEAD_BYTES``); a request that is not a
 valid upgrade gets 400 (426 for a wrong ``Sec-WebSocket-Version``) and never
 reaches the handler. The handler gets a ``WebSocketRequest`` and answers it:
 ``accept()`` gives the open ``server.ws.connection.ServerWebSocket``,
@@ -38,6 +38,12 @@ Handler = Callable[["WebSocketRequest"], Awaitable[None]]
 OnRefused = Callable[[str], None]
 
 _BAD_REQUEST_BODY = b"not a WebSocket upgrade request\n"
+#: The most bytes an upgrade request's head may take.
+MAX_HEAD_BYTES = 16 * 1024
+
+
+class _HeadTooLarge(Exception):
+    """The request head passed ``MAX_HEAD_BYTES``."""
 
 
 class WebSocketRequest:
@@ -195,13 +201,13 @@ async def serve_connection(handler: Handler, limits: WebSocketLimits,
                     await trio.sleep(min(left, limits.handshake_seconds))
                 finally:
                     gate.leave(peer)
-            await _send_plain_response(stream, 503, b"try again later\n")
+            await send_plain_response(stream, 503, b"try again later\n")
             _refused(on_refused, "peer_penalized")
             return
         if gate is not None and not gate.enter(peer):
             log_event(log, logging.WARNING, "too many handshakes from one peer", peer=peer,
                       limit=gate.per_peer)
-            await _send_plain_response(stream, 503, b"too many connections\n")
+            await send_plain_response(stream, 503, b"too many connections\n")
             _refused(on_refused, "peer_busy")
             return
         try:
@@ -231,8 +237,15 @@ def _refused(on_refused: OnRefused | None, reason: str) -> None:
 async def read_request(stream: trio.abc.Stream, limits: WebSocketLimits, *,
                        on_refused: OnRefused | None = None, peer: str = "-",
                        ) -> WebSocketRequest | None:
-    """Read the upgrade request; ``None`` if the peer left, stalled or sent garbage."""
+    """Read the upgrade request; ``None`` if the peer left, stalled or sent garbage.
+
+    The request head may take at most ``MAX_HEAD_BYTES`` (431 beyond). A head the
+    parsers refuse — h11's ``RemoteProtocolError``, or a ``ValueError`` such as
+    wsproto's IDNA decoding of a ``Host: ☃`` — is answered 400 (426 for a wrong
+    ``Sec-WebSocket-Version``).
+    """
     conn = WSConnection(ConnectionType.SERVER)
+    received = 0
     with trio.move_on_after(limits.handshake_seconds):
         while True:
             try:
@@ -241,17 +254,21 @@ async def read_request(stream: trio.abc.Stream, limits: WebSocketLimits, *,
                 return None
             if not data:
                 return None
+            received += len(data)
             try:
+                if received > MAX_HEAD_BYTES:  # clients send nothing else before the 101
+                    raise _HeadTooLarge
                 conn.receive_data(bytes(data))
                 for event in conn.events():
                     if isinstance(event, Request):
                         return WebSocketRequest(stream, conn, event, limits, peer)
-            except RemoteProtocolError as exc:
-                hint = exc.event_hint
-                status = hint.status_code if isinstance(hint, RejectConnection) else 400
+            except (RemoteProtocolError, ValueError, _HeadTooLarge) as exc:
+                hint = getattr(exc, "event_hint", None)
+                status = hint.status_code if isinstance(hint, RejectConnection) else (
+                    431 if isinstance(exc, _HeadTooLarge) else 400)
                 log_event(log, logging.INFO, "bad upgrade request refused", status=status,
                           error=str(exc)[:120])
-                await _send_plain_response(stream, status, _BAD_REQUEST_BODY)
+                await send_plain_response(stream, status, _BAD_REQUEST_BODY)
                 _refused(on_refused, "bad_request")
                 return None
     log_event(log, logging.INFO, "upgrade request not received in time",
@@ -260,10 +277,12 @@ async def read_request(stream: trio.abc.Stream, limits: WebSocketLimits, *,
     return None
 
 
-async def _send_plain_response(stream: trio.abc.Stream, status: int, body: bytes) -> None:
-    """A minimal HTTP/1.1 answer written by hand: h11 may refuse to answer a
-    request it could not parse, but the client still deserves a status."""
-    reasons = {400: b"Bad Request", 426: b"Upgrade Required", 503: b"Service Unavailable"}
+async def send_plain_response(stream: trio.abc.Stream, status: int, body: bytes) -> None:
+    """A minimal HTTP/1.1 answer written by hand (both ports use it): h11 may
+    refuse to answer a request it could not parse, but the client still
+    deserves a status."""
+    reasons = {400: b"Bad Request", 426: b"Upgrade Required", 431: b"Request Header Fields Too "
+               b"Large", 503: b"Service Unavailable"}
     head = (b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
             b"content-length: %d\r\nconnection: close\r\n" % (
                 status, reasons.get(status, b"Error"), len(body)))

@@ -33,7 +33,9 @@ def test_after_a_question_a_yes_is_an_answer() -> None:
 
 def test_key_presses_map_to_intents() -> None:
     dnc = dtmf_analysis("9", CONDUCT)
-    assert dnc is not None and dnc.intent is Intent.DO_NOT_CALL and dnc.confidence == 1.0
+    assert dnc is not None
+    assert dnc.intent is Intent.DO_NOT_CALL
+    assert dnc.confidence == 1.0
     assert dtmf_analysis("1", CONDUCT).intent is Intent.INTERESTED  # type: ignore[union-attr]
     assert dtmf_analysis("5", CONDUCT) is None
 

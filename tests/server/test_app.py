@@ -66,6 +66,7 @@ def test_config_merges_defaults_environment_and_cli() -> None:
      {"OUR_BASE_URL": "ftp://x"}, {"VOICEBOT_ECHO": "perhaps"},
      # the WebSocket's credentials in /exotel/url's answer need the endpoint's own
      {"OUR_BASE_URL": "https://k:t@bot.example"}, {"VOICEBOT_CONTROL_AUTH": ":pw"},
+     {"VOICEBOT_CONTROL_AUTH": "user:"}, {"VOICEBOT_BASIC_AUTH": "key:"},
      {"VOICEBOT_IDLE_TIMEOUT": "0"}, {"VOICEBOT_MAX_HANDSHAKES_PER_PEER": "-1"}],
 )
 def test_bad_settings_are_config_errors(env: dict[str, str]) -> None:

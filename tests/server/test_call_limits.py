@@ -255,18 +255,21 @@ async def test_ids_are_checked_masked_and_unique_among_live_calls(
     server = server_with(record)
     async with call(server, "/media?phone=%2B91%2098123%2045678&lead_id=L%3A1") as first, \
             call(server) as second, call(server) as third:
-        await first.send(TextMessage(start_frame("CA1", "st1", campaign_id="camp 1")))
+        await first.send(TextMessage(start_frame("CA1", "st1", campaign_id="camp 1",
+                                                 note="x" * 1000)))
         await second.send(TextMessage(start_frame("CA1", "st2")))
-        await third.send(TextMessage(start_frame("x" * 10_000, "st:3")))
+        await third.send(TextMessage(start_frame("x" * 10_000, "st:3", lead_id="919876543210")))
         await trio.testing.wait_all_tasks_blocked()
         one, two, three = record.sessions
         assert (one.call_sid, two.call_sid) == ("CA1", "CA1.2")
         assert one.custom_parameters["phone"] == "******5678"
         assert one.custom_parameters["lead_id"].startswith("lead_id-")
         assert one.custom_parameters["campaign_id"].startswith("campaign_id-")
+        assert len(one.custom_parameters["note"]) == 256
         assert three.call_sid.startswith("call_sid-")
         assert len(three.call_sid) == 25
         assert three.stream_sid.startswith("stream_sid-")
+        assert three.custom_parameters["lead_id"].startswith("lead_id-")  # a phone is no id
         assert three.start is not None
         assert three.start.stream_sid == "st:3"
         await first.send(TextMessage(json.dumps({"event": "stop"})))
@@ -276,3 +279,48 @@ async def test_ids_are_checked_masked_and_unique_among_live_calls(
             await fourth.send(TextMessage(start_frame("CA1", "st4")))
             await trio.testing.wait_all_tasks_blocked()
             assert record.sessions[-1].call_sid == "CA1"
+
+
+async def test_a_flood_of_tiny_whole_messages_runs_the_budget_dry(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    record = Recorded()
+    server = server_with(record)
+    async with call(server) as client:
+        await client.send(TextMessage(start_frame()))
+        # Complete 16-fragment messages, then whole tiny ones, back to back: the
+        # fragment budget (64, 32/s) and the message budget (1000, 200/s) both run dry.
+        burst = b""
+        for _ in range(20):
+            burst += client.conn.send(TextMessage("{", message_finished=False))
+            burst += b"".join(client.conn.send(TextMessage("x", message_finished=False))
+                              for _ in range(14))
+            burst += client.conn.send(TextMessage("}", message_finished=True))
+        await client.stream.send_all(burst)
+        assert await closed_with(client) == 1008
+    assert (record.summaries[0].reason, record.summaries[0].peer_at_fault) == ("limit", True)
+    record2 = Recorded()
+    server2 = server_with(record2)
+    async with call(server2) as client:
+        await client.send(TextMessage(start_frame()))
+        tiny = client.conn.send(TextMessage('{"event":"xyzw"}'))
+        await client.stream.send_all(tiny * 5000)
+        assert await closed_with(client) == 1008
+    assert record2.summaries[0].reason == "limit"
+
+
+async def test_an_exotel_paced_call_never_meets_the_budgets(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    record = Recorded()
+    server = server_with(record, idle_seconds=60.0)
+    frame = json.dumps({"event": "media", "media": {
+        "payload": base64.b64encode(b"\x00\x00" * 4800).decode()}})  # 200 ms at 24 kHz
+    async with call(server, "/media?sample-rate=24000") as client:
+        await client.send(TextMessage(start_frame()))
+        for _ in range(600):  # two minutes, five frames a second
+            await client.send(TextMessage(frame))
+            await trio.sleep(0.2)
+        await client.send(TextMessage(json.dumps({"event": "stop"})))
+        assert await closed_with(client) == 1000
+    assert record.summaries[0].reason == "stop"

@@ -213,3 +213,35 @@ async def test_a_peer_whose_call_broke_a_cap_is_refused_for_a_moment(running: Ru
     assert status(await exchange(running.calls.port, upgrade(b"/media", WS_AUTH))) == 101
     assert running.calls.metrics.registry.get_sample_value(
         "voicebot_calls_total", {"reason": "limit"}) == 1
+
+
+async def test_odd_but_harmless_requests_get_real_answers(running: Running) -> None:
+    head = await exchange(running.control_port, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status(head) == 405
+    assert head.endswith(b"\r\n\r\n")  # no body after the head of a HEAD answer
+    snowman = upgrade(b"/media", WS_AUTH).replace(b"Host: x", "Host: ☃".encode())
+    assert status(await exchange(running.calls.port, snowman)) == 400
+    big = b"X-Pad: " + b"a" * 20_000 + b"\r\n"
+    assert status(await exchange(running.calls.port, upgrade(b"/media", WS_AUTH)
+                                 .replace(b"\r\n\r\n", b"\r\n" + big + b"\r\n"))) == 431
+    assert status(await exchange(running.control_port, control(b"GET", b"/healthz")
+                                 .replace(b"\r\n\r\n", b"\r\n" + big + b"\r\n"))) == 431
+    metrics = running.calls.metrics.registry
+    for name in ("voicebot_handshake_rejections_total", "voicebot_control_rejections_total"):
+        assert metrics.get_sample_value(name, {"reason": "error"}) is None
+
+
+async def test_idle_sockets_on_the_control_port_are_capped_per_address(
+    running: Running,
+) -> None:
+    idle = [await trio.open_tcp_stream("127.0.0.1", running.control_port) for _ in range(4)]
+    try:
+        await trio.sleep(0.2)
+        assert status(await exchange(running.control_port, control(b"GET", b"/healthz"))) == 503
+    finally:
+        for stream in idle:
+            await stream.aclose()
+    with trio.fail_after(5):
+        while status(await exchange(  # noqa: ASYNC110 - polling the server over a socket
+                running.control_port, control(b"GET", b"/healthz"))) != 200:
+            await trio.sleep(0.05)

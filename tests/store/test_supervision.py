@@ -122,3 +122,61 @@ def test_an_outcome_write_removes_the_live_registration(backend: RedisBackend) -
 
 def _batch(call_sid: str) -> TurnBatch:
     return TurnBatch(call_sid, snapshot(call_sid), stream_sid=f"st-{call_sid}")
+
+
+async def test_a_hung_embedded_server_is_killed_and_restarted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    spill = SpillFile(tmp_path / "spill.jsonl")
+    config = SupervisorConfig(check_interval=0.1, ping_deadline=0.3, hung_after=3)
+    async with open_store_service(spill=spill, embedded_data_dir=tmp_path / "redis",
+                                  supervisor=config) as service:
+        backend = service.store.backend
+        pid = int(backend.client.info("server")["process_id"])
+        os.kill(pid, signal.SIGSTOP)  # alive, but answering nothing
+        await wait_for(lambda: not service.health.up, 5.0)
+        await wait_for(lambda: service.health.up and service.health.restarts == 1, 15.0)
+        new_pid = int(backend.client.info("server")["process_id"])
+    assert new_pid != pid
+    await wait_dead(pid)
+
+
+async def test_the_spill_file_is_replayed_before_any_call_is_called_lost(
+    store_config: StoreConfig, redis_url: str, tmp_path: Path
+) -> None:
+    """A predecessor crashed after spilling its call's real outcome: that outcome,
+    not a 'lost' one, is what the stream keeps."""
+    spill = SpillFile(tmp_path / "spill.jsonl")
+    spill.append([outcome("P1")])
+    from server.store.connection import connect
+
+    backend = RedisBackend(connect(redis_url, store_config), store_config)
+    backend.write_turn(replace(_batch("P1"), live_owner="crashed-1"))
+    eager = SupervisorConfig(check_interval=0.05, sweep_interval=0.05, lost_grace=0.0)
+    async with open_store_service(redis_url, config=store_config, spill=spill,
+                                  supervisor=eager) as service:
+        await wait_for(lambda: service.retrier.replayed.is_set())
+        await wait_for(lambda: backend.live_calls() == [])
+    [(_, written)] = backend.read_outcomes(count=10)
+    assert written.end_reason == outcome("P1").end_reason  # type: ignore[union-attr]
+    backend.close()
+
+
+async def test_orphans_wait_out_the_grace_before_they_are_lost(
+    store_config: StoreConfig, redis_url: str,
+) -> None:
+    from server.store.connection import connect
+    from server.store.lost import LostCallSweeper
+    from server.store.redis_store import RedisSessionStore
+
+    backend = RedisBackend(connect(redis_url, store_config), store_config)
+    backend.write_turn(replace(_batch("G1"), live_owner="gone"))
+    sweeper = LostCallSweeper(RedisSessionStore(backend), "me", lambda: NOW, grace=0.5)
+    assert await sweeper.sweep() == 0  # first seen now
+    await trio.sleep(0.2)
+    assert await sweeper.sweep() == 0  # not yet
+    await trio.sleep(0.4)
+    assert await sweeper.sweep() == 1
+    assert backend.read_outcomes(count=5)[0][1].end_reason == "lost"  # type: ignore[union-attr]
+    backend.close()
