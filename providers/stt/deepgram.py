@@ -331,7 +331,7 @@ class DeepgramStream:
         while True:
             await trio.sleep_until(max(self._last_send + interval, next_check))
             now = trio.current_time()
-            if now - self._last_send < interval:
+            if now < self._last_send + interval:  # (not ``now - last``: see the TTS socket)
                 continue  # audio went out meanwhile
             next_check = now + interval
             ws = self._ws

@@ -280,9 +280,15 @@ class SessionSocket:
         """Send a keep-alive whenever nothing went out for ``keepalive_interval``."""
         interval = self.options.keepalive_interval
         while True:
-            await trio.sleep_until(self._last_send + interval)
+            due = self._last_send + interval
+            await trio.sleep_until(due)
+            # The same sum both ways: ``now - last < interval`` can hold at
+            # ``now == last + interval`` in floating point, and spin.
+            if trio.current_time() < self._last_send + interval:
+                continue  # something went out meanwhile
             target = ws if ws is not None else self._ws
-            if trio.current_time() - self._last_send < interval or target is None:
+            if target is None:  # reconnecting: nothing to keep alive for a while
+                await trio.sleep(interval)
                 continue
             message = wire.keepalive_message(None if ws is not None else self._idle_context)
             with suppress(ConnectionClosed):

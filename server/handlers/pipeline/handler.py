@@ -129,14 +129,15 @@ class PipelineHandler:
                                 log_transcripts=pipeline.options.log_transcripts,
                                 call_started=started)
         assert self.listener is not None
-        async with AsyncExitStack() as stack, trio.open_nursery() as nursery:
-            nursery.start_soon(self.listener.run)
+        # The stack holds what is opened in this task (speaker, TTS sessions); the
+        # nursery inside it runs the listener and the conversation, and is gone
+        # before the stack closes them.
+        async with AsyncExitStack() as stack:
             speaker = await stack.enter_async_context(open_speaker(
                 session.send, session.dialect, start.stream_sid, rate,
                 frame_ms=config.frame_ms, max_lead_ms=config.max_lead_ms,
                 lateness_observer=session.metrics.outbound_lateness.observe,
-                on_utterance_started=lambda uid: self.conversation.utterance_started(uid)
-                if self.conversation is not None else None))
+                on_utterance_started=self._utterance_started))
             self._speaker_marks = speaker.on_mark
             tts_name = engines.choice.tts
             tts = await self._open_tts(stack, tts_name, rate)
@@ -145,25 +146,33 @@ class PipelineHandler:
                 tts = await stack.enter_async_context(engines.open_tts("local", rate, self.usage))
 
             async def open_local() -> TTSSession:
+                # Local sessions own no tasks, so any task may open one into the stack.
                 return await stack.enter_async_context(
                     engines.open_tts("local", rate, self.usage))
 
             voice = Voice(tts, tts_name, engines.voice(tts_name), rate, speaker,
                           engines.cache if pipeline.options.audio_cache else None,
-                          session.metrics, open_local)
-            context = ReplyContext(voice, engines.chat(self.usage), pipeline.options,
-                                   session.metrics)
-            conversation = Conversation(session, pipeline.playbook, speaker, context, reporter,
-                                        clock=pipeline.clock)
-            self.conversation = conversation
-            self.relay.to = conversation
-            try:
-                await conversation.run()
-            finally:
-                reporter.call_ended()
-                if conversation.state is not None:
-                    reporter.progress(conversation.state)
-                nursery.cancel_scope.cancel()
+                          session.metrics, open_local,
+                          first_audio_s=pipeline.options.tts_first_audio_s)
+            async with trio.open_nursery() as nursery:
+                context = ReplyContext(voice, engines.chat(self.usage), pipeline.options,
+                                       session.metrics, nursery)
+                conversation = Conversation(session, pipeline.playbook, speaker, context,
+                                            reporter, clock=pipeline.clock)
+                self.conversation = conversation
+                self.relay.to = conversation
+                nursery.start_soon(self.listener.run)
+                try:
+                    await conversation.run()
+                finally:
+                    reporter.call_ended()
+                    if conversation.state is not None:
+                        reporter.progress(conversation.state)
+                    nursery.cancel_scope.cancel()
+
+    def _utterance_started(self, utterance_id: str) -> None:
+        if self.conversation is not None:
+            self.conversation.utterance_started(utterance_id)
 
     async def _open_tts(self, stack: AsyncExitStack, name: str, rate: int) -> TTSSession | None:
         """The chosen TTS session, or ``None`` (logged, counted) when it cannot open."""

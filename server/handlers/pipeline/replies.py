@@ -52,6 +52,8 @@ class PipelineOptions:
     first_clause_min_words: int | None = None
     #: log what the caller said (off: only lengths and intents)
     log_transcripts: bool = False
+    #: a vendor TTS sentence with no audio this long is said by the local engine
+    tts_first_audio_s: float = 1.0
     #: deadline of the structured LLM refinement of an uncertain turn
     refine_deadline_s: float = 2.0
 
@@ -62,6 +64,12 @@ class ReplyContext:
     chat: ChatModel | None
     options: PipelineOptions
     metrics: ServerMetrics
+    nursery: trio.Nursery
+
+    def prefetch(self, text: str) -> None:
+        """Render ``text``'s sentences into the audio cache in the background."""
+        for sentence in sentences_of(text):
+            self.nursery.start_soon(self.voice.prefetch, sentence)
 
 
 class _NoFirstToken(Exception):
@@ -81,6 +89,10 @@ async def speak_reply(ctx: ReplyContext, reply: Reply, decision: Decision,
         await _say_text(ctx, reply, decision.reply.text, cached=ctx.options.audio_cache)
         return None
     request = decision.reply
+    if ctx.chat is not None and ctx.options.audio_cache:
+        # Should the LLM fail, its fallback must be ready at once: render it now
+        # (once per process: the cache keeps it).
+        ctx.prefetch(request.fallback_text)
     if ctx.chat is None:
         reply.kind = "template"
         await _say_text(ctx, reply, request.fallback_text, cached=ctx.options.audio_cache)

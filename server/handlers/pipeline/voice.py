@@ -7,14 +7,17 @@ follows it. Audio is resampled to the call's rate only when the engine's rate
 differs (one stateful ``dsp.StreamResampler`` per call; the engines are opened
 at the call's rate, so normally it passes through).
 
-A vendor failure on a sentence (after the client's own retries) makes the rest
-of that reply speak through the local engine (espeak-ng): the caller hears a
-plainer voice rather than silence. The next reply tries the vendor again.
+A vendor failure on a sentence — an error after the client's own retries, or
+no first audio within ``first_audio_s`` (1 s: the caller must hear something
+within 2 s of speaking) — makes the rest of that reply speak through the local
+engine (espeak-ng): the caller hears a plainer voice rather than silence. The
+next reply tries the vendor again.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 
@@ -36,6 +39,10 @@ log = logging.getLogger(__name__)
 LocalOpener = Callable[[], Awaitable[TTSSession]]
 
 
+class TTSTooSlow(Exception):
+    """No first audio within ``first_audio_s``."""
+
+
 async def _one(text: str) -> AsyncIterator[str]:
     yield text + " "
 
@@ -45,7 +52,7 @@ class Voice:
 
     def __init__(self, tts: TTSSession, engine: str, voice: str, sample_rate: int,
                  speaker: Speaker, cache: AudioCache | None, metrics: ServerMetrics,
-                 local: LocalOpener) -> None:
+                 local: LocalOpener, *, first_audio_s: float = 1.0) -> None:
         self._primary = tts
         self._engine = engine
         self._voice = voice
@@ -54,6 +61,7 @@ class Voice:
         self._cache = cache
         self._metrics = metrics
         self._local_opener = local
+        self._first_audio_s = first_audio_s
         self._local: TTSSession | None = None
         self._resamplers: dict[int, StreamResampler] = {}
 
@@ -67,7 +75,7 @@ class Voice:
                 await self._say_with(self._primary, self._engine, reply, text, uid,
                                      cached=cached)
                 return
-            except ProviderError as exc:
+            except (ProviderError, TTSTooSlow) as exc:
                 if self._engine == "local":
                     raise
                 self._metrics.component_errors.labels(component="tts").inc()
@@ -80,25 +88,48 @@ class Voice:
 
     async def _say_with(self, tts: TTSSession, engine: str, reply: Reply, text: str, uid: str,
                         *, cached: bool) -> None:
+        vendor = engine != "local"
+        deadline = trio.current_time() + self._first_audio_s if vendor else math.inf
         if cached and self._cache is not None:
             voice = self._voice if engine == self._engine else "local"
             key = CacheKey(engine, voice, self._rate, text)
-            audio = await self._cache.get(key, lambda: self._render(tts, text))
+            with trio.move_on_at(deadline) as waited:
+                audio = await self._cache.get(key, lambda: self._render(tts, text))
+            if waited.cancelled_caught:
+                raise TTSTooSlow
             reply.marks.setdefault("tts_first_audio", trio.current_time())
             self._speaker.play(audio, utterance_id=uid)
             return
         queued = False
-        async with aclosing(tts.speak(_one(text))) as chunks:
-            async for chunk in chunks:
-                pcm = self._to_call_rate(tts, chunk)
-                if pcm:
-                    reply.marks.setdefault("tts_first_audio", trio.current_time())
-                    self._speaker.play(pcm, utterance_id=uid, final=False)
-                    queued = True
+        with trio.CancelScope(deadline=deadline) as first:
+            async with aclosing(tts.speak(_one(text))) as chunks:
+                async for chunk in chunks:
+                    pcm = self._to_call_rate(tts, chunk)
+                    if pcm:
+                        if not queued:
+                            first.deadline = math.inf
+                        reply.marks.setdefault("tts_first_audio", trio.current_time())
+                        self._speaker.play(pcm, utterance_id=uid, final=False)
+                        queued = True
+        if first.cancelled_caught:
+            raise TTSTooSlow
         tail = self._flush(tts)
         self._speaker.play(tail, utterance_id=uid, final=True)
         if not queued and not tail:
             log_event(log, logging.WARNING, "tts gave no audio for a sentence", engine=engine)
+
+    async def prefetch(self, text: str) -> None:
+        """Render a template sentence into the cache (errors only logged: it is a
+        head start, the sentence will be rendered again when it is said)."""
+        if self._cache is None:
+            return
+        key = CacheKey(self._engine, self._voice, self._rate, text)
+        if self._cache.peek(key) is not None:
+            return
+        try:
+            await self._cache.get(key, lambda: self._render(self._primary, text))
+        except ProviderError as exc:
+            log_event(log, logging.INFO, "prefetch failed", error=type(exc).__name__)
 
     async def _render(self, tts: TTSSession, text: str) -> bytes:
         parts = []

@@ -1,0 +1,312 @@
+"""A scripted caller for whole conversations: Exotel's side of a call with a lead.
+
+Where ``server.telephony.caller`` streams a loop of audio (load tests, echo),
+``talk`` plays a conversation: it sends ``connected`` and ``start``, then 100 ms
+``media`` frames for the whole call, paced in real time — silence, or the
+audio of the current ``Line`` — and plays the bot's audio back like the far
+end does (marks echoed when their audio would have played, ``clear`` drops
+what is queued). Lines follow the bot:
+
+* ``Line(text)`` — once the bot's reply has played out (its audio queue empty
+  and nothing new for ``quiet_s``), wait ``pause_s`` and say it;
+* ``Line(text, barge_in_s=1.5)`` — say it 1.5 s into the bot's next reply,
+  over it (a barge-in or a backchannel);
+* ``Line(dtmf="9")`` — press a key instead; ``Line(silent_s=8)`` — say
+  nothing for that long (re-prompt tests).
+
+The audio of a line is ``Line.audio`` (e.g. synthesized speech) or a voiced
+burst long enough for its words (``words_per_second``, the Deepgram
+simulator's pace). After the last line the caller waits for the bot's reply
+to play and for the bot to hang up (``hangup_wait_s``), else sends ``stop``.
+
+Measured per line (trio clock, at the caller): ``speech_end`` (the last speech
+sample's moment), the first bot audio after it (``v2v`` = that minus
+``speech_end``: voice to voice as the caller hears it), and for lines over the
+bot the talkover: how long the old reply went on playing after the line
+began (until a ``clear``, or until its audio ran out).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import secrets
+from dataclasses import dataclass, field
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from server.telephony.caller import speech_like_script
+
+__all__ = ["CallReport", "Line", "LineResult", "talk"]
+
+FRAME_MS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One thing the caller does (module docstring)."""
+
+    text: str = ""
+    audio: bytes | None = None
+    barge_in_s: float | None = None
+    dtmf: str | None = None
+    silent_s: float | None = None
+    pause_s: float = 0.5
+
+
+@dataclass(slots=True)
+class LineResult:
+    line: Line
+    spoke_at: float | None = None
+    speech_end: float | None = None
+    bot_audio_at: float | None = None
+    talkover: float | None = None
+
+    @property
+    def v2v(self) -> float | None:
+        if self.speech_end is None or self.bot_audio_at is None:
+            return None
+        return self.bot_audio_at - self.speech_end
+
+
+@dataclass(slots=True)
+class CallReport:
+    stream_sid: str
+    lines: list[LineResult] = field(default_factory=list)
+    greeting_at: float | None = None
+    started_at: float = 0.0
+    media_frames: int = 0
+    marks: int = 0
+    clears: int = 0
+    violations: int = 0
+    hung_up_by_bot: bool = False
+    #: (arrival trio time, PCM16) of every bot audio frame, and the caller's own
+    #: audio per 100 ms frame sent (for recordings of the call)
+    bot_audio: list[tuple[float, bytes]] = field(default_factory=list)
+    caller_audio: list[tuple[float, bytes]] = field(default_factory=list)
+    clear_times: list[float] = field(default_factory=list)
+
+
+class _FarEnd:
+    """The far end's player: what the bot sent and when it plays."""
+
+    def __init__(self, rate: int) -> None:
+        self.bytes_per_second = 2 * rate
+        self.play_end = 0.0
+        self.last_media = -math.inf
+
+    def media(self, now: float, size: int) -> float:
+        """Queue ``size`` bytes arriving at ``now``; return when they start playing."""
+        start = max(self.play_end, now)
+        self.play_end = start + size / self.bytes_per_second
+        self.last_media = now
+        return start
+
+    def idle(self, now: float, quiet_s: float) -> bool:
+        return now >= self.play_end and now - self.last_media >= quiet_s
+
+
+class _Mouth:
+    """The caller's outgoing audio: silence, or the current line's frames."""
+
+    def __init__(self, frame_bytes: int) -> None:
+        self.frame_bytes = frame_bytes
+        self.frames: list[bytes] = []
+        self.result: LineResult | None = None
+        self.said = trio.Event()
+        self.tail_share = 1.0  # share of the last frame that is speech
+
+    async def say(self, result: LineResult, audio: bytes) -> None:
+        size = self.frame_bytes
+        self.frames = [audio[k:k + size] for k in range(0, len(audio), size)]
+        self.tail_share = len(self.frames[-1]) / size if self.frames else 0.0
+        self.result = result
+        self.said = trio.Event()
+        await self.said.wait()
+
+    def next_frame(self) -> tuple[bytes, LineResult | None]:
+        """The next frame to send, and the line it finishes (if it does)."""
+        if not self.frames:
+            return bytes(self.frame_bytes), None
+        frame = self.frames.pop(0)
+        if len(frame) < self.frame_bytes:
+            frame += bytes(self.frame_bytes - len(frame))
+        if self.frames:
+            return frame, None
+        done, self.result = self.result, None
+        return frame, done
+
+
+def _utterance(line: Line, rate: int, words_per_second: float, seed: int) -> bytes:
+    if line.audio is not None:
+        return line.audio
+    words = max(1, len(line.text.split()))
+    seconds = max(0.6, words / words_per_second + 0.3)
+    return speech_like_script(rate, speech_s=seconds, silence_s=0.0, repeats=1, seed=seed)
+
+
+async def talk(
+    ws: WebSocketConnection, lines: list[Line], *, sample_rate: int = 8000,
+    words_per_second: float = 3.0, quiet_s: float = 0.5, hangup_wait_s: float = 10.0,
+    call_sid: str | None = None, custom_parameters: dict[str, str] | None = None,
+    max_wait_s: float = 30.0, reply_wait_s: float = 5.0,
+) -> CallReport:
+    """Play ``lines`` against the server on ``ws`` (module docstring)."""
+    sid = secrets.token_hex(16)
+    report = CallReport(stream_sid=sid, started_at=trio.current_time())
+    far = _FarEnd(sample_rate)
+    frame_bytes = sample_rate * 2 * FRAME_MS // 1000
+    mouth = _Mouth(frame_bytes)
+    pending_audio: list[LineResult] = []  # lines waiting for the bot's next audio
+    barging: list[LineResult] = []  # lines said over the bot, until it stopped
+    marks_send, marks_receive = trio.open_memory_channel[tuple[float, str]](1000)
+    bot_spoke = trio.Event()
+    hung_up = trio.Event()
+    media_waiters: list[trio.Event] = []
+
+    async def send(obj: dict[str, object]) -> None:
+        await ws.send_message(json.dumps(obj))
+
+    async def echo_marks() -> None:
+        async for due, name in marks_receive:
+            await trio.sleep_until(due)
+            await send({"event": "mark", "stream_sid": sid, "mark": {"name": name}})
+
+    async def receive() -> None:
+        while True:
+            try:
+                message = await ws.get_message()
+            except ConnectionClosed:
+                report.hung_up_by_bot = True
+                hung_up.set()
+                return
+            now = trio.current_time()
+            try:
+                obj = json.loads(message)
+            except (ValueError, TypeError):
+                report.violations += 1
+                continue
+            event = obj.get("event")
+            if event == "media":
+                pcm = base64.b64decode(obj["media"]["payload"])
+                if len(pcm) % 320:
+                    report.violations += 1
+                start = far.media(now, len(pcm))
+                report.media_frames += 1
+                report.bot_audio.append((start, pcm))
+                if report.greeting_at is None:
+                    report.greeting_at = now
+                for result in pending_audio:
+                    if result.speech_end is not None and start >= result.speech_end:
+                        result.bot_audio_at = start
+                pending_audio[:] = [r for r in pending_audio if r.bot_audio_at is None]
+                bot_spoke.set()
+                for waiter in media_waiters:
+                    waiter.set()
+                media_waiters.clear()
+            elif event == "mark":
+                report.marks += 1
+                marks_send.send_nowait((far.play_end, obj["mark"]["name"]))
+            elif event == "clear":
+                report.clears += 1
+                report.clear_times.append(now)
+                for result in barging:
+                    if result.spoke_at is not None and result.talkover is None:
+                        result.talkover = max(now, min(far.play_end, now)) - result.spoke_at
+                barging.clear()
+                far.play_end = min(far.play_end, now)
+                while True:
+                    try:
+                        marks_receive.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+            else:
+                report.violations += 1
+
+    async def stream_audio() -> None:
+        t0 = trio.current_time()
+        i = 0
+        while True:
+            await trio.sleep_until(t0 + i * FRAME_MS / 1000)
+            frame, last = mouth.next_frame()
+            await ws.send_message(json.dumps({"event": "media", "stream_sid": sid, "media": {
+                "chunk": i + 1, "timestamp": str(i * FRAME_MS),
+                "payload": base64.b64encode(frame).decode()}}))
+            report.caller_audio.append((trio.current_time(), frame))
+            if last is not None:
+                # A frame carries the 100 ms up to its sending: the line's last speech
+                # sample was spoken this long before it went out.
+                last.speech_end = trio.current_time() - FRAME_MS / 1000 * (1 - mouth.tail_share)
+                mouth.said.set()
+            i += 1
+
+    async def say(result: LineResult, audio: bytes) -> None:
+        result.spoke_at = trio.current_time()
+        await mouth.say(result, audio)
+
+    async def wait_reply(previous: LineResult | None) -> None:
+        """Until the bot began answering the previous line (bounded: a
+        backchannel gets no answer)."""
+        if previous is None or previous.speech_end is None or previous.line.barge_in_s:
+            return
+        with trio.move_on_after(reply_wait_s):
+            while previous.bot_audio_at is None:
+                arrived = trio.Event()
+                media_waiters.append(arrived)
+                await arrived.wait()
+
+    async def wait_bot_done() -> None:
+        with trio.move_on_after(max_wait_s):
+            # Time-driven (the far end's queue drains as time passes): poll.
+            while not far.idle(trio.current_time(), quiet_s):  # noqa: ASYNC110
+                await trio.sleep(0.05)
+
+    await send({"event": "connected"})
+    await send({"event": "start", "stream_sid": sid, "start": {
+        "stream_sid": sid, "call_sid": call_sid or secrets.token_hex(16),
+        "account_sid": secrets.token_hex(16), "from": "+919900001234", "to": "08047110000",
+        "custom_parameters": custom_parameters or {},
+        "media_format": {"encoding": "base64", "sample_rate": str(sample_rate)}}})
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(echo_marks)
+        nursery.start_soon(receive)
+        nursery.start_soon(stream_audio)
+        with trio.move_on_after(max_wait_s):
+            await bot_spoke.wait()  # the greeting
+        for n, line in enumerate(lines):
+            result = LineResult(line)
+            report.lines.append(result)
+            if report.hung_up_by_bot:
+                break
+            if line.barge_in_s is not None:
+                with trio.move_on_after(max_wait_s):
+                    while trio.current_time() >= far.play_end:  # until the next reply plays
+                        arrived = trio.Event()
+                        media_waiters.append(arrived)
+                        await arrived.wait()
+                await trio.sleep(line.barge_in_s)
+                barging.append(result)
+            else:
+                await wait_reply(report.lines[-2] if len(report.lines) > 1 else None)
+                await wait_bot_done()
+                await trio.sleep(line.pause_s)
+            if line.silent_s is not None:
+                await trio.sleep(line.silent_s)
+                continue
+            if line.dtmf is not None:
+                result.spoke_at = result.speech_end = trio.current_time()
+                pending_audio.append(result)
+                await send({"event": "dtmf", "stream_sid": sid,
+                            "dtmf": {"digit": line.dtmf, "duration": 200}})
+                continue
+            pending_audio.append(result)
+            await say(result, _utterance(line, sample_rate, words_per_second, seed=n))
+        await wait_bot_done()
+        with trio.move_on_after(hangup_wait_s):
+            await hung_up.wait()
+        if not report.hung_up_by_bot:
+            await send({"event": "stop", "stream_sid": sid, "stop": {"reason": "callended"}})
+        nursery.cancel_scope.cancel()
+    return report

@@ -1,0 +1,77 @@
+"""Whole calls through the pipeline on virtual time, against the simulators."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio.testing
+
+from dialogue.model import Stage
+from server.store.records import LeadContext
+from server.telephony.softphone import Line
+from tests.handlers.pipeline_harness import IST, run_call, simulators
+
+SCRIPT_NOW = datetime(2026, 11, 24, 11, 0, tzinfo=IST)  # the scripts' Tuesday
+
+
+async def test_a_busy_lead_is_called_back_tomorrow_evening(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with simulators() as sims:
+        run = await run_call(sims, [Line("I am busy right now, call me back tomorrow evening")])
+    record, report = run.record, run.report
+    assert report.greeting_at is not None
+    assert record.summary is not None and record.summary.reason == "completed"
+    assert record.last.stage is Stage.FOLLOW_UP_SCHEDULED
+    assert record.last.slots["callback_at"] == datetime(2026, 12, 6, 18, 0, tzinfo=IST)
+    [line] = report.lines
+    assert line.v2v is not None and line.v2v < 1.0
+    assert [t.caller_text for t in record.turns] == [
+        "", "I am busy right now, call me back tomorrow evening"]
+
+
+SCRIPTS = tomllib.loads(
+    (Path(__file__).parent.parent / "data" / "conversations" / "scripts.toml").read_text("utf-8"))
+PLAIN = [s for s in SCRIPTS["conversation"]
+         if not any("heard" in t for t in s["turns"])]  # barge-ins are tested apart
+
+
+def _lines(script: dict[str, Any]) -> list[dict[str, Any]]:
+    """The script's turns up to the one that ends the call (the bot hangs up there)."""
+    turns = [*SCRIPTS["prefixes"].get(script.get("start", ""), []), *script["turns"]]
+    for n, turn in enumerate(turns):
+        if turn["stage"] == "ENDED":
+            return turns[: n + 1]
+    return turns
+
+
+@pytest.mark.parametrize("script", PLAIN, ids=[s["name"] for s in PLAIN])
+async def test_scripted_conversations_reach_their_outcome_over_the_wire(
+    script: dict[str, Any], autojump_clock: trio.testing.MockClock,
+) -> None:
+    turns = _lines(script)
+    now = datetime.fromisoformat(script["now"]) if "now" in script else SCRIPT_NOW
+    async with simulators() as sims:
+        run = await run_call(sims, [Line(t["say"]) for t in turns],
+                             lead=LeadContext(name="Rahul"), clock=now)
+    record = run.record
+    ended = turns[-1]["stage"] == "ENDED"
+    assert record.summary is not None
+    assert record.summary.reason == ("completed" if ended else "stop")
+    assert record.turns[0].bot_text.startswith("Namaste, am I speaking with Rahul?")
+    answered = [line.v2v for line in run.report.lines]
+    assert all(v is not None and v < 2.0 for v in answered), answered  # every turn answered
+    stages = [t.stage_after.value for t in record.turns[1:] if t.stage_after]
+    assert stages == [t["stage"] for t in turns]
+    if "outcome" in script and ended:
+        assert record.last.stage.value == script["outcome"]
+    if "callback_at" in script:
+        assert record.last.slots["callback_at"] == datetime.fromisoformat(script["callback_at"])
+    assert record.last.do_not_call is script.get("do_not_call", False)
+    for key, value in script.get("slots", {}).items():
+        assert record.last.slots[key] == value
+    assert run.report.violations == 0
