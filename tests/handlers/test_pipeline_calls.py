@@ -25,11 +25,13 @@ async def test_a_busy_lead_is_called_back_tomorrow_evening(
         run = await run_call(sims, [Line("I am busy right now, call me back tomorrow evening")])
     record, report = run.record, run.report
     assert report.greeting_at is not None
-    assert record.summary is not None and record.summary.reason == "completed"
+    assert record.summary is not None
+    assert record.summary.reason == "completed"
     assert record.last.stage is Stage.FOLLOW_UP_SCHEDULED
     assert record.last.slots["callback_at"] == datetime(2026, 12, 6, 18, 0, tzinfo=IST)
     [line] = report.lines
-    assert line.v2v is not None and line.v2v < 1.0
+    assert line.v2v is not None
+    assert line.v2v < 1.0
     assert [t.caller_text for t in record.turns] == [
         "", "I am busy right now, call me back tomorrow evening"]
 
