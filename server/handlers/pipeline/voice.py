@@ -67,12 +67,11 @@ class Voice:
 
     async def say(self, reply: Reply, text: str, *, cached: bool) -> None:
         """Queue one sentence of ``reply``; returns once all its audio is queued."""
-        uid = reply.next_utterance_id()
-        reply.sentences.append(Sentence(text, uid))
+        sentence = Sentence(text, reply.next_utterance_id())
         reply.marks.setdefault("tts_request", trio.current_time())
         if not reply.tts_fallback:
             try:
-                await self._say_with(self._primary, self._engine, reply, text, uid,
+                await self._say_with(self._primary, self._engine, reply, sentence,
                                      cached=cached)
                 return
             except (ProviderError, TTSTooSlow) as exc:
@@ -84,10 +83,19 @@ class Voice:
                           "voice", engine=self._engine, error=f"{type(exc).__name__}: {exc}")
                 reply.tts_fallback = True
         local = await self._local_session()
-        await self._say_with(local, "local", reply, text, uid, cached=cached)
+        await self._say_with(local, "local", reply, sentence, cached=cached)
 
-    async def _say_with(self, tts: TTSSession, engine: str, reply: Reply, text: str, uid: str,
+    def _play(self, reply: Reply, sentence: Sentence, pcm: bytes, *, final: bool) -> None:
+        """Queue a sentence's audio; the sentence joins ``reply.sentences`` with its
+        first audio, so every sentence there is an utterance the speaker knows (one
+        superseded while it waited for the TTS was never said)."""
+        if not reply.sentences or reply.sentences[-1] is not sentence:
+            reply.sentences.append(sentence)
+        self._speaker.play(pcm, utterance_id=sentence.utterance_id, final=final)
+
+    async def _say_with(self, tts: TTSSession, engine: str, reply: Reply, sentence: Sentence,
                         *, cached: bool) -> None:
+        text = sentence.text
         vendor = engine != "local"
         deadline = trio.current_time() + self._first_audio_s if vendor else math.inf
         if cached and self._cache is not None:
@@ -98,23 +106,24 @@ class Voice:
             if waited.cancelled_caught:
                 raise TTSTooSlow
             reply.marks.setdefault("tts_first_audio", trio.current_time())
-            self._speaker.play(audio, utterance_id=uid)
+            self._play(reply, sentence, audio, final=True)
             return
         queued = False
+        resampler = self._resampler(tts)  # the call's stream, from a clean start
         with trio.CancelScope(deadline=deadline) as first:
             async with aclosing(tts.speak(_one(text))) as chunks:
                 async for chunk in chunks:
-                    pcm = self._to_call_rate(tts, chunk)
+                    pcm = _to_call_rate(resampler, chunk)
                     if pcm:
                         if not queued:
                             first.deadline = math.inf
                         reply.marks.setdefault("tts_first_audio", trio.current_time())
-                        self._speaker.play(pcm, utterance_id=uid, final=False)
+                        self._play(reply, sentence, pcm, final=False)
                         queued = True
         if first.cancelled_caught:
             raise TTSTooSlow
-        tail = self._flush(tts)
-        self._speaker.play(tail, utterance_id=uid, final=True)
+        tail = _flush(resampler)
+        self._play(reply, sentence, tail, final=True)
         if not queued and not tail:
             log_event(log, logging.WARNING, "tts gave no audio for a sentence", engine=engine)
 
@@ -132,38 +141,44 @@ class Voice:
             log_event(log, logging.INFO, "prefetch failed", error=type(exc).__name__)
 
     async def _render(self, tts: TTSSession, text: str) -> bytes:
+        # A render runs beside live speech (prefetch) and may be abandoned, so it
+        # resamples with a stream of its own.
+        resampler = None if tts.sample_rate == self._rate else \
+            StreamResampler(tts.sample_rate, self._rate)
         parts = []
         async with aclosing(tts.speak(_one(text))) as chunks:
             async for chunk in chunks:
-                parts.append(self._to_call_rate(tts, chunk))
-        parts.append(self._flush(tts))
+                parts.append(_to_call_rate(resampler, chunk))
+        parts.append(_flush(resampler))
         return b"".join(parts)
 
     def _resampler(self, tts: TTSSession) -> StreamResampler | None:
+        """The call's resampling stream from ``tts``'s rate, reset: a sentence
+        cut mid-way must not leave its samples in front of the next one."""
         if tts.sample_rate == self._rate:
             return None
         resampler = self._resamplers.get(tts.sample_rate)
         if resampler is None:
             resampler = self._resamplers[tts.sample_rate] = StreamResampler(
                 tts.sample_rate, self._rate)
+        else:
+            resampler.reset()
         return resampler
-
-    def _to_call_rate(self, tts: TTSSession, chunk: bytes) -> bytes:
-        resampler = self._resampler(tts)
-        if resampler is None:
-            return chunk
-        return resampler.process(pcm16_from_bytes(chunk)).tobytes()
-
-    def _flush(self, tts: TTSSession) -> bytes:
-        """The resampler's held-back tail at a sentence's end (then it starts over)."""
-        resampler = self._resampler(tts)
-        if resampler is None:
-            return b""
-        tail = np.asarray(resampler.flush()).tobytes()
-        resampler.reset()
-        return tail
 
     async def _local_session(self) -> TTSSession:
         if self._local is None:
             self._local = await self._local_opener()
         return self._local
+
+
+def _to_call_rate(resampler: StreamResampler | None, chunk: bytes) -> bytes:
+    if resampler is None:
+        return chunk
+    return resampler.process(pcm16_from_bytes(chunk)).tobytes()
+
+
+def _flush(resampler: StreamResampler | None) -> bytes:
+    """The resampler's held-back tail at a sentence's end."""
+    if resampler is None:
+        return b""
+    return np.asarray(resampler.flush()).tobytes()
