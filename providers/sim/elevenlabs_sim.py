@@ -47,6 +47,9 @@ next connection or request, in order — the server-level call tests use the sam
 - :meth:`ElevenLabsSim.inject_silent_generation` ``(count)``: the next
   ``count`` generations (any connection) send no audio, their isFinal still
   comes — the vendor dropped the audio of a flushed text;
+- :meth:`ElevenLabsSim.inject_stall` ``(seconds)``: the next generation (any
+  connection) starts ``seconds`` late — the vendor accepted the text and sends
+  nothing meanwhile, the socket stays open (then it speaks as usual);
 - ``ttfb`` / ``frame_gap`` / ``frame_seconds`` / ``idle_timeout``: timing.
 
 Audio is real speech from espeak-ng in the requested format
@@ -119,6 +122,7 @@ class ElevenLabsSim:
         self._rate_limits: deque[tuple[float, int]] = deque()
         self._faults: deque[Fault] = deque()
         self.silent_generations = 0  # see inject_silent_generation
+        self._stalls: deque[float] = deque()
 
     @property
     def url(self) -> str:
@@ -143,6 +147,17 @@ class ElevenLabsSim:
     def inject_silent_generation(self, count: int = 1) -> None:
         """The next ``count`` generations produce no audio (isFinal still follows)."""
         self.silent_generations += count
+
+    def inject_stall(self, seconds: float) -> None:
+        """The next generation waits ``seconds`` more before its first audio
+        (several calls stall that many generations, in order)."""
+        if seconds < 0:
+            raise ValueError("a stall must be >= 0 s")
+        self._stalls.append(seconds)
+
+    def stall_nowait(self) -> float:
+        """The extra delay of the generation starting now (an injected stall, consumed)."""
+        return self._stalls.popleft() if self._stalls else 0.0
 
     def _rate_limit(self) -> float | None:
         """The retry-after of an injected 429 due now, if any (consumed)."""

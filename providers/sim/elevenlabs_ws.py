@@ -86,6 +86,7 @@ class ConnectionLog:
     fault: str | None = None  # the injected fault that tripped, if any
     fault_at: float | None = None  # and when (trio time)
     discarded: list[str | None] = field(default_factory=list)  # contexts stopped or dropped
+    stalled: list[str | None] = field(default_factory=list)  # contexts whose generation stalled
 
 
 @dataclass
@@ -317,7 +318,10 @@ class WebSocketSession:
             done.set()
 
     async def _speak(self, context: _Context, context_id: str | None, text: str) -> None:
-        await trio.sleep(self.sim.ttfb.sample())
+        stall = self.sim.stall_nowait()
+        if stall:
+            self.log.stalled.append(context_id)
+        await trio.sleep(self.sim.ttfb.sample() + stall)
         if self.sim.silent_generations > 0:  # an injected loss: no audio at all
             self.sim.silent_generations -= 1
             self.log.discarded.append(context_id)

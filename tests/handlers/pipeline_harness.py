@@ -16,15 +16,24 @@ import trio.testing
 from trio_websocket import wrap_client_stream
 
 from dialogue import load_playbook
+from dialogue.playbook import Playbook
 from providers.config import DeepgramConfig, ElevenLabsConfig, OpenAIConfig, Secret
 from providers.sim.deepgram_sim import DeepgramSim, open_deepgram_sim
 from providers.sim.elevenlabs_sim import ElevenLabsSim, open_elevenlabs_sim
 from providers.sim.latency import Fixed
 from providers.sim.openai_sim import OpenAISim, open_openai_sim
-from server.calls.hook import CallRecord, CallSession, CallSummary, DialogueReport, TurnReport
+from server.calls.hook import (
+    CallRecord,
+    CallRecordFactory,
+    CallSession,
+    CallSummary,
+    DialogueReport,
+    TurnReport,
+)
 from server.calls.server import CallServer
 from server.config import ServerConfig
 from server.handlers.pipeline import (
+    AudioCache,
     EngineChoice,
     EngineSettings,
     Pipeline,
@@ -71,6 +80,33 @@ class Recorded:
         return self.progress_reports[-1]
 
 
+class _Tee:
+    """A ``CallRecord`` telling a ``Recorded`` and a real record alike (the
+    lead comes from the real one)."""
+
+    def __init__(self, copy: Recorded, real: CallRecord) -> None:
+        self.copy, self.real = copy, real
+
+    def started(self, session: CallSession) -> None:
+        self.copy.started(session)
+        self.real.started(session)
+
+    async def lead(self) -> LeadContext:
+        return await self.real.lead()
+
+    def turn(self, report: TurnReport) -> None:
+        self.copy.turn(report)
+        self.real.turn(report)
+
+    def progress(self, report: DialogueReport) -> None:
+        self.copy.progress(report)
+        self.real.progress(report)
+
+    def ended(self, summary: CallSummary) -> None:
+        self.copy.ended(summary)
+        self.real.ended(summary)
+
+
 @dataclass
 class Sims:
     deepgram: DeepgramSim
@@ -101,9 +137,14 @@ async def simulators(*, llm_answers: Mapping[str, str] | None = None,
 async def run_call(sims: Sims, lines: list[Line], *, llm: bool = True,
                    options: PipelineOptions | None = None, rate: int = 8000,
                    lead: LeadContext | None = None, clock: datetime = NOW,
-                   config: ServerConfig | None = None) -> CallRun:
+                   config: ServerConfig | None = None,
+                   playbook: Playbook | None = None,
+                   cache: AudioCache | None = None,
+                   call_record: CallRecordFactory | None = None) -> CallRun:
     """One call: ``lines`` said to the pipeline; the Deepgram sim hears each
-    line's text."""
+    line's text. ``cache``: the process's template audio cache (default: empty).
+    ``call_record``: a real record (e.g. the session store's) told everything
+    too; ``CallRun.record`` keeps a copy either way."""
     sims.deepgram.script(*[line.text for line in lines if line.text and line.dtmf is None])
     choice = EngineChoice("deepgram", "elevenlabs", "openai" if llm else "none")
     settings = EngineSettings(
@@ -114,10 +155,14 @@ async def run_call(sims: Sims, lines: list[Line], *, llm: bool = True,
 
     @asynccontextmanager
     async def open_record() -> AsyncIterator[CallRecord]:
-        yield record
+        if call_record is None:
+            yield record
+            return
+        async with call_record() as real:
+            yield _Tee(record, real)
 
-    async with open_engines(settings) as engines:
-        pipeline = Pipeline(engines, load_playbook(), options or PipelineOptions(),
+    async with open_engines(settings, cache) as engines:
+        pipeline = Pipeline(engines, playbook or load_playbook(), options or PipelineOptions(),
                             clock=lambda: clock)
         server = CallServer(config or ServerConfig(), pipeline.handler_factory(),
                             call_record=open_record)

@@ -199,3 +199,29 @@ async def test_injected_drop_cuts_the_http_body_mid_way(autojump_clock: Any) -> 
         with pytest.raises(httpx.TransportError):
             await read_body(client, url, received)
     assert len(received) == 2 * 1600  # two 100 ms frames at 8 kHz, then the reset
+
+
+async def test_a_stalled_generation_sends_nothing_until_the_stall_is_over(
+    autojump_clock: Any,
+) -> None:
+    async with open_elevenlabs_sim(ttfb=Fixed(0.2), frame_gap=Fixed(0.0)) as sim, \
+            trio_websocket.open_websocket_url(ws_url(sim, MULTI)) as ws:
+        await ws.send_message(json.dumps({**INIT, "context_id": "idle"}))
+        sim.inject_stall(3.0)
+        start = trio.current_time()
+        await ws.send_message(message("a", "Stalled first. ", flush=True))
+        await ws.send_message(message("b", "Then on time. ", flush=True))
+        arrivals: list[tuple[float, dict[str, Any]]] = []
+        await frames_until(ws, "a", arrivals)
+        await frames_until(ws, "b", arrivals)
+        await ws.send_message(json.dumps({"close_socket": True}))
+        await read_until_close(ws)
+    first_a = min(t for t, f in arrivals if f.get("contextId") == "a" and f.get("audio"))
+    first_b = min(t for t, f in arrivals if f.get("contextId") == "b" and f.get("audio"))
+    assert first_a == pytest.approx(start + 3.2)  # the stall, then the usual ttfb
+    assert first_b == pytest.approx(first_a + 0.2)  # only one generation stalls
+    [log] = sim.connections
+    assert log.stalled == ["a"]
+    sent = audio_of([f for _, f in arrivals if f.get("contextId") == "a"])
+    assert sent
+    assert sent == bytes(log.audio["a"])
