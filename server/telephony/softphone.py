@@ -10,7 +10,8 @@ what is queued). Lines follow the bot:
 * ``Line(text)`` — once the bot's reply has played out (its audio queue empty
   and nothing new for ``quiet_s``), wait ``pause_s`` and say it;
 * ``Line(text, barge_in_s=1.5)`` — say it 1.5 s into the bot's next reply,
-  over it (a barge-in or a backchannel);
+  over it (a barge-in or a backchannel); the line after it waits until the
+  bot has been quiet for ``resume_wait_s`` past it (a paused reply resumes);
 * ``Line(dtmf="9")`` — press a key instead; ``Line(silent_s=8)`` — say
   nothing for that long (re-prompt tests).
 
@@ -151,7 +152,7 @@ async def talk(
     ws: WebSocketConnection, lines: list[Line], *, sample_rate: int = 8000,
     words_per_second: float = 3.0, quiet_s: float = 0.5, hangup_wait_s: float = 10.0,
     call_sid: str | None = None, custom_parameters: dict[str, str] | None = None,
-    max_wait_s: float = 30.0, reply_wait_s: float = 5.0,
+    max_wait_s: float = 30.0, reply_wait_s: float = 5.0, resume_wait_s: float = 1.5,
 ) -> CallReport:
     """Play ``lines`` against the server on ``ws`` (module docstring)."""
     sid = secrets.token_hex(16)
@@ -214,7 +215,9 @@ async def talk(
                 report.clear_times.append(now)
                 for result in barging:
                     if result.spoke_at is not None and result.talkover is None:
-                        result.talkover = max(now, min(far.play_end, now)) - result.spoke_at
+                        # the old reply stopped at the clear, or earlier if its
+                        # audio ran out first (the bot paused on our speech)
+                        result.talkover = max(0.0, min(far.play_end, now) - result.spoke_at)
                 barging.clear()
                 far.play_end = min(far.play_end, now)
                 while True:
@@ -257,9 +260,16 @@ async def talk(
                 media_waiters.append(arrived)
                 await arrived.wait()
 
-    async def wait_bot_done() -> None:
+    async def wait_bot_done(previous: LineResult | None = None) -> None:
+        """Until the bot's audio ran out and nothing new came for ``quiet_s``.
+        After a line said over the bot, the bot may be paused on it: wait until
+        that line was said and ``resume_wait_s`` more, then for the bot again."""
         with trio.move_on_after(max_wait_s):
             # Time-driven (the far end's queue drains as time passes): poll.
+            if previous is not None and previous.line.barge_in_s is not None:
+                while previous.speech_end is None:  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+                await trio.sleep_until(previous.speech_end + resume_wait_s)
             while not far.idle(trio.current_time(), quiet_s):  # noqa: ASYNC110
                 await trio.sleep(0.05)
 
@@ -289,8 +299,9 @@ async def talk(
                 await trio.sleep(line.barge_in_s)
                 barging.append(result)
             else:
-                await wait_reply(report.lines[-2] if len(report.lines) > 1 else None)
-                await wait_bot_done()
+                previous = report.lines[-2] if len(report.lines) > 1 else None
+                await wait_reply(previous)
+                await wait_bot_done(previous)
                 await trio.sleep(line.pause_s)
             if line.silent_s is not None:
                 await trio.sleep(line.silent_s)

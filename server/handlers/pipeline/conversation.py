@@ -8,20 +8,29 @@ state is committed then, once), a ``DialogueReport`` to the call's record, and
 a reply started in its own cancel scope (``_speak``): template sentences from
 the audio cache, or the LLM's answer streamed through ``SentenceSplitter``
 into the TTS sentence by sentence (``replies``). A new turn supersedes a reply
-still in progress.
+still in progress, except a line that may not be interrupted: that one plays
+to its end, and the answer to the new turn follows it. Each reply is reported
+with the caller's turn it answers.
 
 Barge-in, measured from our VAD, only while a reply is audible and
 interruptible (``[call] non_interruptible`` lists the lines that are not):
 
-1. caller speech starts → the speaker pauses at once (nothing is dropped);
-2. a real interruption — voiced audio reaches ``barge_in_min_speech_ms``, or
-   the STT's words are not a backchannel — cancels the reply's scope (LLM
+1. caller speech starts → the speaker pauses at once (nothing is dropped; the
+   caller hears at most what the far end holds, ≤ the speaker's lead);
+2. a real interruption — the STT's words (interim or final) are not a
+   backchannel; or voiced audio reaches ``barge_in_min_speech_ms`` and no
+   words come within ``barge_words_wait_s`` after it; or backchannel words go
+   on past ``backchannel_max_speech_s`` — cancels the reply's scope (LLM
    stream, TTS), clears the speaker (``clear``), trims the bot's last message in
    the history to what was heard, and the caller's turn goes on as usual;
-3. a backchannel — the speech stays short and its words are backchannel
-   tokens (stage-aware: a yes/no word while the bot's question plays is an
-   answer), or no words come within ``barge_decision_s`` — resumes the reply
-   where it paused: no ``clear``, no turn (the STT's "haan" is dropped).
+3. a backchannel — the words are backchannel tokens (stage-aware: a yes/no
+   word while the bot's question plays is an answer), or the speech ends with
+   no words within ``barge_decision_s`` — resumes the reply where it paused:
+   no ``clear``, no turn (the STT's "haan" is dropped).
+
+Words win over length: "haan haan, theek hai" runs past the voiced threshold
+but is still a backchannel. Waiting for the words costs the caller nothing
+audible, since playout is already paused; only the ``clear`` comes later.
 
 Silence: ``reprompt_after_s`` after a reply has played with no caller speech,
 the caller gets the re-prompt; after a second silence, the goodbye, and the
@@ -48,7 +57,7 @@ from providers.stt.turns import Turn
 from server.calls.hook import CallSession
 from server.handlers.pipeline.replies import ReplyContext, speak_reply
 from server.handlers.pipeline.reply import Reply
-from server.handlers.pipeline.reporting import TurnReporter
+from server.handlers.pipeline.reporting import CallerTurn, TurnReporter
 from server.logs import log_event
 from server.playout.speaker import Speaker
 
@@ -75,6 +84,8 @@ class BargeIn:
     started: float
     voiced_ms: float = 0.0
     ended: bool = False
+    words: str | None = None  # the latest words heard over the bot (backchannel ones)
+    waiting_for_words: bool = False
     decision: trio.CancelScope = field(default_factory=trio.CancelScope)
 
 
@@ -95,6 +106,7 @@ class Conversation:
         self._inbox_send, self._inbox = trio.open_memory_channel[HeardTurn | Silence](64)
         self._nursery: trio.Nursery | None = None
         self._reply: Reply | None = None
+        self._unbroken: Reply | None = None  # the last line that may not be interrupted
         self._barge: BargeIn | None = None
         self._silence = trio.CancelScope()
         self._reprompted = False
@@ -108,16 +120,23 @@ class Conversation:
         self._silence.cancel()
         reply = self._reply
         if (self._barge is None and reply is not None and reply.interruptible
-                and self.speaker.speaking and not reply.cut):
+                and reply.sentences and self.speaker.speaking and not reply.cut):
             self.speaker.pause()
             self._barge = BargeIn(reply, at)
 
     def voiced(self, ms: float) -> None:
         barge = self._barge
-        if barge is not None:
-            barge.voiced_ms += ms
-            if barge.voiced_ms >= self.conduct.barge_in_min_speech_ms:
-                self._interrupt("voiced")
+        if barge is None:
+            return
+        barge.voiced_ms += ms
+        if barge.voiced_ms < self.conduct.barge_in_min_speech_ms:
+            return
+        if barge.words is None:
+            if not barge.waiting_for_words and self._nursery is not None:
+                barge.waiting_for_words = True
+                self._nursery.start_soon(self._interrupt_without_words, barge)
+        elif barge.voiced_ms >= self.context.options.backchannel_max_speech_s * 1000:
+            self._interrupt("long")
 
     def speech_ended(self, voiced_until: float) -> None:
         barge = self._barge
@@ -126,8 +145,13 @@ class Conversation:
             self._nursery.start_soon(self._decide_barge_in_later, barge)
 
     def words(self, text: str) -> None:
+        """Words of the caller's current speech (interim or final)."""
         barge = self._barge
-        if barge is not None and not self._backchannel(text, barge.reply):
+        if barge is None or not text.strip():
+            return
+        if self._backchannel(text, barge.reply):
+            barge.words = text
+        else:
             self._interrupt("words")
 
     def turn(self, turn: Turn, speech_end: float | None) -> None:
@@ -185,6 +209,13 @@ class Conversation:
             self.reporter.metrics.backchannels.inc()
             log_event(log, logging.INFO, "backchannel: reply resumed")
 
+    async def _interrupt_without_words(self, barge: BargeIn) -> None:
+        """Past the voiced threshold: no words within ``barge_words_wait_s`` →
+        an interruption (the STT is slow, or says nothing we could use)."""
+        await trio.sleep(self.context.options.barge_words_wait_s)
+        if self._barge is barge and barge.words is None and not barge.ended:
+            self._interrupt("voiced")
+
     async def _decide_barge_in_later(self, barge: BargeIn) -> None:
         """Short speech: no words within ``barge_decision_s`` → a backchannel."""
         with barge.decision:
@@ -222,8 +253,9 @@ class Conversation:
         state = self.state
         assert state is not None
         self._reprompted = False
-        if self._reply is not None and not self._reply.cut:
-            self._supersede(self._reply)
+        previous = self._reply
+        if previous is not None and not previous.cut and previous.interruptible:
+            self._supersede(previous)
         now = self.clock()
         marks = {"turn_final": heard.turn_final}
         if heard.speech_end is not None:
@@ -231,8 +263,8 @@ class Conversation:
         analysis = heard.analysis or analyze(heard.text, state.stage, now)
         decision = decide(record_caller(state, heard.text), analysis, now)
         marks["decided"] = trio.current_time()
-        self.reporter.turn_started(heard.text, heard.caller_at, state.stage, analysis)
-        self._answer(decision, heard, marks)
+        caller = self.reporter.turn_started(heard.text, heard.caller_at, state.stage, analysis)
+        self._answer(decision, caller, marks)
 
     def _on_silence(self) -> None:
         if self.ended or self.state is None:
@@ -246,9 +278,10 @@ class Conversation:
         self._reprompted = True
         self._answer(decision, None, {"decided": trio.current_time()}, silence=True)
 
-    def _answer(self, decision: Decision, heard: HeardTurn | None, marks: dict[str, float],
+    def _answer(self, decision: Decision, caller: CallerTurn | None, marks: dict[str, float],
                 *, greeting: bool = False, silence: bool = False) -> None:
-        """Commit ``decision`` and start its reply."""
+        """Commit ``decision`` and start its reply (once a line that may not be
+        interrupted has played to its end)."""
         before = self.state.stage if self.state is not None else Stage.INTRO
         self.state = decision.state
         self.reporter.progress(self.state)
@@ -261,29 +294,40 @@ class Conversation:
         reply = Reply(f"r{self._replies}", kind, template_id, interruptible, marks)
         self._reply = reply
         assert self._nursery is not None
-        self._nursery.start_soon(self._speak, reply, decision, heard, before, greeting, silence)
+        after = self._unbroken
+        if after is not None and after.finished.is_set():
+            after = None
+        if not interruptible:
+            self._unbroken = reply
+        self._nursery.start_soon(self._speak, reply, decision, caller, before, after, greeting,
+                                 silence)
 
     def _supersede(self, reply: Reply) -> None:
         """A new turn came while ``reply`` was still being prepared or played."""
         reply.cut = True
-        if self.speaker.speaking:
+        if reply.sentences and self.speaker.speaking:  # its audio is out: stop it
             self.speaker.clear()
         reply.scope.cancel()
 
-    async def _speak(self, reply: Reply, decision: Decision, heard: HeardTurn | None,
-                     before: Stage, greeting: bool, silence: bool) -> None:
+    async def _speak(self, reply: Reply, decision: Decision, caller: CallerTurn | None,
+                     before: Stage, after: Reply | None, greeting: bool, silence: bool) -> None:
         state = self.state
         assert state is not None
-        with reply.scope:
-            said = await speak_reply(self.context, reply, decision, state)
-            if said is not None:  # an LLM reply, streamed whole: into the history
-                self.state = said
-            await self._wait_played(reply)
+        try:
+            with reply.scope:
+                if after is not None:  # a line that may not be interrupted plays to its end
+                    await after.finished.wait()
+                said = await speak_reply(self.context, reply, decision, state)
+                if said is not None:  # an LLM reply, streamed whole: into the history
+                    self.state = said
+                await self._wait_played(reply)
+        finally:
+            reply.finished.set()
         if reply.cut:
             heard_text = reply.heard_text(self.speaker)
             if self.state is not None:
                 self.state = trim_last_bot_message(self.state, heard_text)
-        self.reporter.turn_finished(reply, heard, before, self.state, greeting=greeting,
+        self.reporter.turn_finished(reply, caller, before, self.state, greeting=greeting,
                                     silence=silence, speaker=self.speaker)
         if reply is not self._reply or reply.cut:
             return

@@ -28,7 +28,7 @@ from dsp.pcm import pcm16_from_bytes
 from dsp.vad import EnergyVAD, SpeechStarted, VADConfig
 from providers.exceptions import ProviderError
 from providers.stt.base import Final as FinalWords
-from providers.stt.base import STTStream
+from providers.stt.base import Interim, STTStream
 from providers.stt.turns import Turn, TurnAssembler
 from providers.usage import UsageCounter
 from server.handlers.pipeline.engines import Engines, SttName
@@ -155,7 +155,7 @@ class Listener:
     async def _read(self, stt: STTStream) -> None:
         turns = TurnAssembler()
         async for event in stt.events():
-            if isinstance(event, FinalWords) and event.text.strip():
+            if isinstance(event, FinalWords | Interim) and event.text.strip():
                 self.ears.words(event.text)
             turn = turns.feed(event)
             if turn is not None:

@@ -44,6 +44,11 @@ class PipelineOptions:
     played_margin_s: float = 2.0
     #: short speech over the bot with no words within this is a backchannel
     barge_decision_s: float = 1.0
+    #: speech over the bot past the voiced threshold with no words yet: how long
+    #: to wait for them before it counts as an interruption (playout is paused)
+    barge_words_wait_s: float = 0.5
+    #: backchannel words said for longer than this are an interruption
+    backchannel_max_speech_s: float = 1.5
     #: our VAD's end of speech sends the STT ``finalize()`` at once
     vad_finalize: bool = True
     #: template sentences' audio is cached per process

@@ -37,6 +37,7 @@ class Reply:
     marks: dict[str, float]
     sentences: list[Sentence] = field(default_factory=list)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    finished: trio.Event = field(default_factory=trio.Event)  # played, cut or failed
     cut: bool = False
     llm_fallback: bool = False
     tts_fallback: bool = False

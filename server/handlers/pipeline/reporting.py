@@ -43,7 +43,9 @@ def usage_between(before: Usage, after: Usage) -> Usage:
 
 
 @dataclass(slots=True)
-class _Pending:
+class CallerTurn:
+    """A caller's turn as decided: reported with the reply that answers it."""
+
     text: str
     caller_at: float
     stage: Stage
@@ -62,7 +64,6 @@ class TurnReporter:
         self.metrics = metrics
         self.log_transcripts = log_transcripts
         self.call_started = call_started
-        self._pending: _Pending | None = None
         self._usage_mark = usage.statistics()
         self.turns = 0
 
@@ -81,15 +82,15 @@ class TurnReporter:
         ))
 
     def turn_started(self, text: str, caller_at: float, stage: Stage,
-                     analysis: Analysis) -> None:
-        self._pending = _Pending(text, caller_at, stage, analysis)
+                     analysis: Analysis) -> CallerTurn:
         self.metrics.turns.labels(intent=analysis.intent.value).inc()
+        return CallerTurn(text, caller_at, stage, analysis)
 
-    def turn_finished(self, reply: Reply, heard: object, before: Stage, state: CallState | None,
-                      *, greeting: bool, silence: bool, speaker: Speaker) -> None:
-        pending = None
-        if heard is not None:  # a reply to a caller's turn (not the greeting, a re-prompt)
-            pending, self._pending = self._pending, None
+    def turn_finished(self, reply: Reply, pending: CallerTurn | None, before: Stage,
+                      state: CallState | None, *, greeting: bool, silence: bool,
+                      speaker: Speaker) -> None:
+        """``reply`` is over (played or cut); ``pending`` is the caller's turn it
+        answered (``None`` for the greeting and re-prompts)."""
         now_usage = self.usage.statistics()
         usage, self._usage_mark = usage_between(self._usage_mark, now_usage), now_usage
         marks = {k: v for k, v in reply.marks.items() if k in LATENCY_MARKS}
@@ -126,7 +127,7 @@ class TurnReporter:
             began = marks["first_mark_played"] - speaker.heard(first).queued_ms / 1000
             self.metrics.voice_to_voice.labels(side="caller").observe(max(began - end, 0.0))
 
-    def _log(self, reply: Reply, pending: _Pending | None, before: Stage,
+    def _log(self, reply: Reply, pending: CallerTurn | None, before: Stage,
              state: CallState | None, marks: dict[str, float], heard_text: str | None,
              greeting: bool, silence: bool) -> None:
         end = marks.get("speech_end")
