@@ -15,6 +15,7 @@ headers and body), a handshake slower than its deadline
 
 from __future__ import annotations
 
+import math
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -29,6 +30,10 @@ from providers.groups import unwrap_sole_error
 
 Headers = Sequence[tuple[bytes, bytes]]
 
+#: How long a cancelled connection's close may take: time to send the close
+#: frame, not to wait for an answer nobody is left to read.
+CANCELLED_CLOSE_SECONDS = 0.05
+
 
 class HandshakeTimeout(Exception):
     """The TCP/TLS connect and the upgrade did not finish by ``connect_by``."""
@@ -42,7 +47,8 @@ async def open_websocket_client(
     """Connect to ``url`` (``ws://`` or ``wss://``) and yield the connection; the
     handshake must be done by the trio time ``connect_by``. On exit a connection
     still open is closed with a close frame (waiting ``close_within`` s at most,
-    shielded) and the TCP stream is closed in every case. Raises trio-websocket's
+    shielded; ``CANCELLED_CLOSE_SECONDS`` when the exit is a cancellation) and
+    the TCP stream is closed in every case. Raises trio-websocket's
     and the OS's errors as they are (see :func:`map_websocket_errors`)."""
     parts = urlsplit(url)
     secure = parts.scheme in ("wss", "https")
@@ -73,7 +79,12 @@ async def open_websocket_client(
                     yield ws
                 finally:
                     if ws.closed is None:
-                        with trio.CancelScope(shield=True), trio.move_on_after(close_within):
+                        within = close_within
+                        if trio.current_effective_deadline() == -math.inf:
+                            # Cancelled: the reader task that would see the peer's
+                            # answer is cancelled too, so send the close frame and go.
+                            within = min(close_within, CANCELLED_CLOSE_SECONDS)
+                        with trio.CancelScope(shield=True), trio.move_on_after(within):
                             await ws.aclose()
                     nursery.cancel_scope.cancel()
     finally:
