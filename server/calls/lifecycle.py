@@ -213,9 +213,14 @@ class _Call:
                     handler = self.handler_factory(session)
                     with self._hang_up_scope:
                         reason = await self._receive_loop(session, handler)
+                    nursery.cancel_scope.cancel()
                     if self.hung_up is not None:
                         reason = self.hung_up
-                    nursery.cancel_scope.cancel()
+                        # The caller is let go now, not after the handler's vendor
+                        # sessions have closed (that can take their close deadline).
+                        with trio.CancelScope(shield=True), \
+                                trio.move_on_after(config.close_seconds):
+                            await self.ws.aclose(1000)
             if limit.cancelled_caught:
                 reason = "time_limit"
         except* ConnectionClosed as group:
