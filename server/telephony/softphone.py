@@ -18,7 +18,8 @@ what is queued). Lines follow the bot:
 The audio of a line is ``Line.audio`` (e.g. synthesized speech) or a voiced
 burst long enough for its words (``words_per_second``, the Deepgram
 simulator's pace). After the last line the caller waits for the bot's reply
-to play and for the bot to hang up (``hangup_wait_s``), else sends ``stop``.
+to play and for the bot to hang up; once the bot has said nothing for
+``hangup_wait_s`` the caller sends ``stop``.
 
 Measured per line (trio clock, at the caller): ``speech_end`` (the last speech
 sample's moment), the first bot audio after it (``v2v`` = that minus
@@ -150,7 +151,7 @@ def _utterance(line: Line, rate: int, words_per_second: float, seed: int) -> byt
 
 async def talk(
     ws: WebSocketConnection, lines: list[Line], *, sample_rate: int = 8000,
-    words_per_second: float = 3.0, quiet_s: float = 0.5, hangup_wait_s: float = 10.0,
+    words_per_second: float = 3.0, quiet_s: float = 0.5, hangup_wait_s: float = 3.0,
     call_sid: str | None = None, custom_parameters: dict[str, str] | None = None,
     max_wait_s: float = 30.0, reply_wait_s: float = 5.0, resume_wait_s: float = 1.5,
 ) -> CallReport:
@@ -234,9 +235,12 @@ async def talk(
         while True:
             await trio.sleep_until(t0 + i * FRAME_MS / 1000)
             frame, last = mouth.next_frame()
-            await ws.send_message(json.dumps({"event": "media", "stream_sid": sid, "media": {
-                "chunk": i + 1, "timestamp": str(i * FRAME_MS),
-                "payload": base64.b64encode(frame).decode()}}))
+            try:
+                await ws.send_message(json.dumps({"event": "media", "stream_sid": sid, "media": {
+                    "chunk": i + 1, "timestamp": str(i * FRAME_MS),
+                    "payload": base64.b64encode(frame).decode()}}))
+            except ConnectionClosed:
+                return  # the bot hung up (``receive`` reports it)
             report.caller_audio.append((trio.current_time(), frame))
             if last is not None:
                 # A frame carries the 100 ms up to its sending: the line's last speech
@@ -304,7 +308,8 @@ async def talk(
                 await wait_bot_done(previous)
                 await trio.sleep(line.pause_s)
             if line.silent_s is not None:
-                await trio.sleep(line.silent_s)
+                with trio.move_on_after(line.silent_s):
+                    await hung_up.wait()
                 continue
             if line.dtmf is not None:
                 result.spoke_at = result.speech_end = trio.current_time()
@@ -314,9 +319,18 @@ async def talk(
                 continue
             pending_audio.append(result)
             await say(result, _utterance(line, sample_rate, words_per_second, seed=n))
-        await wait_bot_done()
-        with trio.move_on_after(hangup_wait_s):
-            await hung_up.wait()
+        last_line = report.lines[-1] if report.lines else None
+        if last_line is not None and not report.hung_up_by_bot:
+            while last_line.speech_end is None and last_line.line.silent_s is None:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+            await wait_reply(last_line)
+        await wait_bot_done(last_line)
+        with trio.move_on_after(max_wait_s):
+            # Hang up once the bot has said nothing for hangup_wait_s (it may
+            # still be answering, after a pause), unless it hangs up first.
+            while not hung_up.is_set() and not far.idle(trio.current_time(), hangup_wait_s):
+                with trio.move_on_after(0.1):
+                    await hung_up.wait()
         if not report.hung_up_by_bot:
             await send({"event": "stop", "stream_sid": sid, "stop": {"reason": "callended"}})
         nursery.cancel_scope.cancel()

@@ -165,8 +165,10 @@ class Conversation:
 
     def dtmf(self, digit: str) -> None:
         analysis = dtmf_analysis(digit, self.conduct)
-        if analysis is None:
+        if analysis is None:  # not a turn, but the caller is there: silence starts over
             log_event(log, logging.INFO, "key press not mapped", digit=digit[:4])
+            if not self._silence.cancel_called:
+                self._arm_silence()
             return
         self._silence.cancel()
         now = trio.current_time()
