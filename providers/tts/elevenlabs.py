@@ -130,6 +130,12 @@ class ElevenLabsSession:
     def sample_rate(self) -> int:
         return self._rate
 
+    @property
+    def resumed_replies(self) -> int:
+        """Replies resumed after a lost connection: the sentence in progress
+        started over, so a piece of its audio came twice."""
+        return self._resumed
+
     def statistics(self) -> ElevenLabsStatistics:
         return ElevenLabsStatistics(
             replies=self._replies, cancelled=self._cancelled, characters=self._characters,

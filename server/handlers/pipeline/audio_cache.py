@@ -5,8 +5,10 @@ the same text for every lead with the same name, so its audio is kept: the key
 is (engine, voice, sample rate, exact text). The first call to need a sentence
 renders it (through its own TTS session); calls asking for the same key while
 that runs wait for the same result instead of rendering it again; a failed
-render is not cached (each waiter then renders for itself). The cache is
-bounded in bytes and forgets the least recently used sentences first.
+render is not cached (each waiter then renders for itself), nor is one that
+says its audio is fit for this playback only (``OneOff``: the vendor restarted
+the sentence mid-way, so a piece of it repeats). The cache is bounded in bytes
+and forgets the least recently used sentences first.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from dataclasses import dataclass
 
 import trio
 
-__all__ = ["AudioCache", "CacheKey"]
+__all__ = ["AudioCache", "CacheKey", "OneOff"]
+
+
+class OneOff(Exception):
+    """Raised by a render whose ``audio`` may be played once but not kept."""
+
+    def __init__(self, audio: bytes) -> None:
+        super().__init__("audio fit for one playback only")
+        self.audio = audio
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +71,8 @@ class AudioCache:
         done = self._rendering[key] = trio.Event()
         try:
             audio = await render()
+        except OneOff as one_off:
+            return one_off.audio  # waiters render for themselves
         finally:
             del self._rendering[key]
             done.set()

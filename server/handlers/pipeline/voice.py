@@ -28,7 +28,7 @@ from dsp import StreamResampler
 from dsp.pcm import pcm16_from_bytes
 from providers.exceptions import ProviderError
 from providers.tts.base import TTSSession
-from server.handlers.pipeline.audio_cache import AudioCache, CacheKey
+from server.handlers.pipeline.audio_cache import AudioCache, CacheKey, OneOff
 from server.handlers.pipeline.reply import Reply, Sentence
 from server.logs import log_event
 from server.metrics import ServerMetrics
@@ -145,12 +145,16 @@ class Voice:
         # resamples with a stream of its own.
         resampler = None if tts.sample_rate == self._rate else \
             StreamResampler(tts.sample_rate, self._rate)
+        resumed = _resumed_replies(tts)
         parts = []
         async with aclosing(tts.speak(_one(text))) as chunks:
             async for chunk in chunks:
                 parts.append(_to_call_rate(resampler, chunk))
         parts.append(_flush(resampler))
-        return b"".join(parts)
+        audio = b"".join(parts)
+        if _resumed_replies(tts) != resumed:  # a sentence restarted meanwhile: not kept
+            raise OneOff(audio)
+        return audio
 
     def _resampler(self, tts: TTSSession) -> StreamResampler | None:
         """The call's resampling stream from ``tts``'s rate, reset: a sentence
@@ -182,3 +186,9 @@ def _flush(resampler: StreamResampler | None) -> bytes:
     if resampler is None:
         return b""
     return np.asarray(resampler.flush()).tobytes()
+
+
+def _resumed_replies(tts: TTSSession) -> int:
+    """Replies the session resumed after a lost connection (their audio repeats a
+    piece); sessions that never resume (local engines) have none."""
+    return int(getattr(tts, "resumed_replies", 0))
