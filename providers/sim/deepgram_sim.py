@@ -111,6 +111,21 @@ class DeepgramSim:
     def remaining_script(self, tag: str | None = None) -> list[str]:
         return list(self._scripts[tag])
 
+    def when_final(self, words: str, action: Callable[[], None]) -> None:
+        """Run ``action`` once, just before the first final whose transcript holds
+        ``words`` goes out (a fault timed to a turn: it is heard, its reply not
+        begun). Takes the place of ``on_message_sent``."""
+        done: list[bool] = []
+
+        def sent(_at: float, message: dict[str, Any]) -> None:
+            if done or message.get("type") != "Results" or not message.get("is_final"):
+                return
+            if words in message["channel"]["alternatives"][0]["transcript"]:
+                done.append(True)
+                action()
+
+        self.on_message_sent = sent
+
     def inject_drop(self, after_seconds: float) -> None:
         """The next connection fails with 1011 NET-0000 after this much audio."""
         self._faults.append(Faults(drop_after=after_seconds))

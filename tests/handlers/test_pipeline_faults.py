@@ -19,10 +19,9 @@ import math
 import os
 import signal
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
@@ -30,7 +29,7 @@ import trio.testing
 
 from dialogue.model import Stage
 from providers.sim.elevenlabs_audio import frame_bytes, render
-from providers.sim.openai_sim import ServerError, Stall
+from providers.sim.openai_sim import Drop, ServerError, Stall
 from providers.tts.local import LocalTTSConfig, open_local_tts
 from server.calls.recording import store_call_record
 from server.handlers.pipeline import AudioCache, CacheKey, PipelineOptions
@@ -52,21 +51,6 @@ DISCOVERY = ["Thank you!", "To see if solar makes sense for you: roughly how muc
 ANSWER_PRICE = ("A typical three kilowatt system is about one lakh ninety thousand rupees, "
                 "and the subsidy brings that down by up to seventy-eight thousand.")
 CALLBACK_AT = datetime(2026, 12, 6, 18, 0, tzinfo=IST)
-
-
-def when_transcribed(sims: Sims, words: str, action: Callable[[], None]) -> None:
-    """Run ``action`` once, as the Deepgram sim sends the final with ``words``
-    (the caller's turn is heard; its reply has not started)."""
-    done: list[bool] = []
-
-    def sent(_at: float, message: dict[str, Any]) -> None:
-        if done or message.get("type") != "Results" or not message.get("is_final"):
-            return
-        if words in message["channel"]["alternatives"][0]["transcript"]:
-            done.append(True)
-            action()
-
-    sims.deepgram.on_message_sent = sent
 
 
 def counter(run: CallRun, name: str, component: str) -> float:
@@ -188,7 +172,7 @@ async def test_an_elevenlabs_error_on_a_reply_speaks_it_locally_then_the_vendor_
     async with simulators() as sims:
         el = sims.elevenlabs
         if fault == "silent":  # the vendor drops a flushed text's audio: an empty reply
-            when_transcribed(sims, "haan ji", el.inject_silent_generation)
+            sims.deepgram.when_final("haan ji", el.inject_silent_generation)
         else:
             # The call's socket fails just before the first frame of the reply
             # to the first line (in-band internal_error 1008, or a TCP reset),
@@ -222,7 +206,7 @@ async def test_an_elevenlabs_stall_falls_back_to_the_local_voice_at_the_first_au
 ) -> None:
     cache = await local_voice_cache(*DISCOVERY)
     async with simulators() as sims:
-        when_transcribed(sims, "haan ji", lambda: sims.elevenlabs.inject_stall(3.0))
+        sims.deepgram.when_final("haan ji", lambda: sims.elevenlabs.inject_stall(3.0))
         run = await run_call(sims, LINES, cache=cache)
     assert_answered_and_booked(run)
     reply = run.record.turns[1]
@@ -252,7 +236,7 @@ async def test_a_reply_superseded_while_its_sentence_waits_for_tts_does_not_end_
             sims.elevenlabs.inject_stall(0.0)
             sims.elevenlabs.inject_stall(8.0)
 
-        when_transcribed(sims, "haan ji", stall_second_sentence)
+        sims.deepgram.when_final("haan ji", stall_second_sentence)
         run = await run_call(sims, LINES, options=PipelineOptions(tts_first_audio_s=6.0))
     record = run.record
     assert record.summary is not None
@@ -314,7 +298,7 @@ async def test_redis_killed_mid_call_the_call_goes_on_and_its_outcome_is_replaye
                 simulators() as sims:
             pid = redis_server.pid
             assert pid is not None
-            when_transcribed(sims, "haan ji", lambda: os.kill(pid, signal.SIGKILL))
+            sims.deepgram.when_final("haan ji", lambda: os.kill(pid, signal.SIGKILL))
             run = await run_call(sims, LINES, call_record=store_call_record(service))
             assert_answered_and_booked(run)
             assert run.record.session is not None
@@ -341,3 +325,42 @@ async def test_redis_killed_mid_call_the_call_goes_on_and_its_outcome_is_replaye
     assert outcome.stage is Stage.FOLLOW_UP_SCHEDULED
     assert outcome.slots["callback_at"] == CALLBACK_AT
     assert outcome.turns == len(run.record.turns)
+
+
+# -- all three at once (issue 15's "done when", through the real handler) -----------
+
+
+async def test_every_turn_is_answered_while_all_three_vendors_fail_in_one_call(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cache = AudioCache()
+    async with simulators() as sims:
+        dg, el, oa = sims.deepgram, sims.elevenlabs, sims.openai
+        # Deepgram drops 0.4 s into "kitna hai total?" and refuses the reconnect
+        # twice: 429 with retry-after 1, then 500.
+        dg.inject_drop(17.6)
+        dg.inject_refusal(429, retry_after=1.0, once_accepted=1)
+        dg.inject_refusal(500, once_accepted=1)
+        # ElevenLabs: an in-band internal_error 1008 two frames into the greeting,
+        # then the new connection drops two frames into its first generation.
+        el.inject_internal_error(after_frames=2)
+        el.inject_drop(after_frames=2)
+        # OpenAI: 500 on the price answer, then its retry breaks after 3 tokens.
+        oa.inject(ServerError(), Drop(after_tokens=3))
+        run = await run_call(sims, LINES, cache=cache)
+    assert_answered_and_booked(run)
+    assert [status for _, status in dg.refused] == [429, 500]
+    assert [t.caller_text for t in run.record.turns] == [
+        "", "haan ji, boliye", "kitna hai total?", BUSY]  # the cut line heard whole
+    assert [c.fault for c in el.connections[:2]] == ["internal_error", "drop"]
+    assert oa.disconnects == 1
+    assert run.record.turns[2].bot_text == ANSWER_PRICE  # the LLM's fallback template
+    # What the cache kept is clean: a sentence the vendor restarted (a piece of
+    # it came twice) was played but not kept for later calls.
+    kept = {key.text: audio for key, audio in cache._audio.items()}
+    whole = {text.strip(): bytes(log.audio[context]) for log in el.connections[2:]
+             for context, text in log.generations}  # generated once, without a fault
+    assert kept
+    for text, audio in kept.items():
+        assert audio == whole[text], text
+    assert GREETING[0] not in kept  # the sentence the faults interrupted, twice
