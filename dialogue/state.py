@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 
-from dialogue.model import Objection, Stage
+from dialogue.model import Analysis, Objection, Stage
 from dialogue.playbook import Playbook
 from dialogue.prompts import template_values
 
@@ -126,6 +126,29 @@ def trim_last_bot_message(state: CallState, heard_text: str) -> CallState:
     if heard:
         kept = (*kept, {"role": "assistant", "content": heard})
     return replace(state, history=kept)
+
+
+#: Slots an LLM refinement may add after the decision (its reply is already said).
+REFINABLE_SLOTS = ("budget_inr", "timeline", "decision_maker", "need")
+
+
+def refine_slots(state: CallState, refined: Analysis) -> CallState:
+    """``state`` with what a refined reading of a turn (``merge_llm_analysis``,
+    run beside the reply) knows and ``state`` does not: ``REFINABLE_SLOTS`` that
+    are absent, and a callback time while the call waits for one (stage
+    FOLLOW_UP_SCHEDULED, none set yet). Known values are never replaced — a
+    confirmed callback time was said aloud — and the stage never changes."""
+    added = {key: refined.slots[key] for key in REFINABLE_SLOTS
+             if key in refined.slots and key not in state.slots}
+    at = refined.slots.get("callback_at")
+    callback_at = state.callback_at
+    if (isinstance(at, datetime) and callback_at is None
+            and state.stage is Stage.FOLLOW_UP_SCHEDULED):
+        added["callback_at"] = callback_at = at
+    if not added:
+        return state
+    return replace(state, slots=MappingProxyType({**state.slots, **added}),
+                   callback_at=callback_at)
 
 
 def _plain(value: object) -> object:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from dialogue import analyze
+from dialogue import analyze, load_playbook
 from dialogue.analysis.llm_refine import (
     ANALYSIS_SCHEMA,
     LLM_BELOW_CONFIDENCE,
@@ -18,6 +19,7 @@ from dialogue.analysis.llm_refine import (
     merge_llm_analysis,
 )
 from dialogue.model import Analysis, Intent, Objection, Stage, Timeline
+from dialogue.state import CallState, new_call_state, refine_slots
 
 IST = ZoneInfo("Asia/Kolkata")
 NOW = datetime(2026, 11, 24, 15, 30, tzinfo=IST)
@@ -141,3 +143,38 @@ def test_signals_are_merged_as_a_union_and_sentiment_from_llm() -> None:
     )
     assert merged.buying_signals == (*rule.buying_signals, "compares_vendors")
     assert merged.sentiment == 0.4
+
+
+# -- into the call's state, after the decision (dialogue.state.refine_slots) ----------
+
+
+def _state(stage: Stage, **fields: Any) -> CallState:
+    state = new_call_state(load_playbook(), {"name": "Rahul"}, NOW)
+    return replace(state, stage=stage, **fields)
+
+
+def test_refine_slots_adds_what_the_state_lacks_and_never_replaces_a_value() -> None:
+    rule = analyze("maybe the price of a scooter", Stage.QUALIFICATION, NOW)
+    refined = merge_llm_analysis(rule, llm(budget_inr=80000, timeline="this_month",
+                                          decision_maker=True), NOW)
+    state = _state(Stage.QUALIFICATION, slots={"decision_maker": False})
+    after = refine_slots(state, refined)
+    assert dict(after.slots) == {"decision_maker": False, "budget_inr": 80000,
+                                 "timeline": Timeline.THIS_MONTH}
+    assert after.stage is Stage.QUALIFICATION
+    assert refine_slots(after, refined) is after  # nothing new: the same state
+
+
+def test_refine_slots_takes_a_callback_time_only_while_one_is_awaited() -> None:
+    rule = analyze("uh, after office", Stage.FOLLOW_UP_SCHEDULED, NOW)
+    at = "2026-11-25T18:30:00+05:30"
+    refined = merge_llm_analysis(rule, llm(intent="callback_request", callback_at=at), NOW)
+    waiting = refine_slots(_state(Stage.FOLLOW_UP_SCHEDULED), refined)
+    assert waiting.callback_at == datetime(2026, 11, 25, 18, 30, tzinfo=IST)
+    assert waiting.slots["callback_at"] == waiting.callback_at
+    confirmed = datetime(2026, 11, 25, 18, 0, tzinfo=IST)  # said aloud already
+    kept = refine_slots(_state(Stage.FOLLOW_UP_SCHEDULED, callback_at=confirmed), refined)
+    assert kept.callback_at == confirmed
+    elsewhere = refine_slots(_state(Stage.DISCOVERY), refined)
+    assert elsewhere.callback_at is None
+    assert "callback_at" not in elsewhere.slots

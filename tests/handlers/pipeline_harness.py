@@ -4,7 +4,7 @@ simulators on loopback, and the scripted caller (``server.telephony.softphone``)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -126,11 +126,15 @@ class CallRun:
 @asynccontextmanager
 async def simulators(*, llm_answers: Mapping[str, str] | None = None,
                      ttft: float = 0.4, tts_first_byte: float = 0.2,
-                     dg_latency: float = 0.0) -> AsyncIterator[Sims]:
+                     dg_latency: float = 0.0,
+                     llm_responder: Callable[[Mapping[str, Any]], str] | None = None,
+                     ) -> AsyncIterator[Sims]:
+    """The three vendor simulators; the LLM answers ``llm_answers`` by the last
+    user message, else ``llm_responder(request body)``, else an echo."""
     async with open_deepgram_sim(latency=Fixed(dg_latency)) as dg, \
             open_elevenlabs_sim(ttfb=Fixed(tts_first_byte)) as el, \
             open_openai_sim(ttft=Fixed(ttft), token_gap=Fixed(1 / 60),
-                            canned=dict(llm_answers or {})) as oa:
+                            canned=dict(llm_answers or {}), responder=llm_responder) as oa:
         yield Sims(dg, el, oa)
 
 

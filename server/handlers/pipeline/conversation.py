@@ -12,6 +12,13 @@ still in progress, except a line that may not be interrupted: that one plays
 to its end, and the answer to the new turn follows it. Each reply is reported
 with the caller's turn it answers.
 
+A turn the rules are unsure of (confidence below ``LLM_BELOW_CONFIDENCE``), with
+an LLM configured, also gets the LLM's structured reading (``llm_refine``)
+beside its reply, never in front of it: within ``refine_deadline_s`` the slots
+it finds that the state lacks (budget, timeline, decision maker, need; a
+callback time while one is awaited) go into the state and the call's record
+(``refine_slots``); the reply and the stage stay as decided.
+
 Barge-in, measured from our VAD, only while a reply is audible and
 interruptible (``[call] non_interruptible`` lists the lines that are not):
 
@@ -41,18 +48,32 @@ once it has played (its last mark echoed, or its length plus a margin).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import trio
 
-from dialogue import analyze, decide, opening
+from dialogue import LLM_BELOW_CONFIDENCE, analyze, decide, opening
+from dialogue.analysis.llm_refine import (
+    ANALYSIS_SCHEMA,
+    build_analysis_messages,
+    merge_llm_analysis,
+)
 from dialogue.conduct import dtmf_analysis, is_backchannel
 from dialogue.engine import Decision, Template
 from dialogue.model import Analysis, Stage
 from dialogue.playbook import Playbook
-from dialogue.state import CallState, new_call_state, record_caller, trim_last_bot_message
+from dialogue.state import (
+    CallState,
+    new_call_state,
+    record_bot_reply,
+    record_caller,
+    refine_slots,
+    trim_last_bot_message,
+)
+from providers.exceptions import ProviderError
+from providers.llm.base import ChatModel
 from providers.stt.turns import Turn
 from server.calls.hook import CallSession
 from server.handlers.pipeline.replies import ReplyContext, speak_reply
@@ -62,6 +83,10 @@ from server.logs import log_event
 from server.playout.speaker import Speaker
 
 log = logging.getLogger(__name__)
+
+#: Messages of history an uncertain turn's LLM reading sees (the bot's last
+#: question says what the caller answers).
+REFINE_HISTORY = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +292,41 @@ class Conversation:
         marks["decided"] = trio.current_time()
         caller = self.reporter.turn_started(heard.text, heard.caller_at, state.stage, analysis)
         self._answer(decision, caller, marks)
+        chat = self.context.chat
+        if (heard.analysis is None and chat is not None
+                and analysis.confidence < LLM_BELOW_CONFIDENCE):
+            assert self._nursery is not None
+            self._nursery.start_soon(self._refine, chat, heard.text, analysis, state, now)
+
+    async def _refine(self, chat: ChatModel, text: str, analysis: Analysis,
+                      before: CallState, now: datetime) -> None:
+        """An uncertain turn's LLM reading, beside its reply (never in front of
+        it): slots it finds that the state lacks go into the state and the record."""
+        history = [("bot" if m["role"] == "assistant" else "caller", m["content"])
+                   for m in before.history[-REFINE_HISTORY:]]
+        messages = build_analysis_messages(text, stage=before.stage, now=now, history=history)
+        reading: Mapping[str, object] | None = None
+        with trio.move_on_after(self.context.options.refine_deadline_s):
+            try:
+                reading = await chat.complete_json(messages, ANALYSIS_SCHEMA,
+                                                   name="caller_turn_analysis")
+            except ProviderError as exc:
+                self.reporter.metrics.component_errors.labels(component="llm").inc()
+                log_event(log, logging.INFO, "turn not refined", error=type(exc).__name__)
+                return
+        if reading is None:
+            log_event(log, logging.INFO, "turn not refined: no reading in time",
+                      deadline_s=self.context.options.refine_deadline_s)
+            return
+        refined = merge_llm_analysis(analysis, reading, now)
+        if self.state is None:
+            return
+        state = refine_slots(self.state, refined)
+        if state is not self.state:
+            added = sorted(set(state.slots) - set(self.state.slots))
+            self.state = state
+            self.reporter.progress(state)
+            log_event(log, logging.INFO, "turn refined", slots=",".join(added))
 
     def _on_silence(self) -> None:
         if self.ended or self.state is None:
@@ -313,15 +373,13 @@ class Conversation:
 
     async def _speak(self, reply: Reply, decision: Decision, caller: CallerTurn | None,
                      before: Stage, after: Reply | None, greeting: bool, silence: bool) -> None:
-        state = self.state
-        assert state is not None
         try:
             with reply.scope:
                 if after is not None:  # a line that may not be interrupted plays to its end
                     await after.finished.wait()
-                said = await speak_reply(self.context, reply, decision, state)
-                if said is not None:  # an LLM reply, streamed whole: into the history
-                    self.state = said
+                said = await speak_reply(self.context, reply, decision)
+                if said is not None and self.state is not None:  # an LLM reply, streamed
+                    self.state = record_bot_reply(self.state, said)
                 await self._wait_played(reply)
         finally:
             reply.finished.set()

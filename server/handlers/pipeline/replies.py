@@ -24,7 +24,6 @@ import trio
 
 from dialogue.engine import Decision, LLMRequest, Template
 from dialogue.splitter import SentenceSplitter
-from dialogue.state import CallState, record_bot_reply
 from providers.exceptions import ProviderError
 from providers.llm.base import ChatModel, TextDelta
 from server.handlers.pipeline.reply import Reply
@@ -59,7 +58,7 @@ class PipelineOptions:
     log_transcripts: bool = False
     #: a vendor TTS sentence with no audio this long is said by the local engine
     tts_first_audio_s: float = 1.0
-    #: deadline of the structured LLM refinement of an uncertain turn
+    #: an uncertain turn's LLM reading (slots for the outcome) must answer within this
     refine_deadline_s: float = 2.0
 
 
@@ -86,10 +85,9 @@ def sentences_of(text: str) -> list[str]:
     return [*splitter.push(text), *splitter.flush()]
 
 
-async def speak_reply(ctx: ReplyContext, reply: Reply, decision: Decision,
-                      state: CallState) -> CallState | None:
-    """Say ``decision``'s reply; return the state with an LLM reply recorded
-    (``None`` for a template, which ``decide`` recorded already)."""
+async def speak_reply(ctx: ReplyContext, reply: Reply, decision: Decision) -> str | None:
+    """Say ``decision``'s reply; return the text to record in the history with
+    ``record_bot_reply`` (``None`` for a template, which ``decide`` recorded)."""
     if isinstance(decision.reply, Template):
         await _say_text(ctx, reply, decision.reply.text, cached=ctx.options.audio_cache)
         return None
@@ -101,14 +99,14 @@ async def speak_reply(ctx: ReplyContext, reply: Reply, decision: Decision,
     if ctx.chat is None:
         reply.kind = "template"
         await _say_text(ctx, reply, request.fallback_text, cached=ctx.options.audio_cache)
-        return record_bot_reply(state, request.fallback_text)
+        return request.fallback_text
     said = await _say_llm(ctx, reply, request, ctx.chat)
     if said is None:  # nothing was said: the fallback template speaks
         reply.llm_fallback = True
         reply.kind = "template"
         await _say_text(ctx, reply, request.fallback_text, cached=ctx.options.audio_cache)
-        return record_bot_reply(state, request.fallback_text)
-    return record_bot_reply(state, said)
+        return request.fallback_text
+    return said
 
 
 async def _say_text(ctx: ReplyContext, reply: Reply, text: str, *, cached: bool) -> None:
