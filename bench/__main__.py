@@ -19,6 +19,7 @@ BENCHMARKS = {
     "load": "bench.load",
     "ws": "bench.ws_server",
     "flood": "bench.flood",
+    "calls": "bench.calls",
     "budget": "bench.budget",
 }
 
