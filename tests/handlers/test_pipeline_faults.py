@@ -285,7 +285,8 @@ async def test_an_llm_failure_says_the_fallback_template_in_time(
 
 
 async def test_redis_killed_mid_call_the_call_goes_on_and_its_outcome_is_replayed(
-    autojump_clock: trio.testing.MockClock, tmp_path: Path,
+    autojump_clock: trio.testing.MockClock, threads_take_no_virtual_time: None,
+    tmp_path: Path,
 ) -> None:
     # A redis-server of this test's own (it is killed), and the real store.
     redis_server = EmbeddedRedisServer(socket_dir=tmp_path)

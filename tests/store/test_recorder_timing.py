@@ -3,7 +3,9 @@
 Real Redis means real worker threads, which cannot run on trio's virtual
 clock; so here, and only here, the recorder (and retrier) get a scripted ``SessionStore``
 (the protocol it is written against) that fails or stalls on cue. Everything
-about Redis itself is tested against real servers in the other files.
+about Redis itself is tested against real servers in the other files. The spill
+file's writes still run in threads; ``threads_take_no_virtual_time`` keeps them
+from moving the clock.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ def spill(tmp_path: Path) -> SpillFile:
 
 
 async def test_failed_writes_retry_on_the_backoff_schedule(
-    autojump_clock: trio.testing.MockClock, spill: SpillFile
+    autojump_clock: trio.testing.MockClock, threads_take_no_virtual_time: None,
+    spill: SpillFile,
 ) -> None:
     store = ScriptedStore(fail_turns=3)
     async with open_call_recorder(store, "V1", "st-V1", spill=spill) as rec:
@@ -76,7 +79,8 @@ async def test_failed_writes_retry_on_the_backoff_schedule(
 
 
 async def test_idle_call_refreshes_ttls_on_schedule(
-    autojump_clock: trio.testing.MockClock, spill: SpillFile
+    autojump_clock: trio.testing.MockClock, threads_take_no_virtual_time: None,
+    spill: SpillFile,
 ) -> None:
     store = ScriptedStore()
     config = RecorderConfig(ttl_refresh_interval=600.0)
@@ -89,7 +93,8 @@ async def test_idle_call_refreshes_ttls_on_schedule(
 
 
 async def test_exit_is_bounded_when_redis_stalls(
-    autojump_clock: trio.testing.MockClock, spill: SpillFile
+    autojump_clock: trio.testing.MockClock, threads_take_no_virtual_time: None,
+    spill: SpillFile,
 ) -> None:
     store = ScriptedStore(stall=True)
     config = RecorderConfig(write_deadline=2.0, exit_deadline=1.5)
