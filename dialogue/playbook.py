@@ -128,6 +128,9 @@ class Playbook:
     prices: Prices
     table: TransitionTable
     conduct: CallConduct
+    #: what callers typically say, in words (``[listen] phrases``): the offline
+    #: recognizer listens for these; vendor STT does not use them
+    listen_phrases: tuple[str, ...] = ()
 
     def templates(self, stage: Stage, name: str) -> tuple[TemplateText, ...]:
         return self.stages[stage].templates[name]
@@ -157,7 +160,7 @@ def _read(path: str | Path | None) -> tuple[str, str]:
 
 
 _TOP = frozenset({"persona", "product", "qualification", "stages", "responses", "objections",
-                  "rules", "llm", "prices", "transitions", "call"})
+                  "rules", "llm", "prices", "transitions", "call", "listen"})
 
 
 def _parse(text: str) -> tuple[Playbook | None, list[PlaybookIssue]]:
@@ -247,6 +250,11 @@ def _parse(text: str) -> tuple[Playbook | None, list[PlaybookIssue]]:
     table, table_issues = build_table(r.table(doc, "transitions", "", None, required=False))
     r.issues.extend(table_issues)
     conduct = parse_conduct(r, doc)
+    li = r.table(doc, "listen", "", frozenset({"phrases"}), required=False)
+    phrases = r.value(li, "phrases", "listen", list, []) or []
+    for i, phrase in enumerate(phrases):
+        if not isinstance(phrase, str) or not phrase.strip():
+            r.error(f"listen.phrases[{i}]", "expected a non-empty string")
 
     if r.issues or rules is None or prices is None or table is None:
         return None, r.issues
@@ -254,7 +262,7 @@ def _parse(text: str) -> tuple[Playbook | None, list[PlaybookIssue]]:
         source="", persona=persona, product=product, questions=tuple(questions),
         stages=MappingProxyType(stages), responses=MappingProxyType(responses),
         objections=MappingProxyType(objections), rules=rules, llm=llm, prices=prices, table=table,
-        conduct=conduct,
+        conduct=conduct, listen_phrases=tuple(p.strip() for p in phrases if isinstance(p, str)),
     )
     return playbook, []
 

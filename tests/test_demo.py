@@ -1,4 +1,5 @@
-"""`voicebot demo` does its job: the VAD finds every synthesized sentence."""
+"""`voicebot demo --no-call` and `--echo`: the VAD finds every synthesized sentence;
+the echo call holds up. (The conversation: tests/demo/.)"""
 
 from __future__ import annotations
 
@@ -19,13 +20,16 @@ def test_demo_stream_finds_each_sentence_near_the_truth() -> None:
     assert 30.0 < run.codec_snr_db < 45.0
 
 
-def test_demo_command_prints_both_parts_and_the_call_holds_up(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    assert main(["demo"]) == 0
+def test_demo_no_call_prints_the_audio_slice(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--no-call"]) == 0
     out = capsys.readouterr().out
     assert "speech segments" in out
     assert "time per 100 ms frame" in out
+
+
+def test_demo_echo_call_holds_up(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--echo"]) == 0
+    out = capsys.readouterr().out
     # The embedded echo call: every sentence echoed, every frame valid, the
     # outcome written to the (embedded) Redis with the URL's campaign.
     lines = {line.split(None, 1)[0]: line for line in out.splitlines()[1:] if line.strip()}

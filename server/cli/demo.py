@@ -1,12 +1,18 @@
-"""``voicebot demo``: a caller's speech through the call's audio path, offline.
+"""``voicebot demo``: an offline sales conversation you can watch, read and hear.
 
-Until the full call pipeline (STT → dialogue → TTS) runs here, the demo shows
-the best end-to-end slice that exists, in two parts, with no keys, no network
-and nothing to install. Part two, ``server.cli.demo_call``, is one embedded echo
-call through the whole server path (WebSocket, Exotel frames, VAD, paced
-speaker, marks, outcome in an embedded Redis); ``--no-call`` skips it. Part
-one shows the audio core doing a call's work on real synthesized speech
-(espeak-ng, bundled; a few seconds):
+By default (``make demo``) one call with a scripted lead (``--scenario``, see
+``server.demo.scenarios``) through ``voicebot serve``'s pipeline on loopback:
+local engines, an embedded Redis, the Exotel-like caller speaking espeak-ng
+speech in real time (``server.demo``). Printed live per turn: what the caller
+said, what the bot heard, the stage, what the bot said and the voice-to-voice
+time; then the latency table by stage, the outcome from ``calls:outcomes`` and
+the cost. ``--out`` receives a JSON report, a PNG waterfall and a stereo WAV
+per call. ``--interactive``: you type the caller's lines. ``--sim``: vendor
+clients against the loopback vendor simulators.
+
+``--no-call`` runs the audio-core slice alone (below); ``--echo`` the embedded
+echo call (``server.cli.demo_call``). The slice shows the audio core doing a
+call's work on real synthesized speech (espeak-ng, bundled; a few seconds):
 
 1. three sentences synthesized at espeak's 22,050 Hz with known silences
    between them, plus a little line noise: the *truth* is where each
@@ -51,16 +57,34 @@ PIECE_MS = 100
 
 
 def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from server.demo.scenarios import DEFAULT, SCENARIOS
+
+    scenarios = "\n".join(f"  {name:<11} {s.about}" for name, s in SCENARIOS.items())
     parser = subparsers.add_parser(
         "demo",
-        help="run the embedded demo (no keys, no servers)",
-        description="Synthesized speech through resampler, G.711, chunker and VAD, "
-        "with detected speech segments against the truth and per-stage timings; then "
-        "one embedded echo call through the call server, recorded in an embedded Redis.",
+        help="run the embedded demo: a sales call with a scripted lead (no keys, no servers)",
+        description="One offline sales conversation through the call pipeline: local "
+        "engines, an embedded Redis, a simulated caller speaking over the real WebSocket "
+        "protocol. Prints the transcript live, the latency by stage and the outcome; "
+        "writes a JSON report, a PNG waterfall and a stereo WAV per call.",
+        epilog=f"scenarios:\n{scenarios}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--seed", type=int, default=7, help="line-noise seed (default 7)")
-    parser.add_argument("--no-call", action="store_true",
-                        help="skip the embedded echo call (about 15 s of real time)")
+    add = parser.add_argument
+    add("--scenario", choices=sorted(SCENARIOS), default=DEFAULT,
+        help=f"the scripted lead (default {DEFAULT}; see below)")
+    add("--out", default="reports", metavar="DIR",
+        help="where the JSON, PNG and WAV of the call go (default reports/)")
+    add("--interactive", action="store_true",
+        help="type the caller's lines yourself (/dtmf 9, /hangup; end of input hangs up)")
+    add("--sim", action="store_true",
+        help="use the vendor clients against the loopback vendor simulators")
+    add("--no-call", action="store_true",
+        help="only the audio-core slice: synthesized speech through resampler, G.711, "
+        "chunker and VAD")
+    add("--echo", action="store_true",
+        help="the embedded echo call through the whole server path instead")
+    add("--seed", type=int, default=7, help="line-noise seed of the audio slice (default 7)")
     parser.set_defaults(func=run)
 
 
@@ -272,18 +296,29 @@ def _report(signal: Signal, run: Run, warm_up_ms: float) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.no_call:
+        return _audio_slice(args.seed)
+    if args.echo:
+        return _echo_call()
+    from server.cli.demo_talk import converse
+
+    return converse(args.scenario, out=args.out, interactive=args.interactive, sim=args.sim)
+
+
+def _audio_slice(seed: int) -> int:
     start = time.perf_counter()
     dsp.warm_up()
     warm_up_ms = (time.perf_counter() - start) * 1000
-    signal = _spoken(args.seed)
+    signal = _spoken(seed)
     print("\n".join(_report(signal, _stream(signal), warm_up_ms)), flush=True)
-    if args.no_call:
-        return 0
+    return 0
+
+
+def _echo_call() -> int:
     import trio
 
     from server.cli.demo_call import report_lines, run_echo_call
 
-    print(flush=True)
     report = trio.run(run_echo_call)
     print("\n".join(report_lines(report)))
     return 0 if report.ok else 1

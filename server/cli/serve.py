@@ -8,7 +8,7 @@ import logging
 import resource
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import trio
 
@@ -125,7 +125,7 @@ def _conversation(config: ServerConfig) -> _Conversation | None:
         playbook = load_playbook(config.playbook)
     except (ConfigError, PlaybookError, OSError) as exc:
         raise SystemExit(f"voicebot serve: {exc}") from exc
-    settings = EngineSettings.from_env(choice)
+    settings = replace(EngineSettings.from_env(choice), local_phrases=playbook.listen_phrases)
     log_event(log, logging.INFO, "conversation pipeline", stt=choice.stt, tts=choice.tts,
               llm=choice.llm, playbook=playbook.source,
               keys_missing=",".join(settings.missing_keys()) or "-")

@@ -34,8 +34,10 @@ import base64
 import json
 import math
 import secrets
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
@@ -84,11 +86,24 @@ class CallReport:
     clears: int = 0
     violations: int = 0
     hung_up_by_bot: bool = False
-    #: (arrival trio time, PCM16) of every bot audio frame, and the caller's own
-    #: audio per 100 ms frame sent (for recordings of the call)
+    #: (trio time it starts playing, PCM16) of every bot audio frame; ``bot_heard``
+    #: the same less what a ``clear`` dropped before it played (the call as the
+    #: caller heard it); the caller's own audio per 100 ms frame sent
     bot_audio: list[tuple[float, bytes]] = field(default_factory=list)
+    bot_heard: list[tuple[float, bytes]] = field(default_factory=list)
     caller_audio: list[tuple[float, bytes]] = field(default_factory=list)
     clear_times: list[float] = field(default_factory=list)
+
+    def drop_unplayed(self, now: float, bytes_per_second: int) -> None:
+        """A ``clear`` at ``now``: what had not played yet is never heard."""
+        heard = self.bot_heard
+        while heard and heard[-1][0] >= now:
+            heard.pop()
+        if heard:
+            start, pcm = heard[-1]
+            keep = int((now - start) * bytes_per_second) // 2 * 2
+            if keep < len(pcm):
+                heard[-1] = (start, pcm[:keep])
 
 
 class _FarEnd:
@@ -113,8 +128,10 @@ class _FarEnd:
 class _Mouth:
     """The caller's outgoing audio: silence, or the current line's frames."""
 
-    def __init__(self, frame_bytes: int) -> None:
+    def __init__(self, frame_bytes: int, line_noise: float = 0.0) -> None:
         self.frame_bytes = frame_bytes
+        self._noise = _line_noise(frame_bytes, line_noise) if line_noise else None
+        self._quiet_frames = 0
         self.frames: list[bytes] = []
         self.result: LineResult | None = None
         self.said = trio.Event()
@@ -131,7 +148,11 @@ class _Mouth:
     def next_frame(self) -> tuple[bytes, LineResult | None]:
         """The next frame to send, and the line it finishes (if it does)."""
         if not self.frames:
-            return bytes(self.frame_bytes), None
+            if self._noise is None:
+                return bytes(self.frame_bytes), None
+            self._quiet_frames += 1
+            k = (self._quiet_frames % 50) * self.frame_bytes
+            return self._noise[k:k + self.frame_bytes], None
         frame = self.frames.pop(0)
         if len(frame) < self.frame_bytes:
             frame += bytes(self.frame_bytes - len(frame))
@@ -139,6 +160,14 @@ class _Mouth:
             return frame, None
         done, self.result = self.result, None
         return frame, done
+
+
+def _line_noise(frame_bytes: int, rms: float) -> bytes:
+    """Five seconds of a phone line's hiss (``rms`` in sample units), cycled
+    through the caller's quiet frames; seeded, so a call replays exactly."""
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0.0, rms, 50 * frame_bytes // 2)
+    return np.clip(noise, -32768, 32767).astype(np.int16).tobytes()
 
 
 def _utterance(line: Line, rate: int, words_per_second: float, seed: int) -> bytes:
@@ -149,18 +178,41 @@ def _utterance(line: Line, rate: int, words_per_second: float, seed: int) -> byt
     return speech_like_script(rate, speech_s=seconds, silence_s=0.0, repeats=1, seed=seed)
 
 
+async def _close_on(event: trio.Event, lines: trio.MemoryReceiveChannel[Line]) -> None:
+    await event.wait()
+    await lines.aclose()
+
+
+async def _until_closed(
+    lines: trio.MemoryReceiveChannel[Line],
+) -> AsyncIterator[Line]:
+    """The lines, ending quietly when the channel is closed from this side."""
+    while True:
+        try:
+            yield await lines.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            return
+
+
 async def talk(
-    ws: WebSocketConnection, lines: list[Line], *, sample_rate: int = 8000,
+    ws: WebSocketConnection, lines: Sequence[Line] | trio.MemoryReceiveChannel[Line], *,
+    sample_rate: int = 8000,
     words_per_second: float = 3.0, quiet_s: float = 0.5, hangup_wait_s: float = 3.0,
     call_sid: str | None = None, custom_parameters: dict[str, str] | None = None,
     max_wait_s: float = 30.0, reply_wait_s: float = 5.0, resume_wait_s: float = 1.5,
+    on_line: Callable[[LineResult], None] | None = None, line_noise: float = 0.0,
 ) -> CallReport:
-    """Play ``lines`` against the server on ``ws`` (module docstring)."""
+    """Play ``lines`` against the server on ``ws`` (module docstring). ``lines``
+    may be a channel (a person typing): the call goes on until it is closed.
+    ``on_line`` is told each line as the caller begins it. ``line_noise``: the
+    RMS (sample units) of the hiss sent while the caller is quiet (0: digital
+    silence; a real line is never that quiet, and a recognizer adapting its
+    cepstral mean to digital zeros hears the next words badly)."""
     sid = secrets.token_hex(16)
     report = CallReport(stream_sid=sid, started_at=trio.current_time())
     far = _FarEnd(sample_rate)
     frame_bytes = sample_rate * 2 * FRAME_MS // 1000
-    mouth = _Mouth(frame_bytes)
+    mouth = _Mouth(frame_bytes, line_noise)
     pending_audio: list[LineResult] = []  # lines waiting for the bot's next audio
     barging: list[LineResult] = []  # lines said over the bot, until it stopped
     marks_send, marks_receive = trio.open_memory_channel[tuple[float, str]](1000)
@@ -198,6 +250,7 @@ async def talk(
                 start = far.media(now, len(pcm))
                 report.media_frames += 1
                 report.bot_audio.append((start, pcm))
+                report.bot_heard.append((start, pcm))
                 if report.greeting_at is None:
                     report.greeting_at = now
                 for result in pending_audio:
@@ -221,6 +274,7 @@ async def talk(
                         result.talkover = max(0.0, min(far.play_end, now) - result.spoke_at)
                 barging.clear()
                 far.play_end = min(far.play_end, now)
+                report.drop_unplayed(now, far.bytes_per_second)
                 while True:
                     try:
                         marks_receive.receive_nowait()
@@ -251,6 +305,8 @@ async def talk(
 
     async def say(result: LineResult, audio: bytes) -> None:
         result.spoke_at = trio.current_time()
+        if on_line is not None:
+            on_line(result)
         await mouth.say(result, audio)
 
     async def wait_reply(previous: LineResult | None) -> None:
@@ -289,7 +345,18 @@ async def talk(
         nursery.start_soon(stream_audio)
         with trio.move_on_after(max_wait_s):
             await bot_spoke.wait()  # the greeting
-        for n, line in enumerate(lines):
+        if isinstance(lines, trio.MemoryReceiveChannel):
+            script = lines
+            # Nobody types into a call that has ended: stop waiting for lines.
+            nursery.start_soon(_close_on, hung_up, script)
+        else:
+            fill, script = trio.open_memory_channel[Line](math.inf)
+            for line in lines:
+                fill.send_nowait(line)
+            fill.close()
+        n = -1
+        async for line in _until_closed(script):
+            n += 1
             result = LineResult(line)
             report.lines.append(result)
             if report.hung_up_by_bot:
@@ -314,6 +381,8 @@ async def talk(
             if line.dtmf is not None:
                 result.spoke_at = result.speech_end = trio.current_time()
                 pending_audio.append(result)
+                if on_line is not None:
+                    on_line(result)
                 await send({"event": "dtmf", "stream_sid": sid,
                             "dtmf": {"digit": line.dtmf, "duration": 200}})
                 continue

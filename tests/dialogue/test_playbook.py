@@ -159,3 +159,13 @@ def test_cli_show(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "Priya of SuryaKiran Solar" in out
     assert "09:00-21:00 Asia/Kolkata" in out
+
+
+def test_listen_phrases_are_read_and_checked(tmp_path: Path) -> None:
+    assert "call me tomorrow evening" in load_playbook().listen_phrases
+    sample = resources.files("dialogue").joinpath("playbooks", "default.toml").read_text("utf-8")
+    bad = sample.replace('phrases = [\n', 'phrases = [\n    "", 3,\n', 1)
+    path = tmp_path / "bad.toml"
+    path.write_text(bad, "utf-8")
+    issues = {issue.location for issue in check_playbook(path)}
+    assert issues == {"listen.phrases[0]", "listen.phrases[1]"}

@@ -89,6 +89,9 @@ class EngineSettings:
     elevenlabs: ElevenLabsConfig = field(default_factory=ElevenLabsConfig)
     openai: OpenAIConfig = field(default_factory=OpenAIConfig)
     local_voice: str = "en-us"
+    #: what the local recognizer listens for (the playbook's ``[listen] phrases``;
+    #: empty: pocketsphinx's general English model)
+    local_phrases: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, choice: EngineChoice,
@@ -129,7 +132,8 @@ class Engines:
             from providers.stt.whisper import WhisperSTTConfig, open_whisper_stt  # an extra
 
             return open_whisper_stt(WhisperSTTConfig(sample_rate=sample_rate))
-        return open_local_stt(LocalSTTConfig(sample_rate=sample_rate))
+        return open_local_stt(LocalSTTConfig(sample_rate=sample_rate,
+                                             phrases=self.settings.local_phrases))
 
     def open_tts(self, name: TtsName, sample_rate: int,
                  usage: UsageCounter) -> AbstractAsyncContextManager[TTSSession]:

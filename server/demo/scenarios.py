@@ -1,0 +1,76 @@
+"""The demo's bundled leads: what the simulated caller says, and how the call must end.
+
+Lines are plain English the offline recognizer knows (the playbook's
+``[listen] phrases``), said by espeak-ng; ``barge_in_s`` lines are said over the
+bot's next reply, that far into it. Each scenario names the outcome it must
+reach with the templates alone (no LLM), which the tests check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dialogue.model import Stage
+from server.telephony.softphone import Line
+
+
+@dataclass(frozen=True, slots=True)
+class Expected:
+    """How a scenario's call ends (``callback_hour``: the follow-up's IST hour)."""
+
+    stage: Stage
+    do_not_call: bool = False
+    callback_hour: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    about: str
+    lines: tuple[Line, ...]
+    expected: Expected | None  # None: no script (a person types the lines)
+
+
+CALLBACK = "call me tomorrow evening"
+QUALIFIED = (Line("yes speaking"), Line("about three thousand rupees a month"),
+             Line("yes i am the owner"), Line("as soon as possible"))
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
+    Scenario(
+        "tour",
+        "the default: qualified, the pitch, a price objection, then a barge-in to ask for "
+        "a callback",
+        (*QUALIFIED, Line("i cannot afford it"), Line(CALLBACK, barge_in_s=2.5)),
+        Expected(Stage.FOLLOW_UP_SCHEDULED, callback_hour=18)),
+    Scenario(
+        "interested",
+        "an owner with a high bill who books the free site survey",
+        (Line("yes speaking"), Line("my bill is about four thousand rupees"),
+         Line("yes i am the owner"), Line("as soon as possible"),
+         Line("yes this weekend is fine"), Line("yes this weekend is fine"),
+         Line("yes this weekend is fine")),
+        Expected(Stage.DEAL_CLOSED)),
+    Scenario(
+        "callback",
+        "busy: asks to be called tomorrow evening (a follow-up at 18:00 IST)",
+        (Line(CALLBACK),),
+        Expected(Stage.FOLLOW_UP_SCHEDULED, callback_hour=18)),
+    Scenario(
+        "objection",
+        "a price objection, answered; the call goes on to a callback",
+        (Line("yes speaking"), Line("about three thousand rupees a month"),
+         Line("yes i am the owner"), Line("i cannot afford it"), Line(CALLBACK)),
+        Expected(Stage.FOLLOW_UP_SCHEDULED, callback_hour=18)),
+    Scenario(
+        "dnc",
+        "asks not to be called again: a dead end with the do-not-call flag",
+        (Line("yes speaking"), Line("stop calling me")),
+        Expected(Stage.DEAD_END, do_not_call=True)),
+    Scenario(
+        "barge-in",
+        "a backchannel over the pitch (it goes on), then a barge-in that cuts it",
+        (*QUALIFIED, Line("right", barge_in_s=2.0), Line(CALLBACK, barge_in_s=2.0)),
+        Expected(Stage.FOLLOW_UP_SCHEDULED, callback_hour=18)),
+)}
+
+DEFAULT = "tour"
