@@ -28,11 +28,12 @@ The greeting: ``opening`` (``start`` handled → greeting decided: the lead, the
 opening line), ``tts_first_audio``, ``first_media``, and ``greeting`` (whole:
 the caller sends ``start`` → the greeting's first audio arrives).
 
-Barge-in and backchannel (whole figures at the caller): ``talkover`` (the
-caller starts speaking → the bot's audio stops at the caller: the speaker
-paused and the far end played out what it held), ``clear`` (→ ``clear``
-arrives), ``v2v`` of the line that cut in, and ``resume`` (the backchannel's
-last speech sample → the paused reply plays on).
+Barge-in and backchannel (whole figures at the caller, counted from the
+start of the caller's first frame of speech, ``speech_began``): ``talkover``
+(→ the bot's audio stops at the caller: the speaker paused and the far end
+played out what it held), ``clear`` (→ ``clear`` arrives), ``v2v`` of the line
+that cut in, and ``resume`` (the backchannel's last speech sample → the
+paused reply plays on). The server marks none of these moments itself.
 """
 
 from __future__ import annotations
