@@ -1,11 +1,15 @@
-"""``python -m bench budget``: the per-stage latency-budget check run by CI.
+"""``python -m bench budget``: the latency-budget check run by CI.
 
-Reads ``bench/budgets.toml``. Each stage names a probe, ``module:function``; the
-probe does its setup and returns a zero-argument callable: one call is one unit
-of the stage's work (one message, one chunk, one turn). The check runs it
-``warmup`` times untimed, then ``samples`` times timed with ``perf_counter_ns``,
-and compares p50 and p99 with the stage's budget. Exit status 1 when any stage is
-over budget, 2 when the budget file itself is wrong.
+Reads ``bench/budgets.toml``. Each ``[stage.NAME]`` names a probe,
+``module:function``; the probe does its setup and returns a zero-argument
+callable: one call is one unit of the stage's work (one message, one chunk, one
+turn). The check runs it ``warmup`` times untimed, then ``samples`` times timed
+with ``perf_counter_ns``, and compares p50 and p99 with the stage's budget.
+Then the whole-turn budgets, ``[turn.CASE]`` on virtual time and
+``[realtime.CASE]`` on the real clock (``bench.turn_budgets``). Exit status 1
+when anything is over budget, 2 when the budget file itself is wrong.
+``--only NAME`` (repeatable) checks only that stage, or that turn table
+(``turn.llm``, ``realtime.template_first``).
 """
 
 from __future__ import annotations
@@ -99,30 +103,44 @@ def measure(budget: StageBudget) -> StageResult:
 
 
 def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench budget", description=__doc__)
+    # Imported here: bench.turn_budgets imports this module (BudgetFileError).
+    from bench.turn_budgets import check_turns, load_turn_budgets, print_turn_table
+
+    parser = argparse.ArgumentParser(prog="python -m bench budget", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--file", type=Path, default=BUDGETS_PATH, help="budget file")
-    parser.add_argument("--only", action="append", default=[], help="check only this stage")
+    parser.add_argument("--only", action="append", default=[],
+                        help="check only this stage or turn table (repeatable)")
     args = parser.parse_args(list(argv))
     try:
         budgets = load_budgets(args.file)
-    except BudgetFileError as exc:
+        turn_budgets = load_turn_budgets(args.file)
+    except (BudgetFileError, tomllib.TOMLDecodeError) as exc:
         print(f"budget file error: {exc}", file=sys.stderr)
         return 2
     if args.only:
-        unknown = set(args.only) - {b.name for b in budgets}
+        unknown = set(args.only) - {b.name for b in budgets} - {b.name for b in turn_budgets}
         if unknown:
             print(f"unknown stage(s): {', '.join(sorted(unknown))}", file=sys.stderr)
             return 2
         budgets = [b for b in budgets if b.name in args.only]
+        turn_budgets = [b for b in turn_budgets if b.name in args.only]
 
     print(f"latency budgets on {platform.machine()} {platform.python_implementation()} "
           f"{platform.python_version()}")
-    print(f"{'stage':<16} {'p50 ms':>9} {'budget':>8} {'p99 ms':>9} {'budget':>8}  result")
-    failed = 0
+    checked = failed = 0
+    if budgets:
+        print(f"{'stage':<16} {'p50 ms':>9} {'budget':>8} {'p99 ms':>9} {'budget':>8}  result")
     for budget in budgets:
         result = measure(budget)
+        checked += 1
         failed += not result.ok
         print(f"{budget.name:<16} {result.p50_ms:>9.4f} {budget.p50_ms:>8.3f} "
               f"{result.p99_ms:>9.4f} {budget.p99_ms:>8.3f}  {'ok' if result.ok else 'OVER'}")
-    print(f"{len(budgets) - failed} passed, {failed} failed")
+    if turn_budgets:
+        turn_results = check_turns(turn_budgets)
+        print_turn_table(turn_results)
+        checked += sum(len(r.figures) or 1 for r in turn_results)
+        failed += sum(r.failed for r in turn_results)
+    print(f"{checked - failed} passed, {failed} failed")
     return 1 if failed else 0
