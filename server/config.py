@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 from server.exceptions import ConfigError
 
 SAMPLE_RATES = (8000, 16000, 24000)
+#: The most call-server processes ``--workers`` may ask for (a sanity bound).
+MAX_WORKERS = 256
 
 #: option name → environment variable.
 ENV_VARS: dict[str, str] = {
@@ -51,6 +53,7 @@ ENV_VARS: dict[str, str] = {
     "llm": "VOICEBOT_LLM",
     "playbook": "VOICEBOT_PLAYBOOK",
     "log_transcripts": "VOICEBOT_LOG_TRANSCRIPTS",
+    "workers": "VOICEBOT_WORKERS",
 }
 
 #: Options holding ``user:pass`` credentials (parsed into ``BasicAuth``).
@@ -107,6 +110,11 @@ class ServerConfig:
     streams audio, silence included, for the whole call). At most
     ``max_handshakes_per_peer`` upgrade requests may be unfinished per peer
     address (0 = no limit); more get 503.
+
+    ``workers`` call-server processes share the WebSocket port (1: this
+    process serves calls itself, as always; more: ``server.workers``). Then
+    ``max_calls`` is the total over all of them; the per-peer handshake cap
+    and the penalty box stay per worker.
     """
 
     host: str = "127.0.0.1"
@@ -145,6 +153,7 @@ class ServerConfig:
     llm: str | None = None
     playbook: str | None = None
     log_transcripts: bool = False
+    workers: int = 1
 
     def __post_init__(self) -> None:
         for name in ("ws_path", "twilio_path"):
@@ -154,6 +163,8 @@ class ServerConfig:
             raise ConfigError("the Exotel and Twilio paths must differ")
         if self.max_calls < 0 or self.grace < 0 or self.max_handshakes_per_peer < 0:
             raise ConfigError("max_calls, grace and max_handshakes_per_peer must not be negative")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(f"workers must be between 1 and {MAX_WORKERS}")
         if not (self.start_seconds > 0 and self.idle_seconds > 0):
             raise ConfigError("start and idle timeouts must be positive")
         if self.frame_ms <= 0 or self.frame_ms % 20:
@@ -216,3 +227,26 @@ def build_config(
             value = BasicAuth.parse(value, variable="--" + name.replace("_", "-"))
         values[name] = value
     return ServerConfig(**values)  # type: ignore[arg-type]
+
+
+def config_environment(config: ServerConfig) -> dict[str, str | None]:
+    """The environment that makes ``build_config({}, env)`` give ``config`` back.
+
+    Every option becomes its variable's text (credentials as ``user:pass``,
+    booleans as ``1``/``0``); an option that is ``None`` maps to ``None``: the
+    variable must be *removed*, so an inherited value cannot come back. This is
+    how ``voicebot serve --workers N`` hands its settings to its workers
+    (through the environment, which only the same user can read, never argv).
+    """
+    env: dict[str, str | None] = {}
+    for name, var in ENV_VARS.items():
+        value = getattr(config, name)
+        if value is None:
+            env[var] = None
+        elif isinstance(value, BasicAuth):
+            env[var] = f"{value.user}:{value.password}"
+        elif isinstance(value, bool):
+            env[var] = "1" if value else "0"
+        else:
+            env[var] = str(value)
+    return env

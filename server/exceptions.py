@@ -9,7 +9,9 @@ The tree (each module adds its leaves here, keeping the drawing current)::
     ├── ConnectionClosed          the call's WebSocket is closed (code, reason, by_us)
     ├── RequestError              an HTTP request we refuse on either port (status, reason)
     ├── CallLimitExceeded         a per-call cap was exceeded (queued outbound audio); limit
-    └── StoreError                call-state store (its own tree: server.store.exceptions)
+    ├── StoreError                call-state store (its own tree: server.store.exceptions)
+    └── WorkerError               ``voicebot serve --workers N`` (its own tree:
+                                  server.workers.exceptions)
 """
 
 from __future__ import annotations

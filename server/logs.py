@@ -5,6 +5,10 @@ variable (trio tasks inherit the context of the task that spawned them, so
 setting it once at the top of a call tags everything the call does). Records
 outside a call show ``call_id=-``.
 
+A worker of ``voicebot serve --workers N`` stamps every line with its index
+(``worker=0`` after ``logger``), so the workers' interleaved lines on one
+stderr can be told apart.
+
 Structured fields are passed as ``extra={"fields": {...}}`` or with
 :func:`log_event`. Phone numbers must go through :func:`mask_phone` first;
 credentials and URLs that may carry tokens are never passed at all. Whatever a
@@ -46,6 +50,11 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
         "ts": _iso_utc(record.created),
         "level": record.levelname.lower(),
         "logger": record.name,
+    }
+    worker = getattr(record, "worker", None)
+    if worker is not None:
+        out["worker"] = worker
+    out |= {
         "call_id": getattr(record, "call_id", call_id.get()),
         "msg": record.getMessage(),
     }
@@ -54,7 +63,8 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
         for key, value in extra.items():
             if isinstance(value, str) and len(value) > MAX_LOG_VALUE:
                 value = f"{value[:MAX_LOG_VALUE]}…(+{len(value) - MAX_LOG_VALUE} chars)"
-            out[f"f_{log_safe(key, 64)}" if key in _RESERVED else log_safe(key, 64)] = value
+            reserved = key in _RESERVED or (key == "worker" and worker is not None)
+            out[f"f_{log_safe(key, 64)}" if reserved else log_safe(key, 64)] = value
     if record.exc_info and record.exc_info[0] is not None:
         out["exc"] = logging.Formatter().formatException(record.exc_info)
     return out
@@ -92,20 +102,31 @@ class JsonFormatter(logging.Formatter):
 
 
 class CallIdFilter(logging.Filter):
-    """Stamp the call id at the moment of logging (handlers may run later)."""
+    """Stamp the call id at the moment of logging (handlers may run later), and
+    the worker index when this process is a worker."""
+
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__()
+        self.worker = worker
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.call_id = call_id.get()
+        if self.worker is not None:
+            record.worker = self.worker
         return True
 
 
 def configure_logging(
-    *, json_lines: bool = False, level: str | int = "INFO", stream: TextIO | None = None
+    *, json_lines: bool = False, level: str | int = "INFO", stream: TextIO | None = None,
+    worker: int | None = None,
 ) -> logging.Handler:
-    """Install one handler on the root logger (replacing earlier ones ours added)."""
+    """Install one handler on the root logger (replacing earlier ones ours added).
+
+    ``worker``: this process is that worker of ``voicebot serve --workers N``.
+    """
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if json_lines else KeyValueFormatter())
-    handler.addFilter(CallIdFilter())
+    handler.addFilter(CallIdFilter(worker))
     handler.set_name("voicebot")
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -10,7 +10,9 @@ Handshake policy, decided from the upgrade request alone and answered at once
 2. Basic auth configured and the ``Authorization`` header does not match → 401
    (scheme case-insensitive, constant-time comparison; the header is never logged)
 3. the server is draining → 503
-4. ``max_calls`` calls already live → 503 (never accept and then fail)
+4. ``max_calls`` calls already live → 503 (never accept and then fail); in a
+   worker of ``voicebot serve --workers N`` the limit is the total over all
+   workers (``server.workers.slots``)
 
 Each rejection increments ``handshake_rejections_total{reason}`` with reason
 ``bad_target``, ``path``, ``auth``, ``draining`` or ``busy``; connections that
@@ -35,8 +37,10 @@ from __future__ import annotations
 import logging
 import secrets
 import signal
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -53,6 +57,10 @@ from server.metrics import ServerMetrics, monitor_loop_lag
 from server.telephony.dialect import EXOTEL, TWILIO, Dialect
 from server.ws.connection import WebSocketLimits
 from server.ws.listen import HandshakeGate, WebSocketRequest, serve_websocket
+
+if TYPE_CHECKING:
+    from server.workers.slots import SharedCallSlots
+    from server.workers.worker import ParentLink
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +104,24 @@ def parse_target(target: str) -> tuple[str, int, dict[str, str]]:
 
 
 class CallServer:
-    """State shared by every call: limit, drain flag, live call scopes, metrics."""
+    """State shared by every call: limit, drain flag, live call scopes, metrics.
+
+    As one worker of several (``voicebot serve --workers N``): ``shared_port``
+    listens with ``SO_REUSEPORT`` beside the other workers, and ``call_slots``
+    makes ``max_calls`` a limit on all of them together.
+    """
 
     def __init__(
         self, config: ServerConfig, handler_factory: HandlerFactory,
         metrics: ServerMetrics | None = None, *, call_record: CallRecordFactory | None = None,
+        shared_port: bool = False, call_slots: SharedCallSlots | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics or ServerMetrics()
         self._handler_factory = handler_factory
         self._call_state = call_record  # e.g. server.calls.recording.store_call_record(...)
+        self._shared_port = shared_port
+        self._call_slots = call_slots
         self._draining = False
         self._cancelling = False
         self._calls: set[trio.CancelScope] = set()
@@ -179,7 +195,8 @@ class CallServer:
             return Rejection(401, "auth", b"unauthorized\n")
         if self._draining:
             return Rejection(503, "draining", b"shutting down\n")
-        if self.config.max_calls and len(self._calls) >= self.config.max_calls:
+        if self.config.max_calls and self._call_slots is None \
+                and len(self._calls) >= self.config.max_calls:
             return Rejection(503, "busy", b"too many calls\n")
         return Route(dialect, rate, query)
 
@@ -187,6 +204,11 @@ class CallServer:
         """The per-connection handler: decide, then run the call."""
         headers = dict(request.headers)  # names are lower-case
         decision = self.decide(request.path, headers)
+        slot: int | None = None
+        if isinstance(decision, Route) and self._call_slots is not None:
+            slot = self._call_slots.claim_nowait()  # the shared limit: claimed, not counted
+            if slot is None:
+                decision = Rejection(503, "busy", b"too many calls\n")
         if isinstance(decision, Rejection):
             self.metrics.handshake_rejections.labels(reason=decision.reason).inc()
             log_event(log, logging.INFO, "handshake rejected", status=decision.status,
@@ -234,6 +256,8 @@ class CallServer:
             log.exception("call failed")
         finally:
             logs.call_id.reset(token)
+            if slot is not None and self._call_slots is not None:
+                self._call_slots.release(slot)
             self._calls.discard(scope)
             if not self._calls:
                 self._idle.set()
@@ -256,7 +280,7 @@ class CallServer:
         )
         await serve_websocket(self.handle_request, self.config.host, self.config.port, limits,
                               on_refused=self._count_refused, gate=self.gate,
-                              task_status=task_status)
+                              shared_port=self._shared_port, task_status=task_status)
 
     def _count_refused(self, reason: str) -> None:
         self.metrics.handshake_rejections.labels(reason=reason).inc()
@@ -277,11 +301,29 @@ async def serve_calls(
 
 @dataclass(frozen=True, slots=True)
 class Running:
-    """What ``serve_until_signalled`` reports once both listeners are bound."""
+    """What ``serve_until_signalled`` reports once both listeners are bound
+    (``control_port`` is 0 in a worker: its parent serves the control port)."""
 
     calls: CallServer
     control: ControlApp
     control_port: int
+
+
+async def serve_signals(received: AsyncIterator[int], stop: trio.Event,
+                        on_repeat: Callable[[int], None], *, grace: float) -> None:
+    """Forever: the first signal sets ``stop`` (drain), each later one calls
+    ``on_repeat`` (cancel at once). Counted by signals alone: ``stop`` set for
+    another reason first (a worker's parent gone) does not make the first
+    signal a second one."""
+    first = True
+    async for signum in received:
+        if first:
+            first = False
+            log_event(log, logging.INFO, "signal received, draining",
+                      signal=signal.Signals(signum).name, grace_s=grace)
+            stop.set()
+        else:
+            on_repeat(signum)
 
 
 async def serve_until_signalled(
@@ -292,6 +334,7 @@ async def serve_until_signalled(
     call_record: CallRecordFactory | None = None,
     store_up: Callable[[], bool] | None = None,
     metrics: ServerMetrics | None = None,
+    parent: ParentLink | None = None,
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """The whole server: calls, control HTTP, loop-lag monitor; drain on a signal.
@@ -302,28 +345,44 @@ async def serve_until_signalled(
     thread (signal handling). ``call_record`` records each call (the session
     store); a call counts as finished once its state was handed off.
     ``store_up`` (the embedded Redis' health) turns ``/readyz`` 503 while false.
+
+    ``parent``: this process is a worker of ``voicebot serve --workers N``. It
+    listens with ``SO_REUSEPORT`` and shares the call limit (``parent.
+    call_slots``), serves no control port (it reports readiness and metrics to
+    the parent instead), and drains when its parent is gone as on a signal.
     """
     metrics = metrics or ServerMetrics()
     with trio.open_signal_receiver(*signals) as received:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(monitor_loop_lag, metrics)
-            calls = CallServer(config, handler_factory, metrics, call_record=call_record)
+            calls = CallServer(config, handler_factory, metrics, call_record=call_record,
+                               shared_port=parent is not None,
+                               call_slots=parent.call_slots if parent is not None else None)
             await nursery.start(calls.serve)
             app = ControlApp(config, metrics, lambda: calls.ready, store_up)
-            control_port: int = await nursery.start(serve_control, app, config)
+            control_port = 0
+            if parent is None:
+                control_port = await nursery.start(serve_control, app, config)
+            else:
+                await nursery.start(parent.serve_reports, calls, metrics.registry)
             task_status.started(Running(calls, app, control_port))
-            async for signum in received:
-                log_event(log, logging.INFO, "signal received, draining",
-                          signal=signal.Signals(signum).name, grace_s=config.grace)
-                break
 
-            async def cancel_on_second_signal() -> None:
-                async for signum in received:
-                    log_event(log, logging.WARNING, "second signal, cancelling calls",
-                              signal=signal.Signals(signum).name)
-                    calls.cancel_calls()
+            def cancel_calls(signum: int) -> None:
+                log_event(log, logging.WARNING, "second signal, cancelling calls",
+                          signal=signal.Signals(signum).name)
+                calls.cancel_calls()
 
-            nursery.start_soon(cancel_on_second_signal)
+            stop = trio.Event()
+            nursery.start_soon(partial(serve_signals, received, stop, cancel_calls,
+                                       grace=config.grace))
+            if parent is not None:
+                nursery.start_soon(_stop_when_parent_gone, parent, stop)
+            await stop.wait()
             cancelled = await calls.drain(config.grace)
             log_event(log, logging.INFO, "drained", cancelled_calls=cancelled)
             nursery.cancel_scope.cancel()
+
+
+async def _stop_when_parent_gone(parent: ParentLink, stop: trio.Event) -> None:
+    await parent.wait_parent_gone()
+    stop.set()

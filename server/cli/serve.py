@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import resource
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +27,8 @@ from server.handlers.pipeline import (
 )
 from server.logs import configure_logging, log_event
 from server.metrics import ServerMetrics
+from server.workers.link import WorkerIdentity
+from server.workers.worker import ParentLink, die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,14 @@ Exotel: point the Voicebot applet at ws(s)://HOST:PORT{path}?sample-rate=8000
 (or at http(s)://HOST:CONTROL_PORT/exotel/url for a per-call URL). With
 VOICEBOT_BASIC_AUTH=user:pass, use wss://user:pass@HOST/... in the applet.
 SIGTERM/SIGINT drain: new calls get 503, live calls get --grace seconds.
+
+--workers N (VOICEBOT_WORKERS) runs N call-server processes on the one
+WebSocket port (SO_REUSEPORT) under a parent that serves the control port
+(/readyz: 200 only while every worker is ready; /metrics: each worker's
+series with a worker="0".."N-1" label), runs the one embedded redis-server,
+replays the spill file, restarts a worker that dies, and on SIGTERM drains
+them all together. --max-calls is then the TOTAL over all workers; the
+per-peer handshake cap is per worker, and so is each worker's audio cache.
 
 Call state (sessions, transcripts, outcomes) goes to Redis at REDIS_URL; without
 it an embedded redis-server is started (needs no setup). Redis being down
@@ -62,7 +73,8 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         help=f"health/metrics/dynamic-URL HTTP port (default {defaults.control_port})")
     add("--ws-path", help=f"Exotel stream path (default {defaults.ws_path})")
     add("--twilio-path", help=f"Twilio Media Streams path (default {defaults.twilio_path})")
-    add("--max-calls", type=int, help="concurrent call limit, 0 = none (default 0)")
+    add("--max-calls", type=int, help="concurrent call limit, 0 = none; with --workers, "
+        "the total over all workers (default 0)")
     add("--basic-auth", metavar="USER:PASS",
         help="require this Basic auth on the upgrade (prefer the environment variable)")
     add("--control-auth", metavar="USER:PASS",
@@ -106,6 +118,9 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     add("--store", action=argparse.BooleanOptionalAction, default=None,
         help="record calls in Redis (REDIS_URL or embedded); --no-store runs without "
         "Redis (default on)")
+    add("--workers", type=int, metavar="N",
+        help="call-server processes sharing the WebSocket port, under one parent "
+        f"(default {defaults.workers}: this process serves calls itself)")
     parser.set_defaults(func=run)
 
 
@@ -150,29 +165,72 @@ def run(args: argparse.Namespace) -> int:
     cli = {name: getattr(args, name, None) for name in ENV_VARS}
     try:
         config = build_config(cli)
+        worker = WorkerIdentity.from_environ(os.environ)
     except ConfigError as exc:
         raise SystemExit(f"voicebot serve: {exc}") from exc
-    configure_logging(json_lines=config.log_json, level=config.log_level.upper())
+    configure_logging(json_lines=config.log_json, level=config.log_level.upper(),
+                      worker=worker.index if worker is not None else None)
+    if worker is None and config.workers > 1:
+        return _run_workers(config)
+    if worker is not None:
+        die_with_parent(worker.parent_pid)  # first: the start-up below takes seconds
     from dsp.warmup import warm_up
 
     # Compile the numba kernels now, before listening: never during a handshake.
     warm_up()
     conversation = _conversation(config)
     log_event(log, logging.INFO, "starting", host=config.host, port=config.port,
-              control_port=config.control_port, echo=config.echo,
-              auth="on" if config.basic_auth else "off", max_calls=config.max_calls)
+              control_port=config.control_port if worker is None else "parent",
+              echo=config.echo, auth="on" if config.basic_auth else "off",
+              max_calls=config.max_calls)
     from server.store import EmbeddedRedisError, open_store_service  # noqa: F401 (before freezing)
 
     log_event(log, logging.INFO, "file descriptor limit", nofile=raise_fd_limit())
     freeze_startup_heap()
     try:
-        trio.run(_serve, config, conversation)
+        trio.run(_serve, config, conversation, worker)
     except EmbeddedRedisError as exc:  # only raised while the store starts
-        raise SystemExit(
-            f"voicebot serve: cannot start the embedded redis-server: {exc} (set REDIS_URL, "
-            "another VOICEBOT_STATE_DIR per process, or --no-store)") from exc
+        raise SystemExit(_embedded_redis_failed(exc)) from exc
     log_event(log, logging.INFO, "stopped")
     return 0
+
+
+def _run_workers(config: ServerConfig) -> int:
+    """The parent of ``--workers N`` (``server.workers.serve``): it checks the
+    conversation settings once, so a bad one is one clear error, not N."""
+    from server.store import EmbeddedRedisError
+    from server.workers.exceptions import WorkerStartError
+    from server.workers.serve import serve_workers
+
+    _conversation(config)
+    log_event(log, logging.INFO, "starting", host=config.host, port=config.port,
+              control_port=config.control_port, echo=config.echo, workers=config.workers,
+              auth="on" if config.basic_auth else "off", max_calls=config.max_calls)
+    try:
+        trio.run(serve_workers, config)
+    except EmbeddedRedisError as exc:
+        raise SystemExit(_embedded_redis_failed(exc)) from exc
+    except WorkerStartError as exc:
+        raise SystemExit(f"voicebot serve: {exc}") from exc
+    except (OSError, ExceptionGroup) as exc:  # the WebSocket or the control port
+        error = _single_os_error(exc)
+        if error is None:
+            raise
+        raise SystemExit(f"voicebot serve: cannot listen: {error}") from exc
+    log_event(log, logging.INFO, "stopped")
+    return 0
+
+
+def _single_os_error(exc: BaseException) -> OSError | None:
+    """The one ``OSError`` that ``exc`` is, or that nurseries wrapped in groups."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, OSError) else None
+
+
+def _embedded_redis_failed(exc: Exception) -> str:
+    return (f"voicebot serve: cannot start the embedded redis-server: {exc} (set REDIS_URL, "
+            "another VOICEBOT_STATE_DIR per process, or --no-store)")
 
 
 def raise_fd_limit() -> int:
@@ -209,22 +267,35 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-async def _serve(config: ServerConfig, conversation: _Conversation | None) -> None:
+async def _serve(config: ServerConfig, conversation: _Conversation | None,
+                 worker: WorkerIdentity | None) -> None:
     async with _open_handlers(config, conversation) as factory:
-        await _serve_with(config, factory)
+        if worker is None:
+            await _serve_with(config, factory)
+            return
+        parent = ParentLink(worker, config.max_calls)
+        try:
+            await _serve_with(config, factory, parent)
+        finally:
+            parent.close()
 
 
-async def _serve_with(config: ServerConfig, factory: HandlerFactory) -> None:
+async def _serve_with(config: ServerConfig, factory: HandlerFactory,
+                      parent: ParentLink | None = None) -> None:
     """Serve until signalled; with the store, open it first and close it after
-    the drain (outcomes of drained calls are handed off before it closes)."""
+    the drain (outcomes of drained calls are handed off before it closes).
+
+    ``parent``: this process is a worker, whose parent replays the spill file.
+    """
     if not config.store:
         log_event(log, logging.INFO, "call store off: nothing is recorded")
-        await serve_until_signalled(config, factory)
+        await serve_until_signalled(config, factory, parent=parent)
         return
     from server.calls.recording import store_call_record
     from server.store import open_store_service
 
-    async with open_store_service() as service:
+    replay_elsewhere = parent.spilled_nowait if parent is not None else None
+    async with open_store_service(replay_elsewhere=replay_elsewhere) as service:
         log_event(log, logging.INFO, "call store ready", redis=service.url,
                   embedded=service.embedded, instance=service.instance_id)
         metrics = ServerMetrics()
@@ -234,5 +305,5 @@ async def _serve_with(config: ServerConfig, factory: HandlerFactory) -> None:
         # readiness stays (calls still run and spill).
         store_up = (lambda: service.health.up) if service.embedded else None
         await serve_until_signalled(config, factory, call_record=store_call_record(service),
-                                    store_up=store_up, metrics=metrics)
+                                    store_up=store_up, metrics=metrics, parent=parent)
     log_event(log, logging.INFO, "call store closed")

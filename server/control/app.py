@@ -6,8 +6,10 @@ connection, bounded in size and time, each connection its own error boundary).
 
 - ``GET /healthz``       200 ``ok`` while the process runs
 - ``GET /readyz``        200 while accepting calls; 503 while draining or while
-  the embedded redis-server is down (``store_up``)
-- ``GET /metrics``       Prometheus text format of the server's registry
+  the embedded redis-server is down (``store_up``); with ``--workers N``, 503
+  unless every worker runs and is ready (the body says which is not)
+- ``GET /metrics``       Prometheus text format of the server's registry (with
+  ``--workers N``: every worker's, see ``server.workers.metrics``)
 - ``GET|POST /exotel/url``  ``{"url": "wss://…/media?…"}`` for Exotel's Voicebot
   applet (dynamic URL). Call details come from the query string, or from a
   form-encoded / JSON body on POST.
@@ -47,13 +49,15 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from prometheus_client import Counter
 
 from server.config import ServerConfig
 from server.exceptions import RequestError
 from server.http_target import MAX_QUERY_FIELDS, split_target
 from server.logs import log_event
-from server.metrics import ServerMetrics
 from server.redact import checked_id
 
 log = logging.getLogger(__name__)
@@ -172,21 +176,33 @@ def _request_details(query: list[tuple[str, str]], headers: Mapping[str, str],
     return details
 
 
+class ControlMetrics(Protocol):
+    """What the control port needs of a metrics registry: ``server.metrics.
+    ServerMetrics``, or the parent's ``server.workers.metrics.PoolMetrics``."""
+
+    control_rejections: Counter
+
+    def render(self) -> bytes: ...
+
+
 class ControlApp:
     """Routes one parsed request to a response; no I/O (easy to test).
 
     ``is_ready`` is the call server's drain state; ``store_up`` (optional)
-    whether the embedded redis-server answers.
+    whether the embedded redis-server answers; ``not_ready_reason`` (optional)
+    the 503 body's word when not ready (default ``draining``).
     """
 
     def __init__(
-        self, config: ServerConfig, metrics: ServerMetrics, is_ready: Callable[[], bool],
-        store_up: Callable[[], bool] | None = None,
+        self, config: ServerConfig, metrics: ControlMetrics, is_ready: Callable[[], bool],
+        store_up: Callable[[], bool] | None = None, *,
+        not_ready_reason: Callable[[], str] | None = None,
     ) -> None:
         self._config = config
         self._metrics = metrics
         self._is_ready = is_ready
         self._store_up = store_up
+        self._not_ready_reason = not_ready_reason
 
     def respond(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes
@@ -218,7 +234,8 @@ class ControlApp:
 
     def _readiness(self) -> Response:
         if not self._is_ready():
-            return Response(503, b"draining\n")
+            reason = self._not_ready_reason() if self._not_ready_reason else ""
+            return Response(503, f"{reason or 'draining'}\n".encode())
         if self._store_up is not None and not self._store_up():
             return Response(503, b"store down\n")
         return Response(200, b"ready\n")

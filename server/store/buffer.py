@@ -12,13 +12,19 @@ outage loses none); it retries with capped exponential backoff, replays the
 spill file at start and after every successful write following an outage,
 and at shutdown spills whatever is still unwritten; it never drops one. It
 also takes, best effort and bounded, the last unwritten turn batch of such calls.
+
+With ``replay_elsewhere`` (a worker of ``voicebot serve --workers N``) the
+retrier never replays the spill file: several processes replaying one file
+would race for its claimed parts. Each time a replay would be due it calls
+``replay_elsewhere()`` instead (the worker tells its parent, the one replayer),
+and ``replayed`` is never set (so this process runs no lost-call sweeps).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -130,15 +136,17 @@ class OutcomeRetrier:
     ``max_turn_batches``, oldest dropped and counted; never spilled)."""
 
     def __init__(self, store: SessionStore, spill: SpillFile, backoff: Backoff,
-                 max_turn_batches: int = 1000) -> None:
+                 max_turn_batches: int = 1000, *,
+                 replay_elsewhere: Callable[[], None] | None = None) -> None:
         self.store = store
         self.spill = spill
         self.backoff = backoff
         self.max_turn_batches = max_turn_batches
+        self._replay_elsewhere = replay_elsewhere
         self._queue: deque[Outcome] = deque()
         self._turns: deque[TurnBatch] = deque()
         self._wakeup = trio.Event()
-        self._replay_due = True
+        self._replay_due = replay_elsewhere is None
         self._failing = False
         self._closed = False
         #: set once the spill file (what earlier runs left) has been replayed in full
@@ -164,7 +172,11 @@ class OutcomeRetrier:
         return True
 
     def replay_spill_soon(self) -> None:
-        """Someone spilled outcomes: replay the file once Redis takes writes."""
+        """Someone spilled outcomes: replay the file once Redis takes writes
+        (or have it replayed elsewhere, see the module docstring)."""
+        if self._replay_elsewhere is not None:
+            self._replay_elsewhere()
+            return
         self._replay_due = True
         self._wakeup.set()
 
@@ -195,8 +207,9 @@ class OutcomeRetrier:
                 log.warning("retrier: redis still unavailable (%d outcomes waiting): %s",
                             len(self._queue), exc)
                 self._failing = True
-            self._replay_due = True
-            await self._spill_queue()
+            self._replay_due = self._replay_elsewhere is None
+            if await self._spill_queue() and self._replay_elsewhere is not None:
+                self._replay_elsewhere()
             return False
         self._failing = False
         if self._replay_due:
@@ -211,19 +224,21 @@ class OutcomeRetrier:
             return not self._replay_due
         return True
 
-    async def _spill_queue(self) -> None:
-        """Move the queued outcomes to the spill file (kept in memory if it fails)."""
+    async def _spill_queue(self) -> bool:
+        """Move the queued outcomes to the spill file (kept in memory if it
+        fails); ``True`` when some were spilled."""
         pending = list(self._queue)
         if not pending:
-            return
+            return False
         try:
             await trio.to_thread.run_sync(self.spill.append, pending)
         except SpillError as exc:
             log.error("retrier: cannot spill %d outcome(s), keeping them in memory: %s",
                       len(pending), exc)
-            return
+            return False
         for _ in pending:
             self._queue.popleft()
+        return True
 
     async def _serve(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -252,14 +267,17 @@ class OutcomeRetrier:
 
 @asynccontextmanager
 async def open_outcome_retrier(
-    store: SessionStore, spill: SpillFile, backoff: Backoff | None = None
+    store: SessionStore, spill: SpillFile, backoff: Backoff | None = None, *,
+    replay_elsewhere: Callable[[], None] | None = None,
 ) -> AsyncIterator[OutcomeRetrier]:
-    """Run the process-wide retrier; it replays the spill file as soon as it starts.
+    """Run the process-wide retrier; it replays the spill file as soon as it
+    starts (unless ``replay_elsewhere``: see the module docstring).
 
     On exit (normal, cancelled or failing) unwritten outcomes go to the spill
     file, shielded.
     """
-    retrier = OutcomeRetrier(store, spill, backoff or Backoff())
+    retrier = OutcomeRetrier(store, spill, backoff or Backoff(),
+                             replay_elsewhere=replay_elsewhere)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(retrier._serve)

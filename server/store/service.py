@@ -17,6 +17,11 @@ our embedded redis-server is restarted when it dies, this process's heartbeat
 is kept, and calls that a crashed process left without an outcome get one
 (``server.store.lost``).
 
+A worker of ``voicebot serve --workers N`` opens it with ``replay_elsewhere``:
+its parent, which started the embedded server (or shares ``REDIS_URL``), is
+the one process that replays the spill file and sweeps lost calls; the worker
+only appends to the file and says so (``server.store.buffer``).
+
 Exit order matters and is handled here: the supervisor stops, the retrier
 spills what it still holds, then the client closes, then the embedded server
 (if ours) stops.
@@ -86,13 +91,15 @@ async def open_store_service(
     backoff: Backoff | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     supervisor: SupervisorConfig | None = None,
+    replay_elsewhere: Callable[[], None] | None = None,
 ) -> AsyncIterator[StoreService]:
     """Connect (or start the embedded server), run the retrier and the
     supervisor, yield the service.
 
     ``url`` defaults to ``REDIS_URL``. The embedded server persists to
     ``embedded_data_dir`` (default ``<state dir>/redis``) unless
-    ``persist_embedded`` is false.
+    ``persist_embedded`` is false. ``replay_elsewhere``: this process never
+    replays the spill file (module docstring).
     """
     url = url or os.environ.get("REDIS_URL") or None
     config = config or StoreConfig.from_env()
@@ -100,7 +107,7 @@ async def open_store_service(
     supervisor = supervisor or SupervisorConfig()
     if url is not None:
         async with _serve(url, None, config, recorder_config, spill, backoff, clock,
-                          supervisor) as svc:
+                          supervisor, replay_elsewhere) as svc:
             yield svc
         return
     data_dir = (embedded_data_dir or default_state_dir() / "redis") if persist_embedded else None
@@ -108,7 +115,8 @@ async def open_store_service(
         log.info("no REDIS_URL: embedded redis-server pid %d on %s (data: %s)",
                  embedded.pid, embedded.socket_path, data_dir or "not persisted")
         async with _serve(
-            embedded.url, embedded, config, recorder_config, spill, backoff, clock, supervisor
+            embedded.url, embedded, config, recorder_config, spill, backoff, clock, supervisor,
+            replay_elsewhere,
         ) as svc:
             yield svc
 
@@ -123,6 +131,7 @@ async def _serve(
     backoff: Backoff | None,
     clock: Callable[[], datetime],
     supervisor: SupervisorConfig,
+    replay_elsewhere: Callable[[], None] | None,
 ) -> AsyncIterator[StoreService]:
     store = RedisSessionStore(RedisBackend(connect(url, config), config))
     health = StoreHealth()
@@ -140,7 +149,8 @@ async def _serve(
             health.mark(False, "slow to answer at start")
         sweeper = LostCallSweeper(store, instance_id, clock, supervisor.lost_grace)
         body_exc: BaseException | None = None
-        async with open_outcome_retrier(store, spill, backoff) as retrier, \
+        async with open_outcome_retrier(store, spill, backoff,
+                                        replay_elsewhere=replay_elsewhere) as retrier, \
                 trio.open_nursery() as nursery:
             await nursery.start(supervise_redis, sweeper, health, embedded, supervisor,
                                 retrier.replayed)

@@ -28,6 +28,7 @@ from wsproto.utilities import RemoteProtocolError
 from server.exceptions import ConnectionClosed
 from server.logs import log_event
 from server.ws.connection import ABNORMAL_CLOSURE, STREAM_ERRORS, ServerWebSocket, WebSocketLimits
+from server.ws.reuseport import open_shared_listeners
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,7 @@ def peer_address(stream: trio.abc.Stream) -> str:
 async def serve_websocket(
     handler: Handler, host: str | None, port: int, limits: WebSocketLimits, *,
     on_refused: OnRefused | None = None, gate: HandshakeGate | None = None,
+    shared_port: bool = False,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Accept WebSocket upgrades on ``host:port`` forever, each in its own task.
@@ -173,11 +175,17 @@ async def serve_websocket(
     ``handler`` gets every valid upgrade request and must answer it; the
     socket is closed when the handler returns (a request it left unanswered
     gets 500). ``on_refused`` hears of connections that never got that far.
+    ``shared_port``: listen with ``SO_REUSEPORT`` beside other processes
+    (``server.ws.reuseport``; a worker of ``voicebot serve --workers N``).
     Reports the bound port through ``task_status``.
     """
     serve_one = partial(serve_connection, handler, limits, on_refused=on_refused, gate=gate)
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, serve_one, port, host=host))
+        if shared_port:
+            listeners = await open_shared_listeners(host, port)
+            await nursery.start(trio.serve_listeners, serve_one, listeners)
+        else:
+            listeners = await nursery.start(partial(trio.serve_tcp, serve_one, port, host=host))
         task_status.started(listeners[0].socket.getsockname()[1])
 
 

@@ -10,7 +10,7 @@ import trio
 
 from server.calls.server import Running, serve_until_signalled
 from server.cli import build_parser
-from server.config import ENV_VARS, BasicAuth, ServerConfig, build_config
+from server.config import ENV_VARS, BasicAuth, ServerConfig, build_config, config_environment
 from server.exceptions import ConfigError
 from server.handlers.echo import EchoHandler
 from server.telephony.caller import run_caller, speech_like_script
@@ -67,7 +67,8 @@ def test_config_merges_defaults_environment_and_cli() -> None:
      # the WebSocket's credentials in /exotel/url's answer need the endpoint's own
      {"OUR_BASE_URL": "https://k:t@bot.example"}, {"VOICEBOT_CONTROL_AUTH": ":pw"},
      {"VOICEBOT_CONTROL_AUTH": "user:"}, {"VOICEBOT_BASIC_AUTH": "key:"},
-     {"VOICEBOT_IDLE_TIMEOUT": "0"}, {"VOICEBOT_MAX_HANDSHAKES_PER_PEER": "-1"}],
+     {"VOICEBOT_IDLE_TIMEOUT": "0"}, {"VOICEBOT_MAX_HANDSHAKES_PER_PEER": "-1"},
+     {"VOICEBOT_WORKERS": "0"}, {"VOICEBOT_WORKERS": "257"}, {"VOICEBOT_WORKERS": "two"}],
 )
 def test_bad_settings_are_config_errors(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError):
@@ -90,6 +91,35 @@ def test_serve_parses_flags_into_the_config() -> None:
         ["serve", "--port", "9000", "--echo", "--grace", "5", "--max-calls", "3"])
     config = build_config({name: getattr(args, name) for name in ENV_VARS}, {})
     assert (config.port, config.echo, config.grace, config.max_calls) == (9000, True, 5.0, 3)
+
+
+def test_workers_come_from_the_flag_or_the_environment_and_default_to_one() -> None:
+    def workers(argv: list[str], env: dict[str, str]) -> int:
+        args = build_parser().parse_args(["serve", *argv])
+        return build_config({name: getattr(args, name) for name in ENV_VARS}, env).workers
+
+    assert workers([], {}) == 1
+    assert workers([], {"VOICEBOT_WORKERS": "4"}) == 4
+    assert workers(["--workers", "2"], {"VOICEBOT_WORKERS": "4"}) == 2  # the flag wins
+
+
+def test_a_config_survives_the_trip_through_the_environment() -> None:
+    """What ``--workers N`` hands its workers: every option, credentials and
+    unset values included (an inherited variable must not come back)."""
+    config = ServerConfig(
+        host="0.0.0.0", port=9001, control_port=0, ws_path="/x", max_calls=7,
+        basic_auth=BasicAuth("k", "t:with:colons"), control_auth=BasicAuth("c", "p"),
+        our_base_url="https://k:t@bot.example", echo=True, grace=2.5, log_json=True,
+        store=False, idle_seconds=12.25, stt="local", playbook="/p.toml", workers=3)
+    env = {"VOICEBOT_TTS": "elevenlabs", "UNRELATED": "1"}  # inherited
+    for var, text in config_environment(config).items():
+        if text is None:
+            env.pop(var, None)
+        else:
+            env[var] = text
+    assert build_config({}, env) == config
+    assert build_config({}, {k: v for k, v in config_environment(ServerConfig()).items()
+                             if v is not None}) == ServerConfig()
 
 
 def test_serve_raises_the_soft_descriptor_limit_to_the_hard_one() -> None:

@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import redis
@@ -35,14 +36,15 @@ HANDED_OFF = re.compile(rb'msg="call outcome handed off" destination=(\w+)')
 
 
 class Serve:
-    """One ``voicebot serve --echo`` child and its log."""
+    """One ``voicebot serve --echo`` child and its log; ``options`` come after
+    the defaults (so they win), ``env`` is added to the environment."""
 
-    def __init__(self, state: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-        env |= {"VOICEBOT_STATE_DIR": str(state)}
+    def __init__(self, state: Path, *options: str, env: Mapping[str, str] | None = None) -> None:
+        environ = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+        environ |= {"VOICEBOT_STATE_DIR": str(state), **(env or {})}
         self.command = [sys.executable, "-m", "server", "serve", "--echo", "--port", "0",
-                        "--control-port", "0", "--grace", "0.2"]
-        self.env = env
+                        "--control-port", "0", "--grace", "0.2", *options]
+        self.env = environ
         self.log = bytearray()
         self.process: trio.Process | None = None
 

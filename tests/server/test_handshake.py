@@ -28,21 +28,31 @@ async def server() -> AsyncIterator[CallServer]:
 
 
 async def _status(server: CallServer, path: str, headers: list[tuple[bytes, bytes]]) -> int:
-    """The HTTP status of a raw upgrade request (trio-websocket's client leaks its
-    socket on a rejected handshake, so the tests speak the upgrade themselves)."""
-    lines = [f"GET {path} HTTP/1.1".encode(), f"Host: 127.0.0.1:{server.port}".encode(),
+    return (await upgrade_answer(server.port, path, headers))[0]
+
+
+async def upgrade_answer(port: int, path: str = "/media",
+                         headers: list[tuple[bytes, bytes]] | None = None) -> tuple[int, bytes]:
+    """The HTTP status of a raw upgrade request, and the body of a refusal
+    (trio-websocket's client leaks its socket on a rejected handshake, so the
+    tests speak the upgrade themselves)."""
+    lines = [f"GET {path} HTTP/1.1".encode(), f"Host: 127.0.0.1:{port}".encode(),
              b"Upgrade: websocket", b"Connection: Upgrade",
              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", b"Sec-WebSocket-Version: 13"]
-    lines += [name + b": " + value for name, value in headers]
-    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    lines += [name + b": " + value for name, value in headers or []]
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
     async with stream:
         await stream.send_all(b"\r\n".join(lines) + b"\r\n\r\n")
         data = b""
-        while b"\r\n" not in data:
+        while b"\r\n\r\n" not in data:
             chunk = await stream.receive_some()
             assert chunk, "server closed without answering"
             data += chunk
-    return int(data.split(b" ", 2)[1])
+        status = int(data.split(b" ", 2)[1])
+        if status != 101:  # a refusal closes the connection after its body
+            while chunk := await stream.receive_some():
+                data += chunk
+    return status, data.partition(b"\r\n\r\n")[2]
 
 
 def _rejections(server: CallServer, reason: str) -> float:

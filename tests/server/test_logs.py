@@ -124,3 +124,19 @@ def test_json_lines_escape_line_separators() -> None:
         logging.getLogger().removeHandler(handler)
     [line] = buffer.getvalue().splitlines()
     assert json.loads(line)["given"] == "a\u2028b\x85c"
+
+
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_a_workers_lines_carry_its_index_and_a_field_cannot_forge_it(json_lines: bool) -> None:
+    buffer = io.StringIO()
+    handler = configure_logging(json_lines=json_lines, stream=buffer, worker=2)
+    try:
+        log_event(logging.getLogger("test.worker"), logging.INFO, "listening", worker=9)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    line = buffer.getvalue()
+    if json_lines:
+        record = json.loads(line)
+        assert (record["worker"], record["f_worker"]) == (2, 9)
+    else:
+        assert " logger=test.worker worker=2 call_id=- msg=listening f_worker=9" in line

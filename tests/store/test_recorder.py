@@ -202,6 +202,30 @@ async def test_shutdown_spills_and_next_start_replays_exactly_once(
     assert killable_store.backend.campaign_stats("camp1")["calls"] == 2
 
 
+async def test_a_retrier_that_replays_elsewhere_leaves_the_spill_file_and_says_so(
+    killable_redis: KillableRedis, killable_store: RedisSessionStore, spill: SpillFile
+) -> None:
+    """A worker of ``voicebot serve --workers N``: only its parent replays."""
+    spill.append([outcome("E0")])  # an earlier run's
+    notices: list[str] = []
+    async with open_outcome_retrier(killable_store, spill, FAST.backoff,
+                                    replay_elsewhere=lambda: notices.append("spilled")
+                                    ) as retrier:
+        killable_redis.kill()
+        async with open_call_recorder(killable_store, "E1", "st-E1", spill=spill,
+                                      retrier=retrier, config=FAST) as rec:
+            rec.finish_nowait(outcome("E1"))
+        assert rec.outcome_destination == "spill"
+        assert notices == ["spilled"]
+        killable_redis.start()
+        assert retrier.submit_nowait(outcome("E2"))
+        await wait_for(lambda: retrier.written == 1)  # an attempt with Redis back
+        assert not retrier.replayed.is_set()
+    assert [json.loads(line)["call_sid"] for line in spill.path.read_text().splitlines()] == [
+        "E0", "E1"]
+    assert stream_call_sids(killable_store.backend) == ["E2"]
+
+
 async def test_recorder_without_retrier_spills_when_redis_is_down(
     killable_redis: KillableRedis, killable_store: RedisSessionStore, spill: SpillFile
 ) -> None:
