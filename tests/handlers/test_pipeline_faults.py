@@ -52,6 +52,10 @@ ANSWER_PRICE = ("A typical three kilowatt system is about one lakh ninety thousa
                 "and the subsidy brings that down by up to seventy-eight thousand.")
 CALLBACK_AT = datetime(2026, 12, 6, 18, 0, tzinfo=IST)
 
+# The local engines (the fall-backs) and Redis run in worker threads: keep them
+# from moving the virtual clock.
+pytestmark = pytest.mark.usefixtures("threads_take_no_virtual_time")
+
 
 def counter(run: CallRun, name: str, component: str) -> float:
     value = run.server.metrics.registry.get_sample_value(
