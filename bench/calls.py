@@ -50,7 +50,6 @@ from zoneinfo import ZoneInfo
 import httpx
 import trio
 from redis.exceptions import RedisError
-from trio_websocket import open_websocket_url
 
 from providers.sim.deepgram_sim import DeepgramSim, open_deepgram_sim
 from providers.sim.elevenlabs_sim import ElevenLabsSim, open_elevenlabs_sim
@@ -61,6 +60,7 @@ from server.store.embedded import EmbeddedRedisServer
 from server.store.exceptions import StoreError
 from server.store.records import Outcome
 from server.store.redis_store import RedisBackend
+from server.telephony.caller import dial
 from server.telephony.softphone import CallReport, Line, talk
 
 RESULTS = Path(__file__).parent / "results" / "calls.md"
@@ -190,7 +190,7 @@ def _write_lead(url: str, lead_id: str, name: str) -> None:
     config = StoreConfig()
     client = connect(url, config)
     try:
-        client.hset(f"{config.prefix}lead:{lead_id}", mapping={"name": name})
+        RedisBackend(client, config).write_lead(lead_id, {"name": name})
     finally:
         client.close()
 
@@ -198,7 +198,7 @@ def _write_lead(url: str, lead_id: str, name: str) -> None:
 async def _place(serve: Serve, script: Script, sims: Sims, call_sid: str) -> CallReport:
     sims.deepgram.script(*[line.text for line in script.lines if line.text])
     url = f"ws://127.0.0.1:{serve.port}/media?sample-rate=8000"
-    async with open_websocket_url(url) as ws:
+    async with dial(url) as ws:
         return await talk(ws, script.lines, sample_rate=8000, call_sid=call_sid,
                           custom_parameters={"lead_id": f"bench-{script.name}"})
 

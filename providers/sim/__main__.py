@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import trio
 
 from providers.sim.deepgram_sim import DeepgramSim
 from providers.sim.elevenlabs_sim import ElevenLabsSim
 from providers.sim.latency import parse_latency
-from providers.sim.openai_sim import OpenAISim
+from providers.sim.openai_sim import OpenAISim, Responder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,10 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "lognormal:MEDIAN,SIGMA[@SEED])")
     parser.add_argument("--deepgram-script", action="append", default=[],
                         help="an utterance text for untagged streams (repeatable)")
+    parser.add_argument("--deepgram-script-stdin", action="store_true",
+                        help="also read utterance texts from stdin, one per line, as they "
+                             "come (a person typing what the caller says)")
     parser.add_argument("--openai-port", type=int)
     parser.add_argument("--openai-key", help="require 'Authorization: Bearer KEY'")
     parser.add_argument("--openai-ttft", default="fixed:0.3", type=parse_latency)
     parser.add_argument("--openai-token-gap", default="fixed:0.02", type=parse_latency)
+    parser.add_argument("--openai-reply", metavar="TEXT",
+                        help="answer every request with TEXT (default: echo the last user "
+                             "message)")
     parser.add_argument("--elevenlabs-port", type=int)
     parser.add_argument("--elevenlabs-key", help="require the 'xi-api-key' header")
     parser.add_argument("--elevenlabs-ttfb", default="fixed:0.2", type=parse_latency,
@@ -54,15 +61,31 @@ async def serve(args: argparse.Namespace) -> None:
             deepgram.script(*args.deepgram_script)
             port = await nursery.start(deepgram.serve, args.host, args.deepgram_port)
             print(f"deepgram sim: DEEPGRAM_URL=ws://{args.host}:{port}", flush=True)
+            if args.deepgram_script_stdin:
+                nursery.start_soon(_script_from_stdin, deepgram)
         if args.openai_port is not None:
             openai = OpenAISim(api_key=args.openai_key, ttft=args.openai_ttft,
-                               token_gap=args.openai_token_gap)
+                               token_gap=args.openai_token_gap,
+                               responder=_fixed(args.openai_reply) if args.openai_reply else None)
             port = await nursery.start(openai.serve, args.host, args.openai_port)
             print(f"openai sim: OPENAI_BASE_URL=http://{args.host}:{port}/v1", flush=True)
         if args.elevenlabs_port is not None:
             eleven = ElevenLabsSim(api_key=args.elevenlabs_key, ttfb=args.elevenlabs_ttfb)
             port = await nursery.start(eleven.serve, args.host, args.elevenlabs_port)
             print(f"elevenlabs sim: ELEVENLABS_URL=http://{args.host}:{port}", flush=True)
+
+def _fixed(text: str) -> Responder:
+    def reply(body: Mapping[str, Any]) -> str:
+        return text
+
+    return reply
+
+
+async def _script_from_stdin(deepgram: DeepgramSim) -> None:
+    async for line in trio.wrap_file(sys.stdin):
+        if line.strip():
+            deepgram.script(line.strip())
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)

@@ -10,7 +10,8 @@ from pathlib import Path
 import trio
 
 from server.demo import SCENARIOS, DemoCall, DemoTurn, Scenario, run_demo_call
-from server.demo.call import Engines, caller_speech
+from server.demo.call import caller_speech
+from server.demo.engines import EngineSetup, local_engines, simulated_engines
 from server.demo.report import greeting_line, summary_lines, turn_lines, write_reports
 from server.demo.scenarios import Expected
 from server.telephony.softphone import Line
@@ -61,7 +62,7 @@ async def _typed_lines(send: trio.MemorySendChannel[Line]) -> None:
                 return
 
 
-async def _interactive(engines: Engines) -> DemoCall:
+async def _interactive(engines: EngineSetup) -> DemoCall:
     send, receive = trio.open_memory_channel[Line](0)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_typed_lines, send)
@@ -71,7 +72,7 @@ async def _interactive(engines: Engines) -> DemoCall:
 
 
 def converse(scenario_name: str, *, out: str, interactive: bool, sim: bool) -> int:
-    engines: Engines = "sim" if sim else "local"
+    engines = simulated_engines if sim else local_engines
     described = ("vendor clients against the loopback simulators (Deepgram, ElevenLabs, "
                  "OpenAI)" if sim else "pocketsphinx + espeak-ng, templates only"
                  " (set OPENAI_API_KEY or OPENAI_BASE_URL for an LLM)")

@@ -7,11 +7,8 @@ pipeline handler on a free loopback port, and the Exotel-like caller
 (``server.telephony.softphone.talk``) saying the scenario's lines as espeak-ng
 speech, paced in real time, over the real WebSocket protocol.
 
-Engines: ``local`` (pocketsphinx listening for the playbook's ``[listen]
-phrases``, espeak-ng; templates only unless ``OPENAI_API_KEY`` or
-``OPENAI_BASE_URL`` is set, then that LLM) or ``sim`` (the Deepgram, ElevenLabs
-and OpenAI clients against the loopback vendor simulators, which hear the
-script's words and answer LLM turns from the playbook's facts).
+Engines (``server.demo.engines``): the local ones, or the vendor clients
+against the vendor simulators running in a process of their own.
 
 Each finished turn goes to ``on_turn`` as it happens; the result holds the
 turns, the caller's report (audio both ways, for the WAV) and the outcome as
@@ -20,41 +17,36 @@ written on ``calls:outcomes``.
 
 from __future__ import annotations
 
-import os
 import secrets
 import tempfile
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
 
 import trio
-from trio_websocket import open_websocket_url
 
 from dialogue import Playbook, load_playbook
 from dsp.resample import resample_oneshot
-from providers.config import DeepgramConfig, ElevenLabsConfig, OpenAIConfig, Secret
 from providers.local import espeak
 from server.calls.hook import CallRecord, CallRecordFactory, TurnReport
 from server.calls.recording import store_call_record
 from server.calls.server import CallServer, serve_calls
 from server.config import ServerConfig
+from server.demo.engines import EngineSetup, local_engines
 from server.demo.scenarios import Scenario
 from server.handlers.pipeline import (
-    EngineChoice,
-    EngineSettings,
     Pipeline,
     PipelineOptions,
     open_engines,
 )
 from server.store import Outcome
-from server.store.connection import StoreConfig, connect
 from server.store.embedded import open_embedded_redis
 from server.store.service import StoreService, open_store_service
 from server.store.spill import SpillFile
+from server.telephony.caller import dial
 from server.telephony.softphone import CallReport, Line, LineResult, talk
 
 CALL_RATE = 8000
@@ -63,7 +55,6 @@ LEAD_ID = "demo-lead"
 LEAD_NAME = "Anjali"
 #: the caller's line hiss while quiet, RMS in sample units (about -64 dBFS)
 LINE_NOISE = 20.0
-Engines = Literal["local", "sim"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +77,7 @@ class DemoCall:
 
     scenario: str
     call_sid: str
-    engines: str
+    engines: str = ""
     greeting: TurnReport | None = None
     greeting_ms: float | None = None
     turns: list[DemoTurn] = field(default_factory=list)
@@ -152,51 +143,6 @@ def _line_for(said: list[LineResult], speech_end: float | None) -> LineResult | 
     return best if abs((best.speech_end or 0.0) - speech_end) < 2.0 else None
 
 
-def _nothing(text: str) -> None:
-    return None
-
-
-@asynccontextmanager
-async def _engine_settings(
-    engines: Engines, playbook: Playbook, said: Sequence[Line],
-) -> AsyncIterator[tuple[EngineSettings, Callable[[str], None]]]:
-    """The engines' settings, and how to tell the STT what a typed line says
-    (the Deepgram simulator hears scripts, not audio)."""
-    if engines == "local":
-        llm = "openai" if os.environ.get("OPENAI_API_KEY") or os.environ.get(
-            "OPENAI_BASE_URL") else "none"
-        yield EngineSettings(EngineChoice("local", "local", llm),  # type: ignore[arg-type]
-                             openai=OpenAIConfig.from_env(),
-                             local_phrases=playbook.listen_phrases), _nothing
-        return
-    from providers.sim.deepgram_sim import open_deepgram_sim
-    from providers.sim.elevenlabs_sim import open_elevenlabs_sim
-    from providers.sim.openai_sim import open_openai_sim
-
-    def answer(body: dict[str, Any]) -> str:
-        return " ".join(playbook.product.facts[:2])
-
-    async with open_deepgram_sim() as dg, open_elevenlabs_sim() as el, \
-            open_openai_sim(responder=answer) as oa:
-        dg.script(*[line.text for line in said if line.text])
-        yield EngineSettings(
-            EngineChoice("deepgram", "elevenlabs", "openai"),
-            DeepgramConfig(url=dg.url),
-            ElevenLabsConfig(url=el.url, api_key=Secret("sim"), voice_id="en-us"),
-            OpenAIConfig(base_url=oa.base_url),
-            local_phrases=playbook.listen_phrases), dg.script
-
-
-def _write_lead(url: str) -> None:
-    """The CRM's ``lead:{id}`` hash, as the store reads it at ``start``."""
-    config = StoreConfig()
-    client = connect(url, config)
-    try:
-        client.hset(f"{config.prefix}lead:{LEAD_ID}", mapping={"name": LEAD_NAME})
-    finally:
-        client.close()
-
-
 async def _read_outcome(service: StoreService, call_sid: str) -> Outcome | None:
     backend = service.store.backend
     with trio.move_on_after(10):
@@ -210,7 +156,7 @@ async def _read_outcome(service: StoreService, call_sid: str) -> Outcome | None:
 
 
 async def run_demo_call(
-    scenario: Scenario, *, engines: Engines = "local",
+    scenario: Scenario, *, engines: EngineSetup = local_engines,
     lines: Sequence[Line] | trio.MemoryReceiveChannel[Line] | None = None,
     on_turn: Callable[[DemoCall, DemoTurn | None], None] = lambda call, turn: None,
     playbook: Playbook | None = None, clock: Callable[[], datetime] | None = None,
@@ -221,16 +167,18 @@ async def run_demo_call(
     person typing. ``clock``: the dialogue's wall clock (tests fix it)."""
     playbook = playbook or load_playbook()
     script = lines if lines is not None else voiced_lines(scenario.lines)
-    call = DemoCall(scenario.name, f"demo-{secrets.token_hex(8)}", engines)
+    call = DemoCall(scenario.name, f"demo-{secrets.token_hex(8)}")
     said: list[LineResult] = []
     with tempfile.TemporaryDirectory(prefix="voicebot-demo-") as state:
         spill = SpillFile(Path(state) / "spill.jsonl")
         async with (open_embedded_redis(None) as redis,
                     open_store_service(redis.url, spill=spill) as service,
-                    _engine_settings(engines, playbook,
-                                     scenario.lines if lines is None else ()) as (settings, hear),
-                    open_engines(settings) as opened):
-            await trio.to_thread.run_sync(_write_lead, redis.url)
+                    engines(playbook, scenario.lines if lines is None else ()) as engaged,
+                    open_engines(engaged.settings) as opened):
+            call.engines = engaged.name
+            # The CRM's lead hash, as the store reads it at ``start``.
+            await trio.to_thread.run_sync(service.store.backend.write_lead, LEAD_ID,
+                                          {"name": LEAD_NAME})
             pipeline = Pipeline(engines=opened, playbook=playbook,
                                 options=options or PipelineOptions())
             if clock is not None:
@@ -243,8 +191,8 @@ async def run_demo_call(
                 url = (f"ws://127.0.0.1:{calls.port}{config.ws_path}"
                        f"?sample-rate={CALL_RATE}&lead_id={LEAD_ID}&campaign_id=demo")
                 if isinstance(script, trio.MemoryReceiveChannel):
-                    script = _heard_first(nursery, script, hear)
-                async with open_websocket_url(url) as ws:
+                    script = _heard_first(nursery, script, engaged.hear)
+                async with dial(url) as ws:
                     call.caller = await talk(ws, script, sample_rate=CALL_RATE,
                                              call_sid=call.call_sid, on_line=said.append,
                                              line_noise=LINE_NOISE)
@@ -259,7 +207,7 @@ async def run_demo_call(
 
 
 def _heard_first(nursery: trio.Nursery, typed: trio.MemoryReceiveChannel[Line],
-                 hear: Callable[[str], None]) -> trio.MemoryReceiveChannel[Line]:
+                 hear: Callable[[str], Awaitable[None]]) -> trio.MemoryReceiveChannel[Line]:
     """Typed lines, each told to the STT (``hear``) as it is passed on."""
     send, receive = trio.open_memory_channel[Line](0)
 
@@ -267,7 +215,7 @@ def _heard_first(nursery: trio.Nursery, typed: trio.MemoryReceiveChannel[Line],
         async with send, typed:
             async for line in typed:
                 if line.text:
-                    hear(line.text)
+                    await hear(line.text)
                 try:
                     await send.send(line)
                 except trio.BrokenResourceError:  # the call has ended

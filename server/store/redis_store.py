@@ -177,6 +177,11 @@ class RedisBackend:
             )
         return receipt
 
+    def write_lead(self, lead_id: str, fields: Mapping[str, str]) -> None:
+        """Write ``lead:{id}`` as a CRM would (demos, benchmarks; the server only reads it)."""
+        with map_redis_errors("write_lead"):
+            self.client.hset(self.keys.lead(lead_id), mapping=dict(fields.items()))
+
     def read_lead(self, lead_id: str) -> dict[str, str]:
         """The CRM's ``lead:{id}`` hash ({} when absent).
 

@@ -32,7 +32,10 @@ import json
 import math
 import secrets
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import numpy as np
 import trio
@@ -40,7 +43,7 @@ from trio_websocket import (
     ConnectionClosed,
     HandshakeError,
     WebSocketConnection,
-    open_websocket_url,
+    wrap_client_stream,
 )
 
 ALIGN = 320
@@ -214,6 +217,30 @@ def _b64_frames(script: bytes, frame_bytes: int) -> tuple[str, ...]:
                  for k in range(count))
 
 
+@asynccontextmanager
+async def dial(url: str, *, extra_headers: list[tuple[bytes, bytes]] | None = None,
+               ) -> AsyncIterator[WebSocketConnection]:
+    """A call's WebSocket to ``url`` (``ws://host:port/path?query``) whose TCP
+    stream is closed on exit whoever ends the call: trio-websocket's
+    ``open_websocket_url`` leaves it open when the server closes first."""
+    parts = urlsplit(url)
+    if parts.scheme != "ws" or not parts.hostname:
+        raise ValueError(f"expected a ws:// URL, got {url!r}")
+    resource = parts.path + (f"?{parts.query}" if parts.query else "")
+    stream = await trio.open_tcp_stream(parts.hostname, parts.port or 80)
+    try:
+        async with trio.open_nursery() as nursery:
+            ws = await wrap_client_stream(nursery, stream, parts.hostname, resource,
+                                          extra_headers=extra_headers or [])
+            try:
+                yield ws
+            finally:
+                await ws.aclose()
+                nursery.cancel_scope.cancel()
+    finally:
+        await stream.aclose()
+
+
 async def run_caller(
     url: str,
     script: bytes,
@@ -231,7 +258,7 @@ async def run_caller(
     stream_sid = secrets.token_hex(16)
     result = CallerResult(stream_sid=stream_sid)
     try:
-        async with open_websocket_url(url, extra_headers=extra_headers or []) as ws:
+        async with dial(url, extra_headers=extra_headers) as ws:
             await converse(ws, script, seconds=seconds, sample_rate=sample_rate,
                            frame_ms=frame_ms, offset_bytes=offset_bytes,
                            tail_seconds=tail_seconds, result=result,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import wave
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -20,21 +22,45 @@ import pytest
 import trio
 import trio.testing
 
+from dialogue import Playbook
+from providers.sim.deepgram_sim import open_deepgram_sim
+from providers.sim.elevenlabs_sim import open_elevenlabs_sim
+from providers.sim.openai_sim import open_openai_sim
 from server.cli.demo_talk import reached
 from server.demo import SCENARIOS, DemoCall, run_demo_call
+from server.demo.call import voiced_lines
+from server.demo.engines import (
+    Engaged,
+    EngineSetup,
+    llm_answer,
+    local_engines,
+    simulated_engines,
+    simulated_settings,
+)
 from server.demo.report import json_report, write_reports
+from server.telephony.softphone import Line
 
 NOW = datetime(2026, 12, 5, 11, 0, tzinfo=ZoneInfo("Asia/Kolkata"))
 
-# Known, not yet fixed: with the vendor simulators, one loopback socket from a
-# vendor client's connect (trio.open_tcp_stream) is left unclosed at teardown and
-# garbage-collected with a ResourceWarning. Tracked in the issue's closing note.
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+@asynccontextmanager
+async def in_process_sims(playbook: Playbook, lines: Sequence[Line]) -> AsyncIterator[Engaged]:
+    """``--sim``'s engines with the simulators in this process (on the test's
+    virtual clock) rather than in ``python -m providers.sim``."""
+    async with open_deepgram_sim() as dg, open_elevenlabs_sim() as el, \
+            open_openai_sim(responder=lambda body: llm_answer(playbook)) as oa:
+        dg.script(*[line.text for line in lines if line.text])
+
+        async def hear(text: str) -> None:
+            dg.script(text)
+
+        urls = {"DEEPGRAM_URL": dg.url, "ELEVENLABS_URL": el.url,
+                "OPENAI_BASE_URL": oa.base_url}
+        yield Engaged("sim", simulated_settings(playbook, urls), hear)
 
 
-async def _run(name: str, engines: str) -> DemoCall:
-    return await run_demo_call(SCENARIOS[name], engines=engines,  # type: ignore[arg-type]
-                               clock=lambda: NOW)
+async def _run(name: str, engines: EngineSetup) -> DemoCall:
+    return await run_demo_call(SCENARIOS[name], engines=engines, clock=lambda: NOW)
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
@@ -42,7 +68,7 @@ async def test_each_scenario_reaches_its_outcome_through_the_vendor_simulators(
     name: str, autojump_clock: trio.testing.MockClock, threads_take_no_virtual_time: None,
 ) -> None:
     scenario = SCENARIOS[name]
-    call = await _run(name, "sim")
+    call = await _run(name, in_process_sims)
     assert scenario.expected is not None
     assert reached(call, scenario.expected), call.outcome
     assert call.outcome is not None
@@ -69,7 +95,7 @@ def test_the_default_scenario_shows_the_most() -> None:
 async def test_the_local_engines_hear_a_callback_and_book_it(
     autojump_clock: trio.testing.MockClock, threads_take_no_virtual_time: None,
 ) -> None:
-    call = await _run("callback", "local")  # pocketsphinx on the playbook's phrases
+    call = await _run("callback", local_engines)  # pocketsphinx on the playbook's phrases
     expected = SCENARIOS["callback"].expected
     assert expected is not None
     assert reached(call, expected), (call.turns, call.outcome)
@@ -81,7 +107,7 @@ async def test_reports_json_png_and_stereo_wav(
     autojump_clock: trio.testing.MockClock, threads_take_no_virtual_time: None,
     tmp_path: Path,
 ) -> None:
-    call = await _run("dnc", "sim")
+    call = await _run("dnc", in_process_sims)
     json_path, png_path, wav_path = await trio.to_thread.run_sync(
         partial(write_reports, call, tmp_path))
     report = json.loads(json_path.read_text("utf-8"))
@@ -107,3 +133,17 @@ async def test_reports_json_png_and_stereo_wav(
     assert bot.max() > 1000
     # The greeting (bot) comes before the caller's first words.
     assert np.argmax(bot > 1000) < np.argmax(caller > 1000)
+
+
+async def test_sim_engines_in_their_own_process_hear_typed_lines() -> None:
+    # Real time: ``--sim --interactive``'s path. The simulators run in
+    # ``python -m providers.sim``; the typed line reaches its Deepgram script.
+    send, typed = trio.open_memory_channel[Line](1)
+    async with send:
+        await send.send(*voiced_lines([Line("call me tomorrow evening")]))
+    call = await run_demo_call(SCENARIOS["callback"], engines=simulated_engines, lines=typed,
+                               clock=lambda: NOW)
+    assert call.engines == "sim"
+    assert [t.heard for t in call.turns] == ["call me tomorrow evening"]
+    assert call.outcome is not None
+    assert call.outcome.callback_at == datetime(2026, 12, 6, 18, 0, tzinfo=NOW.tzinfo)
