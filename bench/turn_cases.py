@@ -15,6 +15,9 @@ Stages of a turn answering a caller line (``template``, ``template_first``, ``ll
   end-of-speech hangover (300 ms) plus the wait for the caller frame that
   holds it (the caller sends 100 ms frames);
 * ``decide``: turn_final → decided (analyze + decide);
+* ``preempt`` (LLM turns, instead of ``decide``): speech_end → decided: the LLM
+  reply starts at the caller's pause (``preempt_after_ms``, 150 ms, plus the
+  caller frame that holds it), before the turn is confirmed;
 * ``llm_first_token``: decided → llm_first_token, minus the LLM's first-token time;
 * ``first_sentence``: llm_first_token → first_sentence, minus the time the LLM
   takes to stream the rest of the first sentence (the splitter waits for the
@@ -182,11 +185,13 @@ def _reply_figures(run: CallRun, lat: SimLatencies, text: str, *, llm: bool,
     turn, line = _turn(run, text), _line(run, text)
     if llm != ("llm_first_token" in turn.marks):
         raise CaseError(f"{text!r} was answered by {'a template' if llm else 'the LLM'}")
-    figures = [_share("endpoint", turn, "speech_end", "turn_final", _ms(lat.stt_final_s)),
-               _share("decide", turn, "turn_final", "decided")]
+    figures = [_share("endpoint", turn, "speech_end", "turn_final", _ms(lat.stt_final_s))]
     tts_from = "decided"
-    if llm:
+    if not llm:
+        figures.append(_share("decide", turn, "turn_final", "decided"))
+    else:
         figures += [
+            _share("preempt", turn, "speech_end", "decided"),
             _share("llm_first_token", turn, "decided", "llm_first_token",
                    _ms(lat.llm_first_token_s)),
             _share("first_sentence", turn, "llm_first_token", "first_sentence",
@@ -272,7 +277,7 @@ TO_PITCH = ("haan ji, boliye", "yes, bill is high", "yes it's my own house, I de
 #: which of two tasks due at one instant runs first is trio's random choice.
 INTO_REPLY_S = 1.5
 REPLY_STAGES = ("endpoint", "decide", "tts_first_audio", "first_media", "v2v")
-LLM_STAGES = ("endpoint", "decide", "llm_first_token", "first_sentence", "tts_first_audio",
+LLM_STAGES = ("endpoint", "preempt", "llm_first_token", "first_sentence", "tts_first_audio",
               "first_media", "v2v")
 
 CASES: Mapping[str, TurnCase] = {case.name: case for case in (

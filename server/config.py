@@ -54,6 +54,10 @@ ENV_VARS: dict[str, str] = {
     "playbook": "VOICEBOT_PLAYBOOK",
     "log_transcripts": "VOICEBOT_LOG_TRANSCRIPTS",
     "workers": "VOICEBOT_WORKERS",
+    "preempt": "VOICEBOT_PREEMPT",
+    "vad_finalize": "VOICEBOT_VAD_FINALIZE",
+    "audio_cache": "VOICEBOT_AUDIO_CACHE",
+    "first_clause_words": "VOICEBOT_FIRST_CLAUSE_WORDS",
 }
 
 #: Options holding ``user:pass`` credentials (parsed into ``BasicAuth``).
@@ -154,6 +158,14 @@ class ServerConfig:
     playbook: str | None = None
     log_transcripts: bool = False
     workers: int = 1
+    # Speed switches of the pipeline (on by default; off to measure or to disable
+    # one that misbehaves): preemptive generation, finalize() at our VAD's end of
+    # speech, the per-process template audio cache, and a first clause released
+    # at a comma after this many words (0: whole sentences only).
+    preempt: bool = True
+    vad_finalize: bool = True
+    audio_cache: bool = True
+    first_clause_words: int = 0
 
     def __post_init__(self) -> None:
         for name in ("ws_path", "twilio_path"):
@@ -163,6 +175,8 @@ class ServerConfig:
             raise ConfigError("the Exotel and Twilio paths must differ")
         if self.max_calls < 0 or self.grace < 0 or self.max_handshakes_per_peer < 0:
             raise ConfigError("max_calls, grace and max_handshakes_per_peer must not be negative")
+        if self.first_clause_words < 0:
+            raise ConfigError("first_clause_words must not be negative")
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ConfigError(f"workers must be between 1 and {MAX_WORKERS}")
         if not (self.start_seconds > 0 and self.idle_seconds > 0):

@@ -33,6 +33,9 @@ The conversation pipeline's (``server.handlers.pipeline``):
   llm (the fallback template)
 - ``barge_ins_total`` / ``backchannels_total``  caller speech over the bot: an
   interruption (reply cut, ``clear``) / an acknowledgement (reply resumed)
+- ``preemptions_total{result}``         LLM replies started at a tentative end of
+  speech: ``kept`` (the confirmed turn said the same), ``changed`` (restarted),
+  ``resumed`` (the caller went on speaking)
 - ``turns_total{intent}``               caller turns by analysed intent
 - ``call_cost_usd``                     per call, from its usage (``dialogue.call_cost``)
 """
@@ -131,6 +134,10 @@ class ServerMetrics:
         )
         self.turns = Counter(
             "voicebot_turns", "Caller turns, by intent", ["intent"], registry=reg,
+        )
+        self.preemptions = Counter(
+            "voicebot_preemptions", "LLM replies started before the turn was confirmed, "
+            "by result", ["result"], registry=reg,
         )
         self.call_cost = Histogram(
             "voicebot_call_cost_usd", "Cost of a call (vendor usage at playbook prices)",

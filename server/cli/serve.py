@@ -121,6 +121,17 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     add("--workers", type=int, metavar="N",
         help="call-server processes sharing the WebSocket port, under one parent "
         f"(default {defaults.workers}: this process serves calls itself)")
+    add("--preempt", action=argparse.BooleanOptionalAction, default=None,
+        help="preemptive generation: start the LLM reply at the caller's pause, heard "
+        "only if the confirmed turn says the same (default on)")
+    add("--vad-finalize", action=argparse.BooleanOptionalAction, default=None,
+        help="ask the STT for its final at our VAD's end of speech instead of waiting "
+        "for the vendor's endpointing (default on)")
+    add("--audio-cache", action=argparse.BooleanOptionalAction, default=None,
+        help="keep template sentences' audio per process (default on)")
+    add("--first-clause-words", type=int, metavar="N",
+        help="let the LLM's first clause go to the TTS at a comma after N words "
+        "(default 0: whole sentences)")
     parser.set_defaults(func=run)
 
 
@@ -147,6 +158,15 @@ def _conversation(config: ServerConfig) -> _Conversation | None:
     return _Conversation(settings, playbook)
 
 
+def pipeline_options(config: ServerConfig) -> PipelineOptions:
+    """The pipeline's switches as the operator set them."""
+    return PipelineOptions(
+        log_transcripts=config.log_transcripts,
+        preempt_after_ms=PipelineOptions().preempt_after_ms if config.preempt else None,
+        vad_finalize=config.vad_finalize, audio_cache=config.audio_cache,
+        first_clause_min_words=config.first_clause_words or None)
+
+
 @asynccontextmanager
 async def _open_handlers(config: ServerConfig,
                          conversation: _Conversation | None) -> AsyncIterator[HandlerFactory]:
@@ -156,7 +176,7 @@ async def _open_handlers(config: ServerConfig,
 
         yield EchoHandler
         return
-    options = PipelineOptions(log_transcripts=config.log_transcripts)
+    options = pipeline_options(config)
     async with open_engines(conversation.settings) as engines:
         yield Pipeline(engines, conversation.playbook, options).handler_factory()
 

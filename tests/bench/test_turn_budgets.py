@@ -90,7 +90,7 @@ def test_a_bad_turn_table_exits_2_before_measuring_anything(
     assert budget_mod.main(["--file", str(path)]) == 2
     captured = capsys.readouterr()
     assert "budget file error" in captured.err
-    assert "turn.llm: missing budget(s) endpoint_ms, decide_ms" in captured.err
+    assert "turn.llm: missing budget(s) endpoint_ms, preempt_ms" in captured.err
     assert captured.out == ""
 
 
@@ -107,14 +107,14 @@ def test_only_rejects_a_turn_table_the_file_lacks(capsys: pytest.CaptureFixture[
 def test_a_breached_turn_budget_exits_1_with_the_table(
     tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    tightened, n = re.subn(r"(\[turn\.llm\][^\[]*?)v2v_ms = \d+", r"\1v2v_ms = 1249", SHIPPED)
+    tightened, n = re.subn(r"(\[turn\.llm\][^\[]*?)v2v_ms = \d+", r"\1v2v_ms = 999", SHIPPED)
     assert n == 1
     path = _write(tmp_path, tightened)
     assert budget_mod.main(["--file", str(path), "--only", "turn.llm"]) == 1
     out = capsys.readouterr().out
     rows = {tuple(line.split()[:2]): line.split()[2:] for line in out.splitlines()
             if line.startswith("turn.llm")}
-    assert rows[("turn.llm", "v2v")] == ["-", "1250.00", "1249.0", "OVER"]
+    assert rows[("turn.llm", "v2v")] == ["-", "1000.00", "999.0", "OVER"]
     assert rows[("turn.llm", "llm_first_token")] == ["400.00", "0.00", "10.0", "ok"]
     assert len(rows) == len(CASES["llm"].stages)
     assert out.rstrip().endswith("6 passed, 1 failed")
@@ -137,6 +137,8 @@ def test_the_llm_turn_spends_exactly_the_simulators_latencies() -> None:
     assert marks["llm_first_token"] - marks["decided"] == pytest.approx(0.400, abs=1e-9)
     assert marks["tts_first_audio"] - marks["first_sentence"] == pytest.approx(0.200, abs=1e-9)
     assert marks["turn_final"] - marks["speech_end"] == pytest.approx(0.450, abs=1e-9)
+    # Preempted: the LLM was asked at the caller's pause, before the turn was final.
+    assert marks["decided"] - marks["speech_end"] == pytest.approx(0.200, abs=1e-9)
     figures = {f.stage: f for f in measure_case(CASES["llm"], run, REFERENCE)}
     assert figures["llm_first_token"] == Figure("llm_first_token", 0.0, 400.0)
     assert figures["tts_first_audio"] == Figure("tts_first_audio", 0.0, 200.0)
@@ -144,19 +146,21 @@ def test_the_llm_turn_spends_exactly_the_simulators_latencies() -> None:
     # releases it one word later, when it sees the next sentence begin.
     assert len(FIRST_SENTENCE.split()) == 12
     assert figures["first_sentence"] == Figure("first_sentence", 16.667, 183.333)
-    assert figures["v2v"] == Figure("v2v", 1250.0)
+    assert figures["v2v"] == Figure("v2v", 1000.0)
 
 
 def test_other_simulator_latencies_move_only_the_vendor_shares() -> None:
     faster = SimLatencies(stt_final_s=0.1, llm_first_token_s=0.25, llm_tokens_per_s=60.0,
                           tts_first_byte_s=0.12)
     reference, other = _figures("llm"), _figures("llm", faster)
-    for stage in ("endpoint", "decide", "llm_first_token", "first_sentence", "tts_first_audio",
-                  "first_media"):
+    for stage in ("endpoint", "preempt", "llm_first_token", "first_sentence",
+                  "tts_first_audio", "first_media"):
         assert other[stage].measured_ms == reference[stage].measured_ms, stage
     assert other["llm_first_token"].vendor_ms == 250.0
+    # The STT's final is off the LLM turn's path (preempted at the pause): only
+    # the LLM's and the TTS's savings show.
     assert reference["v2v"].measured_ms - other["v2v"].measured_ms == pytest.approx(
-        50 + 150 + 80, abs=1e-6)
+        150 + 80, abs=1e-6)
 
 
 def test_a_cached_template_saves_exactly_the_tts_first_byte() -> None:

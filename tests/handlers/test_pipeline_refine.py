@@ -66,10 +66,11 @@ async def test_an_unsure_turn_is_read_by_the_llm_beside_its_reply_and_the_budget
     assert run.record.last.slots["callback_at"] is not None  # the later turn still decided
     assert "turn refined" in caplog.messages
     # Not in front of the reply: the turn's answer (an LLM reply here) was asked
-    # for together with the reading, not after the reading's 1.2 s and more.
+    # for together with the reading or before it (preemptive generation starts it
+    # at the caller's pause), not after the reading's 1.2 s and more.
     [(read_at, _)] = [a for a in reader.arrived if a[1] == "reading"]
     replies_at = [at for at, kind in reader.arrived if kind == "reply"]
-    assert min(abs(at - read_at) for at in replies_at) < 0.05
+    assert any(-0.5 < at - read_at < 0.05 for at in replies_at)
 
 
 async def test_a_reading_later_than_its_deadline_is_dropped(

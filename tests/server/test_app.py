@@ -10,9 +10,11 @@ import trio
 
 from server.calls.server import Running, serve_until_signalled
 from server.cli import build_parser
+from server.cli.serve import pipeline_options
 from server.config import ENV_VARS, BasicAuth, ServerConfig, build_config, config_environment
 from server.exceptions import ConfigError
 from server.handlers.echo import EchoHandler
+from server.handlers.pipeline import PipelineOptions
 from server.telephony.caller import run_caller, speech_like_script
 
 
@@ -91,6 +93,24 @@ def test_serve_parses_flags_into_the_config() -> None:
         ["serve", "--port", "9000", "--echo", "--grace", "5", "--max-calls", "3"])
     config = build_config({name: getattr(args, name) for name in ENV_VARS}, {})
     assert (config.port, config.echo, config.grace, config.max_calls) == (9000, True, 5.0, 3)
+
+
+def test_speed_switches_reach_the_pipeline_from_flags_and_environment() -> None:
+    def options(argv: list[str], env: dict[str, str]) -> PipelineOptions:
+        args = build_parser().parse_args(["serve", *argv])
+        return pipeline_options(build_config({name: getattr(args, name) for name in ENV_VARS},
+                                             env))
+
+    on = options([], {})
+    assert (on.preempt_after_ms, on.vad_finalize, on.audio_cache,
+            on.first_clause_min_words) == (150.0, True, True, None)
+    off = options(["--no-vad-finalize", "--no-audio-cache", "--first-clause-words", "4"],
+                  {"VOICEBOT_PREEMPT": "off"})
+    assert (off.preempt_after_ms, off.vad_finalize, off.audio_cache,
+            off.first_clause_min_words) == (None, False, False, 4)
+    assert options(["--preempt"], {"VOICEBOT_PREEMPT": "off"}).preempt_after_ms == 150.0
+    with pytest.raises(ConfigError):
+        build_config({}, {"VOICEBOT_FIRST_CLAUSE_WORDS": "-1"})
 
 
 def test_workers_come_from_the_flag_or_the_environment_and_default_to_one() -> None:

@@ -12,6 +12,18 @@ still in progress, except a line that may not be interrupted: that one plays
 to its end, and the answer to the new turn follows it. Each reply is reported
 with the caller's turn it answers.
 
+Preemptive generation (``preempt_after_ms``, on by default): when the caller
+goes quiet inside their speech (150 ms, before our VAD's 300 ms end of speech),
+the listener reports ``paused`` with the transcript so far; if no reply is
+playing and the answer to those words needs the LLM, it is decided on a copy of
+the state and its reply starts at once — LLM stream, TTS of its sentences —
+held back from the speaker (``Reply.release``). When the turn is confirmed with
+the same words from the same state, the state is committed (once, then) and the
+reply is heard; other words, or the caller speaking again (``resumed``, a new
+``speech_started``), drop it unheard and the turn goes the usual way. Counted in
+``preemptions_total{result}``. Template replies are never preempted: their
+audio is ready at once.
+
 A turn the rules are unsure of (confidence below ``LLM_BELOW_CONFIDENCE``), with
 an LLM configured, also gets the LLM's structured reading (``llm_refine``)
 beside its reply, never in front of it: within ``refine_deadline_s`` the slots
@@ -48,6 +60,7 @@ once it has played (its last mark echoed, or its length plus a margin).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -61,7 +74,7 @@ from dialogue.analysis.llm_refine import (
     merge_llm_analysis,
 )
 from dialogue.conduct import dtmf_analysis, is_backchannel
-from dialogue.engine import Decision, Template
+from dialogue.engine import Decision, LLMRequest, Template
 from dialogue.model import Analysis, Stage
 from dialogue.playbook import Playbook
 from dialogue.state import (
@@ -104,6 +117,23 @@ class Silence:
 
 
 @dataclass(slots=True)
+class Preempted:
+    """An LLM reply started at a tentative end of speech, on ``words`` (normalised),
+    from ``before`` (the state then); heard only once the turn is confirmed."""
+
+    words: list[str]
+    before: CallState
+    decision: Decision
+    analysis: Analysis
+    reply: Reply
+    caller: CallerTurn | None = None  # set when confirmed
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[\w']+", text.lower())
+
+
+@dataclass(slots=True)
 class BargeIn:
     reply: Reply
     started: float
@@ -133,6 +163,7 @@ class Conversation:
         self._reply: Reply | None = None
         self._unbroken: Reply | None = None  # the last line that may not be interrupted
         self._barge: BargeIn | None = None
+        self._preempted: Preempted | None = None
         self._silence = trio.CancelScope()
         self._reprompted = False
         self._replies = 0
@@ -143,6 +174,7 @@ class Conversation:
 
     def speech_started(self, at: float) -> None:
         self._silence.cancel()
+        self._discard_preempted("resumed")
         reply = self._reply
         if (self._barge is None and reply is not None and reply.interruptible
                 and reply.sentences and self.speaker.speaking and not reply.cut):
@@ -187,6 +219,64 @@ class Conversation:
                 return
             self._interrupt("words")
         self._post(HeardTurn(turn.text, speech_end, trio.current_time(), turn.start))
+
+    def paused(self, transcript: str) -> None:
+        """The caller went quiet mid-speech: if the reply to what they said so far
+        needs the LLM, start it now, unheard (preemptive generation)."""
+        state, chat, nursery = self.state, self.context.chat, self._nursery
+        if (state is None or chat is None or nursery is None or self.ended
+                or self._preempted is not None or self._barge is not None
+                or not _words(transcript)):
+            return
+        reply = self._reply
+        if reply is not None and not reply.finished.is_set():
+            return  # the bot is still talking: this is not a turn's end
+        now = self.clock()
+        analysis = analyze(transcript, state.stage, now)
+        decision = decide(record_caller(state, transcript), analysis, now)
+        if not isinstance(decision.reply, LLMRequest):
+            return  # a template is ready at once: nothing to gain
+        reply = self._new_reply(decision, {"decided": trio.current_time()})
+        reply.release = trio.Event()
+        preempted = Preempted(_words(transcript), state, decision, analysis, reply)
+        self._preempted = preempted
+        nursery.start_soon(self._speak, reply, decision, None, state.stage, self._after(),
+                           False, False, preempted)
+
+    def resumed(self) -> None:
+        """The caller spoke again after a pause: what was started is moot."""
+        self._discard_preempted("resumed")
+
+    def _discard_preempted(self, result: str) -> None:
+        preempted, self._preempted = self._preempted, None
+        if preempted is not None:
+            preempted.reply.scope.cancel()
+            self.reporter.metrics.preemptions.labels(result=result).inc()
+
+    def _confirm_preempted(self, heard: HeardTurn) -> Analysis | None:
+        """The turn is confirmed: keep the preempted reply if it answered the same
+        words from the same state (then commit that state, once, and return the
+        turn's analysis); else drop it (``None``)."""
+        preempted = self._preempted
+        if preempted is None:
+            return None
+        if (preempted.words != _words(heard.text) or self.state is not preempted.before
+                or heard.analysis is not None):
+            self._discard_preempted("changed")
+            return None
+        self._preempted = None
+        self.reporter.metrics.preemptions.labels(result="kept").inc()
+        reply = preempted.reply
+        reply.marks["turn_final"] = heard.turn_final
+        if heard.speech_end is not None:
+            reply.marks["speech_end"] = heard.speech_end
+        preempted.caller = self.reporter.turn_started(
+            heard.text, heard.caller_at, preempted.before.stage, preempted.analysis)
+        self._commit(preempted.decision)
+        self._reply = reply
+        assert reply.release is not None
+        reply.release.set()
+        return preempted.analysis
 
     def dtmf(self, digit: str) -> None:
         analysis = dtmf_analysis(digit, self.conduct)
@@ -280,18 +370,21 @@ class Conversation:
         state = self.state
         assert state is not None
         self._reprompted = False
-        previous = self._reply
-        if previous is not None and not previous.cut and previous.interruptible:
-            self._supersede(previous)
         now = self.clock()
-        marks = {"turn_final": heard.turn_final}
-        if heard.speech_end is not None:
-            marks["speech_end"] = heard.speech_end
-        analysis = heard.analysis or analyze(heard.text, state.stage, now)
-        decision = decide(record_caller(state, heard.text), analysis, now)
-        marks["decided"] = trio.current_time()
-        caller = self.reporter.turn_started(heard.text, heard.caller_at, state.stage, analysis)
-        self._answer(decision, caller, marks)
+        analysis = self._confirm_preempted(heard)
+        if analysis is None:
+            previous = self._reply
+            if previous is not None and not previous.cut and previous.interruptible:
+                self._supersede(previous)
+            marks = {"turn_final": heard.turn_final}
+            if heard.speech_end is not None:
+                marks["speech_end"] = heard.speech_end
+            analysis = heard.analysis or analyze(heard.text, state.stage, now)
+            decision = decide(record_caller(state, heard.text), analysis, now)
+            marks["decided"] = trio.current_time()
+            caller = self.reporter.turn_started(heard.text, heard.caller_at, state.stage,
+                                                analysis)
+            self._answer(decision, caller, marks)
         chat = self.context.chat
         if (heard.analysis is None and chat is not None
                 and analysis.confidence < LLM_BELOW_CONFIDENCE):
@@ -345,24 +438,33 @@ class Conversation:
         """Commit ``decision`` and start its reply (once a line that may not be
         interrupted has played to its end)."""
         before = self.state.stage if self.state is not None else Stage.INTRO
+        self._commit(decision)
+        reply = self._new_reply(decision, marks)
+        self._reply = reply
+        after = self._after()
+        if not reply.interruptible:
+            self._unbroken = reply
+        assert self._nursery is not None
+        self._nursery.start_soon(self._speak, reply, decision, caller, before, after, greeting,
+                                 silence)
+
+    def _commit(self, decision: Decision) -> None:
         self.state = decision.state
-        self.reporter.progress(self.state)
+        self.reporter.progress(decision.state)
+
+    def _new_reply(self, decision: Decision, marks: dict[str, float]) -> Reply:
         self._replies += 1
         template_id = decision.reply.template_id if isinstance(decision.reply, Template) \
             else None
         interruptible = decision.barge_in_allowed and (
             template_id not in self.conduct.non_interruptible)
         kind = "template" if isinstance(decision.reply, Template) else "llm"
-        reply = Reply(f"r{self._replies}", kind, template_id, interruptible, marks)
-        self._reply = reply
-        assert self._nursery is not None
+        return Reply(f"r{self._replies}", kind, template_id, interruptible, marks)
+
+    def _after(self) -> Reply | None:
+        """The line that may not be interrupted and is still playing, if any."""
         after = self._unbroken
-        if after is not None and after.finished.is_set():
-            after = None
-        if not interruptible:
-            self._unbroken = reply
-        self._nursery.start_soon(self._speak, reply, decision, caller, before, after, greeting,
-                                 silence)
+        return None if after is None or after.finished.is_set() else after
 
     def _supersede(self, reply: Reply) -> None:
         """A new turn came while ``reply`` was still being prepared or played."""
@@ -372,17 +474,23 @@ class Conversation:
         reply.scope.cancel()
 
     async def _speak(self, reply: Reply, decision: Decision, caller: CallerTurn | None,
-                     before: Stage, after: Reply | None, greeting: bool, silence: bool) -> None:
+                     before: Stage, after: Reply | None, greeting: bool, silence: bool,
+                     preempted: Preempted | None = None) -> None:
         try:
             with reply.scope:
                 if after is not None:  # a line that may not be interrupted plays to its end
                     await after.finished.wait()
                 said = await speak_reply(self.context, reply, decision)
+                await reply.released()  # a preempted reply counts once its turn is confirmed
                 if said is not None and self.state is not None:  # an LLM reply, streamed
                     self.state = record_bot_reply(self.state, said)
                 await self._wait_played(reply)
         finally:
             reply.finished.set()
+        if reply.release is not None and not reply.release.is_set():
+            return  # preempted and dropped: nothing was heard or committed
+        if preempted is not None:
+            caller = preempted.caller
         if reply.cut:
             heard_text = reply.heard_text(self.speaker)
             if self.state is not None:

@@ -88,6 +88,14 @@ class _Relay:
         if self.to is not None:
             self.to.turn(turn, speech_end)
 
+    def paused(self, transcript: str) -> None:
+        if self.to is not None:
+            self.to.paused(transcript)
+
+    def resumed(self) -> None:
+        if self.to is not None:
+            self.to.resumed()
+
 
 class PipelineHandler:
     """One call (module docstring); a ``server.calls.CallHandler``."""
@@ -118,7 +126,8 @@ class PipelineHandler:
             self.listener = Listener(
                 engines, engines.choice.stt, self.session.sample_rate, self.usage,
                 self.session.metrics, self.relay,
-                vad_finalize=self.pipeline.options.vad_finalize)
+                vad_finalize=self.pipeline.options.vad_finalize,
+                pause_ms=self.pipeline.options.preempt_after_ms)
             self.session.nursery.start_soon(self._run, event, trio.current_time())
 
     async def _run(self, start: Start, started: float) -> None:

@@ -10,7 +10,10 @@ voiced sample). At our VAD's end of speech a ``finalize()`` is queued right
 behind that audio, so the STT answers with everything heard so far without
 waiting for its own endpointing; the turn is every final up to that answer
 (``providers.stt.turns.TurnAssembler``; ``speech_final``/``UtteranceEnd`` are
-fall-backs). Empty turns are dropped.
+fall-backs). Empty turns are dropped. With ``pause_ms`` set, ``pause_ms`` of
+quiet inside speech (before the VAD's end) is ``paused`` with the turn's words so
+far (its finals, then the latest interim), and voiced audio after it ``resumed``:
+the conversation's preemptive generation.
 
 The STT runs in ``run``: the chosen engine, and if it fails for good (Deepgram
 gives up after its reconnect deadline, 5 s by default) the call switches to
@@ -20,8 +23,10 @@ the local engine (pocketsphinx) and goes on with the audio still queued.
 from __future__ import annotations
 
 import logging
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
+import numpy as np
+import numpy.typing as npt
 import trio
 
 from dsp.pcm import pcm16_from_bytes
@@ -60,13 +65,17 @@ class Ears(Protocol):
 
     def turn(self, turn: Turn, speech_end: float | None) -> None: ...
 
+    def paused(self, transcript: str) -> None: ...
+
+    def resumed(self) -> None: ...
+
 
 class Listener:
     """One call's listening side (module docstring)."""
 
     def __init__(self, engines: Engines, stt: SttName, sample_rate: int,
                  usage: UsageCounter, metrics: ServerMetrics, ears: Ears, *,
-                 vad_finalize: bool = True) -> None:
+                 vad_finalize: bool = True, pause_ms: float | None = None) -> None:
         self._engines = engines
         self.stt_name: SttName = stt
         self._rate = sample_rate
@@ -74,6 +83,11 @@ class Listener:
         self._metrics = metrics
         self.ears = ears
         self._vad_finalize = vad_finalize
+        self._pause_ms = pause_ms
+        self._quiet_ms = 0.0  # unvoiced audio at the end of the current speech
+        self._paused = False
+        self._finals: list[str] = []  # the current turn's finals so far
+        self._interim = ""
         self._vad = EnergyVAD(VADConfig(), sample_rate=sample_rate)
         self._frame_ms = self._vad.config.frame_ms
         self._samples = 0
@@ -93,6 +107,7 @@ class Listener:
         audio_end = self._samples / self._rate
         vad = self._vad
         for event in vad.process(pcm16_from_bytes(pcm)):
+            self._quiet_ms, self._paused = 0.0, False
             if isinstance(event, SpeechStarted):
                 self.ears.speech_started(now - max(audio_end - event.t, 0.0))
             else:
@@ -102,9 +117,34 @@ class Listener:
                 if self._vad_finalize:
                     self._queue(FINALIZE)
         if vad.in_speech:
-            voiced = int((vad.last_flags & 1).sum())
+            flags = vad.last_flags & 1
+            voiced = int(flags.sum())
             if voiced:
                 self.ears.voiced(voiced * self._frame_ms)
+            self._tentative_end(flags)
+
+    def _tentative_end(self, flags: npt.NDArray[np.integer[Any]]) -> None:
+        """The caller has been quiet ``pause_ms`` inside speech (before the VAD's
+        end of speech): ``paused`` with the transcript so far; voiced audio
+        after that: ``resumed``."""
+        if self._pause_ms is None or not len(flags):
+            return
+        voiced_at = np.flatnonzero(flags)
+        if len(voiced_at):
+            self._quiet_ms = (len(flags) - 1 - int(voiced_at[-1])) * self._frame_ms
+            if self._paused:
+                self._paused = False
+                self.ears.resumed()
+        else:
+            self._quiet_ms += len(flags) * self._frame_ms
+        if not self._paused and self._quiet_ms >= self._pause_ms:
+            self._paused = True
+            self.ears.paused(self.transcript)
+
+    @property
+    def transcript(self) -> str:
+        """The current turn's words so far: its finals, then the latest interim."""
+        return " ".join([*self._finals, self._interim]).strip()
 
     def _queue(self, item: bytes | _Finalize) -> None:
         try:
@@ -157,6 +197,13 @@ class Listener:
         async for event in stt.events():
             if isinstance(event, FinalWords | Interim) and event.text.strip():
                 self.ears.words(event.text)
+                if isinstance(event, FinalWords):
+                    self._finals.append(event.text.strip())
+                    self._interim = ""
+                else:
+                    self._interim = event.text.strip()
             turn = turns.feed(event)
             if turn is not None:
+                self._finals.clear()
+                self._interim = ""
                 self.ears.turn(turn, self._last_speech_end)

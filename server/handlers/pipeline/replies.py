@@ -50,6 +50,10 @@ class PipelineOptions:
     backchannel_max_speech_s: float = 1.5
     #: our VAD's end of speech sends the STT ``finalize()`` at once
     vad_finalize: bool = True
+    #: preemptive generation: after this much quiet inside the caller's speech,
+    #: an LLM reply to the transcript so far starts (unheard until the turn is
+    #: confirmed with the same words); ``None``: off
+    preempt_after_ms: float | None = 150.0
     #: template sentences' audio is cached per process
     audio_cache: bool = True
     #: the splitter may release a first clause at a comma after this many words

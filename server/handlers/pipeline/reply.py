@@ -41,6 +41,14 @@ class Reply:
     cut: bool = False
     llm_fallback: bool = False
     tts_fallback: bool = False
+    #: a reply prepared before its turn was confirmed (preemptive generation):
+    #: its audio waits for this event, set once the turn is confirmed
+    release: trio.Event | None = None
+
+    async def released(self) -> None:
+        """Until the reply may be heard (at once for a reply not preempted)."""
+        if self.release is not None:
+            await self.release.wait()
 
     @property
     def text(self) -> str:

@@ -106,6 +106,7 @@ class Voice:
             if waited.cancelled_caught:
                 raise TTSTooSlow
             reply.marks.setdefault("tts_first_audio", trio.current_time())
+            await reply.released()
             self._play(reply, sentence, audio, final=True)
             return
         queued = False
@@ -118,11 +119,13 @@ class Voice:
                         if not queued:
                             first.deadline = math.inf
                         reply.marks.setdefault("tts_first_audio", trio.current_time())
+                        await reply.released()
                         self._play(reply, sentence, pcm, final=False)
                         queued = True
         if first.cancelled_caught:
             raise TTSTooSlow
         tail = _flush(resampler)
+        await reply.released()
         self._play(reply, sentence, tail, final=True)
         if not queued and not tail:
             log_event(log, logging.WARNING, "tts gave no audio for a sentence", engine=engine)
