@@ -20,6 +20,7 @@ BENCHMARKS = {
     "ws": "bench.ws_server",
     "flood": "bench.flood",
     "calls": "bench.calls",
+    "latency": "bench.latency",
     "budget": "bench.budget",
 }
 

@@ -144,14 +144,18 @@ def _free_port() -> int:
 
 
 class Serve:
-    """``voicebot serve`` (the pipeline) in a subprocess, its vendors the simulators."""
+    """``voicebot serve`` (the pipeline) in a subprocess, its vendors the simulators;
+    ``command`` (``python -m`` module and arguments) serves something else that
+    takes ``--port``/``--control-port`` (e.g. ``bench.seed``)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path,
+                 command: tuple[str, ...] = ("server.cli", "serve", "--log-transcripts"),
+                 ) -> None:
         self.port, self.control_port = _free_port(), _free_port()
         self.log = log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port),
-             "--control-port", str(self.control_port), "--log-transcripts"],
+            [sys.executable, "-m", *command, "--port", str(self.port),
+             "--control-port", str(self.control_port)],
             env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
 
     def wait_ready(self, deadline_s: float = 90.0) -> None:

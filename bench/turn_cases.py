@@ -16,7 +16,7 @@ Stages of a turn answering a caller line (``template``, ``template_first``, ``ll
   holds it (the caller sends 100 ms frames);
 * ``decide``: turn_final → decided (analyze + decide);
 * ``preempt`` (LLM turns, instead of ``decide``): speech_end → decided: the LLM
-  reply starts at the caller's pause (``preempt_after_ms``, 150 ms, plus the
+  reply starts at the caller's pause (``pause_ms``, 150 ms, plus the
   caller frame that holds it), before the turn is confirmed;
 * ``llm_first_token``: decided → llm_first_token, minus the LLM's first-token time;
 * ``first_sentence``: llm_first_token → first_sentence, minus the time the LLM

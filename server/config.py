@@ -55,6 +55,7 @@ ENV_VARS: dict[str, str] = {
     "log_transcripts": "VOICEBOT_LOG_TRANSCRIPTS",
     "workers": "VOICEBOT_WORKERS",
     "preempt": "VOICEBOT_PREEMPT",
+    "adaptive_endpointing": "VOICEBOT_ADAPTIVE_ENDPOINTING",
     "vad_finalize": "VOICEBOT_VAD_FINALIZE",
     "audio_cache": "VOICEBOT_AUDIO_CACHE",
     "first_clause_words": "VOICEBOT_FIRST_CLAUSE_WORDS",
@@ -159,10 +160,12 @@ class ServerConfig:
     log_transcripts: bool = False
     workers: int = 1
     # Speed switches of the pipeline (on by default; off to measure or to disable
-    # one that misbehaves): preemptive generation, finalize() at our VAD's end of
-    # speech, the per-process template audio cache, and a first clause released
-    # at a comma after this many words (0: whole sentences only).
+    # one that misbehaves): preemptive generation, adaptive endpointing,
+    # finalize() at our VAD's end of speech, the per-process template audio
+    # cache, and a first clause released at a comma after this many words (0:
+    # whole sentences only).
     preempt: bool = True
+    adaptive_endpointing: bool = True
     vad_finalize: bool = True
     audio_cache: bool = True
     first_clause_words: int = 0

@@ -36,6 +36,8 @@ The conversation pipeline's (``server.handlers.pipeline``):
 - ``preemptions_total{result}``         LLM replies started at a tentative end of
   speech: ``kept`` (the confirmed turn said the same), ``changed`` (restarted),
   ``resumed`` (the caller went on speaking)
+- ``early_ends_total{result}``          adaptive endpointing's turns ended at the
+  caller's first pause: ``ended``, and ``cut_off`` when the caller went on after it
 - ``turns_total{intent}``               caller turns by analysed intent
 - ``call_cost_usd``                     per call, from its usage (``dialogue.call_cost``)
 """
@@ -134,6 +136,10 @@ class ServerMetrics:
         )
         self.turns = Counter(
             "voicebot_turns", "Caller turns, by intent", ["intent"], registry=reg,
+        )
+        self.early_ends = Counter(
+            "voicebot_early_ends", "Turns ended at the first pause (a short answer), by "
+            "result", ["result"], registry=reg,
         )
         self.preemptions = Counter(
             "voicebot_preemptions", "LLM replies started before the turn was confirmed, "

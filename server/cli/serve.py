@@ -124,6 +124,9 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     add("--preempt", action=argparse.BooleanOptionalAction, default=None,
         help="preemptive generation: start the LLM reply at the caller's pause, heard "
         "only if the confirmed turn says the same (default on)")
+    add("--adaptive-endpointing", action=argparse.BooleanOptionalAction, default=None,
+        help="end a turn at the first pause after a short complete answer, wait longer "
+        "after words that stop mid-phrase (default on)")
     add("--vad-finalize", action=argparse.BooleanOptionalAction, default=None,
         help="ask the STT for its final at our VAD's end of speech instead of waiting "
         "for the vendor's endpointing (default on)")
@@ -162,7 +165,7 @@ def pipeline_options(config: ServerConfig) -> PipelineOptions:
     """The pipeline's switches as the operator set them."""
     return PipelineOptions(
         log_transcripts=config.log_transcripts,
-        preempt_after_ms=PipelineOptions().preempt_after_ms if config.preempt else None,
+        preempt=config.preempt, adaptive_endpointing=config.adaptive_endpointing,
         vad_finalize=config.vad_finalize, audio_cache=config.audio_cache,
         first_clause_min_words=config.first_clause_words or None)
 

@@ -11,6 +11,7 @@ import pytest
 import trio.testing
 
 from dialogue.model import Stage
+from server.handlers.pipeline.handler import usage_tag
 from server.store.records import LeadContext
 from server.telephony.softphone import Line
 from tests.handlers.pipeline_harness import IST, run_call, simulators
@@ -77,3 +78,11 @@ async def test_scripted_conversations_reach_their_outcome_over_the_wire(
     for key, value in script.get("slots", {}).items():
         assert record.last.slots[key] == value
     assert run.report.violations == 0
+
+
+def test_the_campaign_labels_the_vendors_usage_only_when_it_is_a_plain_id() -> None:
+    assert usage_tag({"campaign_id": "diwali-2026.v2"}) == "diwali-2026.v2"
+    assert usage_tag({}) is None
+    assert usage_tag({"campaign_id": ""}) is None
+    assert usage_tag({"campaign_id": "a&tag=b"}) is None  # nothing else reaches the query
+    assert usage_tag({"campaign_id": "x" * 65}) is None

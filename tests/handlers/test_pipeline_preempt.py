@@ -54,7 +54,7 @@ async def test_a_reply_started_at_the_pause_is_kept_and_saves_the_endpointing(
 
     # The same call without preemption: the caller hears the answer exactly the
     # VAD's hangover and the STT's final (150 ms here) later, less the pause.
-    off = await _call(lines, PipelineOptions(preempt_after_ms=None))
+    off = await _call(lines, PipelineOptions(preempt=False))
     assert preemptions(off, "kept") == 0
     on_v2v, off_v2v = run.report.lines[1].v2v, off.report.lines[1].v2v
     assert on_v2v is not None

@@ -102,13 +102,14 @@ def test_speed_switches_reach_the_pipeline_from_flags_and_environment() -> None:
                                              env))
 
     on = options([], {})
-    assert (on.preempt_after_ms, on.vad_finalize, on.audio_cache,
-            on.first_clause_min_words) == (150.0, True, True, None)
-    off = options(["--no-vad-finalize", "--no-audio-cache", "--first-clause-words", "4"],
+    assert (on.preempt, on.adaptive_endpointing, on.vad_finalize, on.audio_cache,
+            on.first_clause_min_words) == (True, True, True, True, None)
+    off = options(["--no-vad-finalize", "--no-audio-cache", "--first-clause-words", "4",
+                   "--no-adaptive-endpointing"],
                   {"VOICEBOT_PREEMPT": "off"})
-    assert (off.preempt_after_ms, off.vad_finalize, off.audio_cache,
-            off.first_clause_min_words) == (None, False, False, 4)
-    assert options(["--preempt"], {"VOICEBOT_PREEMPT": "off"}).preempt_after_ms == 150.0
+    assert (off.preempt, off.adaptive_endpointing, off.vad_finalize, off.audio_cache,
+            off.first_clause_min_words) == (False, False, False, False, 4)
+    assert options(["--preempt"], {"VOICEBOT_PREEMPT": "off"}).preempt
     with pytest.raises(ConfigError):
         build_config({}, {"VOICEBOT_FIRST_CLAUSE_WORDS": "-1"})
 

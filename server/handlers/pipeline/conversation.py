@@ -12,8 +12,8 @@ still in progress, except a line that may not be interrupted: that one plays
 to its end, and the answer to the new turn follows it. Each reply is reported
 with the caller's turn it answers.
 
-Preemptive generation (``preempt_after_ms``, on by default): when the caller
-goes quiet inside their speech (150 ms, before our VAD's 300 ms end of speech),
+Preemptive generation (``preempt``, on by default): when the caller goes quiet
+inside their speech (``pause_ms``, 150 ms, before our VAD's 300 ms end of speech),
 the listener reports ``paused`` with the transcript so far; if no reply is
 playing and the answer to those words needs the LLM, it is decided on a copy of
 the state and its reply starts at once — LLM stream, TTS of its sentences —
@@ -74,6 +74,7 @@ from dialogue.analysis.llm_refine import (
     merge_llm_analysis,
 )
 from dialogue.conduct import dtmf_analysis, is_backchannel
+from dialogue.endpointing import EndpointHint, endpoint_hint
 from dialogue.engine import Decision, LLMRequest, Template
 from dialogue.model import Analysis, Stage
 from dialogue.playbook import Playbook
@@ -224,7 +225,8 @@ class Conversation:
         """The caller went quiet mid-speech: if the reply to what they said so far
         needs the LLM, start it now, unheard (preemptive generation)."""
         state, chat, nursery = self.state, self.context.chat, self._nursery
-        if (state is None or chat is None or nursery is None or self.ended
+        if (not self.context.options.preempt or state is None or chat is None
+                or nursery is None or self.ended
                 or self._preempted is not None or self._barge is not None
                 or not _words(transcript)):
             return
@@ -242,6 +244,13 @@ class Conversation:
         self._preempted = preempted
         nursery.start_soon(self._speak, reply, decision, None, state.stage, self._after(),
                            False, False, preempted)
+
+    def endpoint_hint(self, transcript: str) -> EndpointHint:
+        """How soon the caller's words so far may end their turn (adaptive
+        endpointing): a short answer counts as complete after a question."""
+        reply = self._reply
+        return endpoint_hint(transcript,
+                             after_question=reply is not None and reply.last_is_question)
 
     def resumed(self) -> None:
         """The caller spoke again after a pause: what was started is moot."""

@@ -121,12 +121,14 @@ class Engines:
         self.http = http
         self.cache = cache
 
-    def open_stt(self, name: SttName, sample_rate: int,
-                 usage: UsageCounter) -> AbstractAsyncContextManager[STTStream]:
-        """One call's recognition stream on engine ``name`` (PCM16 at the call's rate)."""
+    def open_stt(self, name: SttName, sample_rate: int, usage: UsageCounter,
+                 tag: str | None = None) -> AbstractAsyncContextManager[STTStream]:
+        """One call's recognition stream on engine ``name`` (PCM16 at the call's rate).
+        ``tag`` labels the vendor's usage (the call's campaign; default: the
+        configured tag)."""
         if name == "deepgram":
             config = replace(self.settings.deepgram, sample_rate=sample_rate,
-                             encoding="linear16")
+                             encoding="linear16", tag=tag or self.settings.deepgram.tag)
             return open_deepgram(config, usage)
         if name == "whisper":
             from providers.stt.whisper import WhisperSTTConfig, open_whisper_stt  # an extra

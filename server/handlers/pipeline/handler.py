@@ -16,13 +16,15 @@ Everything a call opened is closed with the call's nursery.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import trio
 
+from dialogue.endpointing import EndpointHint
 from dialogue.playbook import Playbook
 from providers.exceptions import ProviderError
 from providers.stt.turns import Turn
@@ -62,6 +64,16 @@ class Pipeline:
         return make
 
 
+_USAGE_TAG = re.compile(r"[\w.-]{1,64}")
+
+
+def usage_tag(params: Mapping[str, str]) -> str | None:
+    """The call's campaign as the vendors' usage label, when it is a plain short id
+    (custom parameters come from the caller's side: nothing else is passed on)."""
+    campaign = params.get("campaign_id", "")
+    return campaign if _USAGE_TAG.fullmatch(campaign) else None
+
+
 class _Relay:
     """The listener's ears until the conversation exists (then: the conversation)."""
 
@@ -96,6 +108,10 @@ class _Relay:
         if self.to is not None:
             self.to.resumed()
 
+    def endpoint_hint(self, transcript: str) -> EndpointHint:
+        return self.to.endpoint_hint(transcript) if self.to is not None \
+            else EndpointHint.NORMAL
+
 
 class PipelineHandler:
     """One call (module docstring); a ``server.calls.CallHandler``."""
@@ -127,7 +143,10 @@ class PipelineHandler:
                 engines, engines.choice.stt, self.session.sample_rate, self.usage,
                 self.session.metrics, self.relay,
                 vad_finalize=self.pipeline.options.vad_finalize,
-                pause_ms=self.pipeline.options.preempt_after_ms)
+                pause_ms=self.pipeline.options.pause_ms,
+                adaptive=self.pipeline.options.adaptive_endpointing,
+                late_end_extra_ms=self.pipeline.options.late_end_extra_ms,
+                usage_tag=usage_tag(self.session.custom_parameters))
             self.session.nursery.start_soon(self._run, event, trio.current_time())
 
     async def _run(self, start: Start, started: float) -> None:

@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 import trio
 
+from dialogue.endpointing import EndpointHint
 from dsp.pcm import pcm16_from_bytes
 from dsp.vad import EnergyVAD, SpeechStarted, VADConfig
 from providers.exceptions import ProviderError
@@ -69,13 +70,17 @@ class Ears(Protocol):
 
     def resumed(self) -> None: ...
 
+    def endpoint_hint(self, transcript: str) -> EndpointHint: ...
+
 
 class Listener:
     """One call's listening side (module docstring)."""
 
     def __init__(self, engines: Engines, stt: SttName, sample_rate: int,
                  usage: UsageCounter, metrics: ServerMetrics, ears: Ears, *,
-                 vad_finalize: bool = True, pause_ms: float | None = None) -> None:
+                 vad_finalize: bool = True, pause_ms: float = 150.0,
+                 adaptive: bool = False, late_end_extra_ms: float = 300.0,
+                 usage_tag: str | None = None) -> None:
         self._engines = engines
         self.stt_name: SttName = stt
         self._rate = sample_rate
@@ -84,8 +89,13 @@ class Listener:
         self.ears = ears
         self._vad_finalize = vad_finalize
         self._pause_ms = pause_ms
+        self._adaptive = adaptive and vad_finalize
+        self._late_extra_s = late_end_extra_ms / 1000
+        self._usage_tag = usage_tag
         self._quiet_ms = 0.0  # unvoiced audio at the end of the current speech
         self._paused = False
+        self._ended_early = False  # this speech's turn was ended at its pause
+        self._finalize_at: float | None = None  # a late end's delayed finalize()
         self._finals: list[str] = []  # the current turn's finals so far
         self._interim = ""
         self._vad = EnergyVAD(VADConfig(), sample_rate=sample_rate)
@@ -103,43 +113,72 @@ class Listener:
             return
         self._queue(pcm)
         now = trio.current_time()
+        if self._finalize_at is not None and now >= self._finalize_at:
+            self._finalize_at = None
+            self._queue(FINALIZE)
         self._samples += len(pcm) // 2
         audio_end = self._samples / self._rate
         vad = self._vad
         for event in vad.process(pcm16_from_bytes(pcm)):
             self._quiet_ms, self._paused = 0.0, False
             if isinstance(event, SpeechStarted):
+                self._finalize_at = None  # the phrase went on: one turn
                 self.ears.speech_started(now - max(audio_end - event.t, 0.0))
             else:
-                voiced_until = now - max(audio_end - event.voiced_until, 0.0)
-                self._last_speech_end = voiced_until
-                self.ears.speech_ended(voiced_until)
-                if self._vad_finalize:
-                    self._queue(FINALIZE)
+                self._speech_ended(now - max(audio_end - event.voiced_until, 0.0))
         if vad.in_speech:
             flags = vad.last_flags & 1
             voiced = int(flags.sum())
             if voiced:
                 self.ears.voiced(voiced * self._frame_ms)
-            self._tentative_end(flags)
+            self._tentative_end(flags, now)
 
-    def _tentative_end(self, flags: npt.NDArray[np.integer[Any]]) -> None:
+    def _speech_ended(self, voiced_until: float) -> None:
+        """Our VAD's end of speech: ``finalize()`` now, later (words stopping
+        mid-phrase), or not at all (the turn was ended at its pause already)."""
+        if self._ended_early:
+            self._ended_early = False
+            return
+        self._end_turn(voiced_until)
+        if not self._vad_finalize:
+            return
+        if self._adaptive and self.ears.endpoint_hint(self.transcript) is EndpointHint.LATE:
+            self._finalize_at = trio.current_time() + self._late_extra_s
+        else:
+            self._queue(FINALIZE)
+
+    def _end_turn(self, voiced_until: float) -> None:
+        self._last_speech_end = voiced_until
+        self.ears.speech_ended(voiced_until)
+
+    def _tentative_end(self, flags: npt.NDArray[np.integer[Any]], now: float) -> None:
         """The caller has been quiet ``pause_ms`` inside speech (before the VAD's
-        end of speech): ``paused`` with the transcript so far; voiced audio
-        after that: ``resumed``."""
-        if self._pause_ms is None or not len(flags):
+        end of speech): ``paused`` with the transcript so far, and with adaptive
+        endpointing a complete short answer ends the turn here; voiced audio
+        after that: ``resumed`` (after an early end: a cut-off, counted)."""
+        if not len(flags):
             return
         voiced_at = np.flatnonzero(flags)
         if len(voiced_at):
             self._quiet_ms = (len(flags) - 1 - int(voiced_at[-1])) * self._frame_ms
             if self._paused:
                 self._paused = False
+                if self._ended_early:
+                    self._ended_early = False
+                    self._metrics.early_ends.labels(result="cut_off").inc()
                 self.ears.resumed()
         else:
             self._quiet_ms += len(flags) * self._frame_ms
         if not self._paused and self._quiet_ms >= self._pause_ms:
             self._paused = True
-            self.ears.paused(self.transcript)
+            transcript = self.transcript
+            self.ears.paused(transcript)
+            if (self._adaptive
+                    and self.ears.endpoint_hint(transcript) is EndpointHint.EARLY):
+                self._ended_early = True
+                self._metrics.early_ends.labels(result="ended").inc()
+                self._end_turn(now - self._quiet_ms / 1000)
+                self._queue(FINALIZE)
 
     @property
     def transcript(self) -> str:
@@ -162,7 +201,8 @@ class Listener:
         while True:
             failures: list[Exception] = []
             try:
-                async with self._engines.open_stt(self.stt_name, self._rate, self._usage) as stt:
+                async with self._engines.open_stt(self.stt_name, self._rate, self._usage,
+                                                  self._usage_tag) as stt:
                     self.stt = stt
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._pump, stt)

@@ -50,10 +50,16 @@ class PipelineOptions:
     backchannel_max_speech_s: float = 1.5
     #: our VAD's end of speech sends the STT ``finalize()`` at once
     vad_finalize: bool = True
-    #: preemptive generation: after this much quiet inside the caller's speech,
-    #: an LLM reply to the transcript so far starts (unheard until the turn is
-    #: confirmed with the same words); ``None``: off
-    preempt_after_ms: float | None = 150.0
+    #: quiet inside the caller's speech (before our VAD's end of it) that is a pause
+    pause_ms: float = 150.0
+    #: preemptive generation: at a pause, an LLM reply to the transcript so far
+    #: starts (unheard until the turn is confirmed with the same words)
+    preempt: bool = True
+    #: adaptive endpointing (``dialogue.endpoint_hint``): a complete short answer
+    #: to a question ends the turn at the pause; words stopping mid-phrase get
+    #: ``late_end_extra_ms`` more silence past our VAD's end of speech
+    adaptive_endpointing: bool = True
+    late_end_extra_ms: float = 300.0
     #: template sentences' audio is cached per process
     audio_cache: bool = True
     #: the splitter may release a first clause at a comma after this many words
