@@ -21,6 +21,7 @@ BENCHMARKS = {
     "flood": "bench.flood",
     "calls": "bench.calls",
     "latency": "bench.latency",
+    "endpointing": "bench.endpointing",
     "budget": "bench.budget",
 }
 

@@ -329,27 +329,33 @@ def waterfall(data: dict[str, Any], path: Path) -> None:
 
     modes = list(data["modes"])
     fig, ax = plt.subplots(figsize=(10, 1.5 + 0.6 * len(modes)))
+    labelled: set[str] = set()
     for row, mode in enumerate(modes):
         stages = data["modes"][mode]["stages_ms"].get("llm", {})
+        # Each stage's bar runs from the stage reached before it (in time: with
+        # preemptive generation the decision comes before the turn is final).
+        reached = sorted((stages[name]["p50"], k, name) for k, name in enumerate(STAGES)
+                         if stages.get(name, {}).get("p50") is not None)
         start = 0.0
-        for k, name in enumerate(STAGES):
-            end = stages.get(name, {}).get("p50")
-            if end is None:
-                continue
-            ax.barh(row, max(end - start, 0.0), left=start, color=f"C{k}",
-                    label=name if row == 0 else None)
-            start = max(start, end)
+        for end, k, name in reached:
+            ax.barh(row, end - start, left=start, color=f"C{k}",
+                    label=None if name in labelled else name)
+            labelled.add(name)
+            start = end
         v2v = data["modes"][mode]["llm_v2v_ms"].get("p50")
         if v2v is not None:
             ax.plot([v2v], [row], marker="|", color="black", markersize=18)
             ax.annotate(f"{v2v:.0f} ms", (v2v, row), xytext=(6, 0), textcoords="offset points",
                         va="center")
-    ax.set_yticks(range(len(modes)), modes)
+    longest = max((m["llm_v2v_ms"].get("p50") or 0.0) for m in data["modes"].values())
+    ax.set_xlim(0, longest * 1.15 + 1)
+    ax.set_yticks(range(len(modes)), [m if data["modes"][m]["stages_ms"].get("llm")
+                                      else f"{m} (no stage marks)" for m in modes])
     ax.invert_yaxis()
     ax.set_xlabel("ms after the caller stopped speaking (| = LLM reply's first audio at the "
                   "caller, median)")
     ax.set_title("LLM turn: median stage timestamps by mode")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -390,4 +396,6 @@ def main(argv: list[str]) -> int:
         waterfall(data, RESULTS / "latency.png")
         print(f"written: {(RESULTS / 'latency.md').relative_to(ROOT)}, latency.json, "
               "latency.png")
-    return 0 if all(r.unanswered == 0 for r in results) else 1
+    # The seed flow misses lines by design (a caller who speaks within its second
+    # of silence); ours and naive must answer every line.
+    return 0 if all(r.unanswered == 0 for r in results if r.mode != "seed") else 1
