@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "lognormal:MEDIAN,SIGMA[@SEED])")
     parser.add_argument("--deepgram-script", action="append", default=[],
                         help="an utterance text for untagged streams (repeatable)")
+    parser.add_argument("--deepgram-tag", metavar="TAG",
+                        help="the scripts are for streams with this usage tag (the "
+                             "client's 'tag' query parameter; default: untagged streams)")
     parser.add_argument("--deepgram-script-stdin", action="store_true",
                         help="also read utterance texts from stdin, one per line, as they "
                              "come (a person typing what the caller says)")
@@ -58,11 +61,11 @@ async def serve(args: argparse.Namespace) -> None:
     async with trio.open_nursery() as nursery:
         if args.deepgram_port is not None:
             deepgram = DeepgramSim(api_key=args.deepgram_key, latency=args.deepgram_latency)
-            deepgram.script(*args.deepgram_script)
+            deepgram.script(*args.deepgram_script, tag=args.deepgram_tag)
             port = await nursery.start(deepgram.serve, args.host, args.deepgram_port)
             print(f"deepgram sim: DEEPGRAM_URL=ws://{args.host}:{port}", flush=True)
             if args.deepgram_script_stdin:
-                nursery.start_soon(_script_from_stdin, deepgram)
+                nursery.start_soon(_script_from_stdin, deepgram, args.deepgram_tag)
         if args.openai_port is not None:
             openai = OpenAISim(api_key=args.openai_key, ttft=args.openai_ttft,
                                token_gap=args.openai_token_gap,
@@ -81,10 +84,10 @@ def _fixed(text: str) -> Responder:
     return reply
 
 
-async def _script_from_stdin(deepgram: DeepgramSim) -> None:
+async def _script_from_stdin(deepgram: DeepgramSim, tag: str | None) -> None:
     async for line in trio.wrap_file(sys.stdin):
         if line.strip():
-            deepgram.script(line.strip())
+            deepgram.script(line.strip(), tag=tag)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,7 +35,7 @@ from server.calls.hook import CallRecord, CallRecordFactory, TurnReport
 from server.calls.recording import store_call_record
 from server.calls.server import CallServer, serve_calls
 from server.config import ServerConfig
-from server.demo.engines import EngineSetup, local_engines
+from server.demo.engines import CAMPAIGN, EngineSetup, local_engines
 from server.demo.scenarios import Scenario
 from server.handlers.pipeline import (
     Pipeline,
@@ -189,7 +189,7 @@ async def run_demo_call(
                 calls: CallServer = await nursery.start(partial(
                     serve_calls, config, pipeline.handler_factory(), call_record=record))
                 url = (f"ws://127.0.0.1:{calls.port}{config.ws_path}"
-                       f"?sample-rate={CALL_RATE}&lead_id={LEAD_ID}&campaign_id=demo")
+                       f"?sample-rate={CALL_RATE}&lead_id={LEAD_ID}&campaign_id={CAMPAIGN}")
                 if isinstance(script, trio.MemoryReceiveChannel):
                     script = _heard_first(nursery, script, engaged.hear)
                 async with dial(url) as ws:

@@ -32,6 +32,9 @@ from server.handlers.pipeline import EngineChoice, EngineSettings
 from server.handlers.pipeline.engines import LlmName
 from server.telephony.softphone import Line
 
+#: the demo call's campaign, also its vendors' usage tag (the Deepgram simulator
+#: hears the script kept under it)
+CAMPAIGN = "demo"
 #: seconds the simulators' process gets to print its URLs
 SIM_START_S = 30.0
 _URL_KEYS = ("DEEPGRAM_URL", "OPENAI_BASE_URL", "ELEVENLABS_URL")
@@ -80,7 +83,7 @@ async def simulated_engines(playbook: Playbook,
                             lines: Sequence[Line]) -> AsyncIterator[Engaged]:
     command = [sys.executable, "-m", "providers.sim", "--deepgram-port", "0",
                "--openai-port", "0", "--elevenlabs-port", "0", "--deepgram-script-stdin",
-               "--openai-reply", llm_answer(playbook)]
+               "--openai-reply", llm_answer(playbook), "--deepgram-tag", CAMPAIGN]
     for line in lines:
         if line.text:
             command += ["--deepgram-script", line.text]

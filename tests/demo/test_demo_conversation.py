@@ -30,6 +30,7 @@ from server.cli.demo_talk import reached
 from server.demo import SCENARIOS, DemoCall, run_demo_call
 from server.demo.call import voiced_lines
 from server.demo.engines import (
+    CAMPAIGN,
     Engaged,
     EngineSetup,
     llm_answer,
@@ -49,10 +50,10 @@ async def in_process_sims(playbook: Playbook, lines: Sequence[Line]) -> AsyncIte
     virtual clock) rather than in ``python -m providers.sim``."""
     async with open_deepgram_sim() as dg, open_elevenlabs_sim() as el, \
             open_openai_sim(responder=lambda body: llm_answer(playbook)) as oa:
-        dg.script(*[line.text for line in lines if line.text])
+        dg.script(*[line.text for line in lines if line.text], tag=CAMPAIGN)
 
         async def hear(text: str) -> None:
-            dg.script(text)
+            dg.script(text, tag=CAMPAIGN)
 
         urls = {"DEEPGRAM_URL": dg.url, "ELEVENLABS_URL": el.url,
                 "OPENAI_BASE_URL": oa.base_url}
