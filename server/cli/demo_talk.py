@@ -62,7 +62,7 @@ async def _typed_lines(send: trio.MemorySendChannel[Line]) -> None:
                 return
 
 
-async def _interactive(engines: EngineSetup) -> DemoCall:
+async def interactive_call(engines: EngineSetup) -> DemoCall:
     send, receive = trio.open_memory_channel[Line](0)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_typed_lines, send)
@@ -80,7 +80,7 @@ def converse(scenario_name: str, *, out: str, interactive: bool, sim: bool) -> i
         print(f"voicebot demo --interactive: you are the lead; engines: {described}.\n"
               "Type what you say and press Enter; /dtmf 9 presses a key, /hangup (or "
               "end of input) hangs up.", flush=True)
-        call = trio.run(_interactive, engines)
+        call = trio.run(interactive_call, engines)
         scenario = None
     else:
         scenario = SCENARIOS[scenario_name]

@@ -8,6 +8,7 @@ On virtual time: worker threads (Redis, pocketsphinx, espeak-ng) take none of it
 
 from __future__ import annotations
 
+import io
 import json
 import wave
 from collections.abc import AsyncIterator, Sequence
@@ -23,10 +24,11 @@ import trio
 import trio.testing
 
 from dialogue import Playbook
+from dialogue.model import Stage
 from providers.sim.deepgram_sim import open_deepgram_sim
 from providers.sim.elevenlabs_sim import open_elevenlabs_sim
 from providers.sim.openai_sim import open_openai_sim
-from server.cli.demo_talk import reached
+from server.cli.demo_talk import interactive_call, reached
 from server.demo import SCENARIOS, DemoCall, run_demo_call
 from server.demo.call import voiced_lines
 from server.demo.engines import (
@@ -148,3 +150,19 @@ async def test_sim_engines_in_their_own_process_hear_typed_lines() -> None:
     assert [t.heard for t in call.turns] == ["call me tomorrow evening"]
     assert call.outcome is not None
     assert call.outcome.callback_at == datetime(2026, 12, 6, 18, 0, tzinfo=NOW.tzinfo)
+
+
+async def test_interactive_lines_come_from_stdin_and_a_key_press_ends_the_call(
+    autojump_clock: trio.testing.MockClock, threads_take_no_virtual_time: None,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # What a person types: an unknown command, a bad key, then 9 (do not call).
+    monkeypatch.setattr("sys.stdin", io.StringIO("/what\n/dtmf x\n\n/dtmf 9\n"))
+    call = await interactive_call(in_process_sims)
+    out = capsys.readouterr().out
+    assert "commands: /dtmf D, /hangup" in out
+    assert "usage: /dtmf 9" in out
+    assert call.outcome is not None
+    assert call.outcome.stage is Stage.DEAD_END
+    assert call.outcome.do_not_call
+    assert [t.said for t in call.turns] == ["dtmf:9"]
