@@ -22,6 +22,7 @@ BENCHMARKS = {
     "calls": "bench.calls",
     "latency": "bench.latency",
     "endpointing": "bench.endpointing",
+    "first_clause": "bench.first_clause",
     "budget": "bench.budget",
 }
 
