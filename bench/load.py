@@ -109,7 +109,8 @@ def _quantile_bound(buckets: list[tuple[float, float]], q: float) -> float:
 
 
 class Server:
-    """``voicebot serve --echo`` in a subprocess pinned to ``core``.
+    """``voicebot serve --echo`` in a subprocess pinned to ``core``; with
+    ``vendors`` (environment: the vendors' URLs and keys) the pipeline instead.
 
     With ``store`` the server records every call in its embedded redis-server
     (state in a private temporary directory); that redis-server inherits the
@@ -117,14 +118,16 @@ class Server:
     from another checkout (``bench flood --reference``).
     """
 
-    def __init__(self, core: int, *, store: bool = False, root: Path | None = None) -> None:
+    def __init__(self, core: int, *, store: bool = False, root: Path | None = None,
+                 vendors: dict[str, str] | None = None) -> None:
         self.port, self.control_port = _free_port(), _free_port()
         self._state_dir = tempfile.TemporaryDirectory(prefix="voicebot-load-")
-        cmd = [sys.executable, "-m", "server", "serve", "--echo", "--host", "127.0.0.1",
+        mode = [] if vendors is not None else ["--echo"]  # vendors: the pipeline
+        cmd = [sys.executable, "-m", "server", "serve", *mode, "--host", "127.0.0.1",
                "--port", str(self.port), "--control-port", str(self.control_port),
                "--log-level", "WARNING", "--grace", "2",
                "--store" if store else "--no-store"]
-        env = {**os.environ, "VOICEBOT_STATE_DIR": self._state_dir.name}
+        env = {**os.environ, **(vendors or {}), "VOICEBOT_STATE_DIR": self._state_dir.name}
         env.pop("REDIS_URL", None)
         self.proc = subprocess.Popen(
             cmd, cwd=root or Path(__file__).resolve().parent.parent, env=env,
@@ -258,6 +261,10 @@ def _machine() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    if "--pipeline" in argv:
+        from bench.load_pipeline import main as pipeline_main
+
+        return pipeline_main([a for a in argv if a != "--pipeline"])
     parser = argparse.ArgumentParser(prog="python -m bench load", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=100)
