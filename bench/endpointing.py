@@ -1,9 +1,11 @@
-"""``python -m bench endpointing``: adaptive endpointing's gain and its cut-offs.
+"""``python -m bench endpointing``: what adaptive endpointing and the final asked
+for at the pause each save, and their cut-offs.
 
 Scripted caller lines, each in a call of its own after the greeting (whose last
 sentence is a question), through the real pipeline handler against the
-simulators (Deepgram final 150 ms, its endpointing 300 ms) on virtual time, with
-adaptive endpointing on and off. Some lines are said in one breath; some pause
+simulators (Deepgram final 150 ms, its endpointing 300 ms) on virtual time, in
+four settings: both on (the default), adaptive endpointing only, the final at
+the pause only (``pause_finalize``), neither. Some lines are said in one breath; some pause
 inside (``+`` marks where, and for how long): a short answer followed by more,
 a phrase broken after "and". Reported per setting: the mean endpoint delay
 (the line's end of speech → the turn's final, over the turns that took the whole
@@ -73,10 +75,18 @@ class CaseResult:
         return len(self.turns) > 1
 
 
-async def _one(case: Case, adaptive: bool) -> CaseResult:
+#: the settings compared, by column title
+SETTINGS = {
+    "both (default)": PipelineOptions(),
+    "adaptive only": PipelineOptions(pause_finalize=False),
+    "final at the pause only": PipelineOptions(adaptive_endpointing=False),
+    "neither": PipelineOptions(adaptive_endpointing=False, pause_finalize=False),
+}
+
+
+async def _one(case: Case, options: PipelineOptions) -> CaseResult:
     async with simulators(dg_latency=0.15) as sims:
-        run = await run_call(sims, [case.line()],
-                             options=PipelineOptions(adaptive_endpointing=adaptive))
+        run = await run_call(sims, [case.line()], options=options)
     turns = [t for t in run.record.turns if t.caller_text]
     heard = tuple(t.caller_text for t in turns)
     delay = None
@@ -86,12 +96,12 @@ async def _one(case: Case, adaptive: bool) -> CaseResult:
     return CaseResult(case, heard, delay)
 
 
-def measure(adaptive: bool) -> list[CaseResult]:
-    return [trio.run(_one, case, adaptive, clock=trio.testing.MockClock(autojump_threshold=0))
+def measure(options: PipelineOptions) -> list[CaseResult]:
+    return [trio.run(_one, case, options, clock=trio.testing.MockClock(autojump_threshold=0))
             for case in CASES]
 
 
-def table(on: list[CaseResult], off: list[CaseResult]) -> str:
+def table(results: dict[str, list[CaseResult]]) -> str:
     def cell(r: CaseResult) -> str:
         if r.cut_off:
             return "cut off: " + " / ".join(repr(t) for t in r.turns)
@@ -103,21 +113,27 @@ def table(on: list[CaseResult], off: list[CaseResult]) -> str:
         return (f"mean endpoint delay {statistics.fmean(delays):.0f} ms over {len(delays)} "
                 f"lines; false cut-offs {cuts} of {len(results)}")
 
-    rows = "\n".join(f"| {a.case.describe()} | {cell(a)} | {cell(b)} |"
-                     for a, b in zip(on, off, strict=True))
-    return f"""## Adaptive endpointing (`python -m bench endpointing`, virtual time)
+    columns = list(results.values())
+    rows = "\n".join(
+        f"| {line[0].case.describe()} | " + " | ".join(cell(r) for r in line) + " |"
+        for line in zip(*columns, strict=True))
+    titles = " | ".join(results)
+    summaries = "\n".join(f"- {title}: {summary(r)}" for title, r in results.items())
+    return f"""## Endpointing (`python -m bench endpointing`, virtual time)
 
-Deepgram simulator: final 150 ms after the audio, its own endpointing 300 ms;
-our VAD's end of speech 300 ms; a pause inside speech 150 ms. Each line is the
-answer to the greeting's question. Endpoint delay = the line's end of speech →
-the turn's final.
+Deepgram simulator: final 150 ms after the audio (and after a `Finalize`), its
+own endpointing 300 ms; our VAD's end of speech 300 ms; a pause inside speech
+150 ms. Each line is the answer to the greeting's question. Endpoint delay =
+the line's end of speech → the turn's final. Adaptive endpointing: a short
+complete answer ends its turn at the pause, words stopping mid-phrase wait
+300 ms longer. Final at the pause: the `Finalize` goes out at the pause and its
+answer is held until our end of speech confirms the turn.
 
-| caller line | adaptive on | adaptive off |
-|---|---|---|
+| caller line | {titles} |
+|---|{"---|" * len(results)}
 {rows}
 
-- on: {summary(on)}
-- off: {summary(off)}
+{summaries}
 """
 
 
@@ -126,7 +142,7 @@ def main(argv: list[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-write", action="store_true", help="do not write results")
     args = parser.parse_args(argv)
-    text = table(measure(True), measure(False))
+    text = table({title: measure(options) for title, options in SETTINGS.items()})
     print(text)
     if not args.no_write:
         RESULTS.parent.mkdir(exist_ok=True)

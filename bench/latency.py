@@ -11,7 +11,7 @@ Modes, run one after the other against the same simulators:
 
 - ``ours``: ``voicebot serve`` as shipped;
 - ``naive``: ``voicebot serve --no-preempt --no-adaptive-endpointing
-  --no-vad-finalize --no-audio-cache``
+  --no-pause-finalize --no-vad-finalize --no-audio-cache``
   (the vendor's endpointing decides the turn, no preemptive generation, every
   line synthesized, whole first sentences);
 - ``seed``: ``bench.seed``, the replaced design's sequential flow (a second of
@@ -71,7 +71,7 @@ SCRIPT = (("haan ji, boliye", False), ("yes, bill is high", False), (PRICE, True
 MODES: dict[str, tuple[str, ...]] = {
     "ours": ("server.cli", "serve"),
     "naive": ("server.cli", "serve", "--no-preempt", "--no-adaptive-endpointing",
-              "--no-vad-finalize", "--no-audio-cache"),
+              "--no-pause-finalize", "--no-vad-finalize", "--no-audio-cache"),
     "seed": ("bench.seed",),
 }
 STAGES = ("turn_final", "decided", "llm_first_token", "first_sentence", "tts_first_audio",

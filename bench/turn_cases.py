@@ -11,9 +11,11 @@ time is in it).
 
 Stages of a turn answering a caller line (``template``, ``template_first``, ``llm``):
 
-* ``endpoint``: speech_end → turn_final, minus the STT's latency: our VAD's
-  end-of-speech hangover (300 ms) plus the wait for the caller frame that
-  holds it (the caller sends 100 ms frames);
+* ``endpoint``: speech_end → turn_final, minus the STT's latency: the caller's
+  pause (``pause_ms``, 150 ms, plus the wait for the caller frame that holds it:
+  the caller sends 100 ms frames), where the STT's final is asked for; held
+  until our VAD's end-of-speech hangover (300 ms) confirms the turn, which is
+  over before the final is in;
 * ``decide``: turn_final → decided (analyze + decide);
 * ``preempt`` (LLM turns, instead of ``decide``): speech_end → decided: the LLM
   reply starts at the caller's pause (``pause_ms``, 150 ms, plus the

@@ -57,6 +57,7 @@ ENV_VARS: dict[str, str] = {
     "preempt": "VOICEBOT_PREEMPT",
     "adaptive_endpointing": "VOICEBOT_ADAPTIVE_ENDPOINTING",
     "vad_finalize": "VOICEBOT_VAD_FINALIZE",
+    "pause_finalize": "VOICEBOT_PAUSE_FINALIZE",
     "audio_cache": "VOICEBOT_AUDIO_CACHE",
     "first_clause_words": "VOICEBOT_FIRST_CLAUSE_WORDS",
 }
@@ -161,12 +162,14 @@ class ServerConfig:
     workers: int = 1
     # Speed switches of the pipeline (on by default; off to measure or to disable
     # one that misbehaves): preemptive generation, adaptive endpointing,
-    # finalize() at our VAD's end of speech, the per-process template audio
-    # cache, and a first clause released at a comma after this many words (0:
-    # whole sentences only).
+    # finalize() at our VAD's end of speech (and, for a streaming STT, already
+    # at the caller's pause, held until that end), the per-process template
+    # audio cache, and a first clause released at a comma after this many words
+    # (0: whole sentences only).
     preempt: bool = True
     adaptive_endpointing: bool = True
     vad_finalize: bool = True
+    pause_finalize: bool = True
     audio_cache: bool = True
     first_clause_words: int = 0
 

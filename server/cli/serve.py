@@ -130,6 +130,10 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     add("--vad-finalize", action=argparse.BooleanOptionalAction, default=None,
         help="ask the STT for its final at our VAD's end of speech instead of waiting "
         "for the vendor's endpointing (default on)")
+    add("--pause-finalize", action=argparse.BooleanOptionalAction, default=None,
+        help="with a streaming STT, ask for the final already at the caller's pause and "
+        "hold it until our end of speech confirms the turn (default on; needs "
+        "--vad-finalize)")
     add("--audio-cache", action=argparse.BooleanOptionalAction, default=None,
         help="keep template sentences' audio per process (default on)")
     add("--first-clause-words", type=int, metavar="N",
@@ -166,7 +170,8 @@ def pipeline_options(config: ServerConfig) -> PipelineOptions:
     return PipelineOptions(
         log_transcripts=config.log_transcripts,
         preempt=config.preempt, adaptive_endpointing=config.adaptive_endpointing,
-        vad_finalize=config.vad_finalize, audio_cache=config.audio_cache,
+        vad_finalize=config.vad_finalize, pause_finalize=config.pause_finalize,
+        audio_cache=config.audio_cache,
         first_clause_min_words=config.first_clause_words or None)
 
 

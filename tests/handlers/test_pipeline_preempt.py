@@ -52,14 +52,20 @@ async def test_a_reply_started_at_the_pause_is_kept_and_saves_the_endpointing(
     assert [t.caller_text for t in run.record.turns].count(PRICE) == 1
     assert run.record.last.slots["callback_at"] is not None  # the call went on as usual
 
-    # The same call without preemption: the caller hears the answer exactly the
-    # VAD's hangover and the STT's final (150 ms here) later, less the pause.
-    off = await _call(lines, PipelineOptions(preempt=False))
+    # The same call without preemption (and without the final asked for at the
+    # pause): the caller hears the answer exactly the VAD's hangover and the
+    # STT's final (150 ms here) later, less the pause. With the final asked for
+    # at the pause, only the STT's final is left: 150 ms later.
+    off = await _call(lines, PipelineOptions(preempt=False, pause_finalize=False))
+    final_at_pause = await _call(lines, PipelineOptions(preempt=False))
     assert preemptions(off, "kept") == 0
     on_v2v, off_v2v = run.report.lines[1].v2v, off.report.lines[1].v2v
+    paused_v2v = final_at_pause.report.lines[1].v2v
     assert on_v2v is not None
     assert off_v2v is not None
+    assert paused_v2v is not None
     assert round(off_v2v - on_v2v, 6) == 0.25
+    assert round(paused_v2v - on_v2v, 6) == 0.15
 
 
 async def test_a_caller_who_goes_on_after_a_pause_drops_the_preempted_reply(

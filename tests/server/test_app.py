@@ -102,13 +102,15 @@ def test_speed_switches_reach_the_pipeline_from_flags_and_environment() -> None:
                                              env))
 
     on = options([], {})
-    assert (on.preempt, on.adaptive_endpointing, on.vad_finalize, on.audio_cache,
-            on.first_clause_min_words) == (True, True, True, True, None)
+    assert (on.preempt, on.adaptive_endpointing, on.vad_finalize, on.pause_finalize,
+            on.audio_cache, on.first_clause_min_words) == (True, True, True, True, True, None)
     off = options(["--no-vad-finalize", "--no-audio-cache", "--first-clause-words", "4",
                    "--no-adaptive-endpointing"],
-                  {"VOICEBOT_PREEMPT": "off"})
-    assert (off.preempt, off.adaptive_endpointing, off.vad_finalize, off.audio_cache,
-            off.first_clause_min_words) == (False, False, False, False, 4)
+                  {"VOICEBOT_PREEMPT": "off", "VOICEBOT_PAUSE_FINALIZE": "off"})
+    assert (off.preempt, off.adaptive_endpointing, off.vad_finalize, off.pause_finalize,
+            off.audio_cache, off.first_clause_min_words) == (False, False, False, False,
+                                                             False, 4)
+    assert not options(["--no-pause-finalize"], {}).pause_finalize
     assert options(["--preempt"], {"VOICEBOT_PREEMPT": "off"}).preempt
     with pytest.raises(ConfigError):
         build_config({}, {"VOICEBOT_FIRST_CLAUSE_WORDS": "-1"})

@@ -146,6 +146,7 @@ class PipelineHandler:
                 pause_ms=self.pipeline.options.pause_ms,
                 adaptive=self.pipeline.options.adaptive_endpointing,
                 late_end_extra_ms=self.pipeline.options.late_end_extra_ms,
+                pause_finalize=self.pipeline.options.pause_finalize,
                 usage_tag=usage_tag(self.session.custom_parameters))
             self.session.nursery.start_soon(self._run, event, trio.current_time())
 

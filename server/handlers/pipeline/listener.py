@@ -15,6 +15,16 @@ quiet inside speech (before the VAD's end) is ``paused`` with the turn's words s
 far (its finals, then the latest interim), and voiced audio after it ``resumed``:
 the conversation's preemptive generation.
 
+Finalize at the pause (``pause_finalize``, streaming vendor STT only): the
+``finalize()`` goes out at the pause instead of at the end of speech, so its
+answer (the vendor's final latency, 150 ms on the reference fakes) runs while
+our VAD is still waiting out its silence window. The answer is *held*: the turn
+is released only when the end of speech is confirmed (the VAD's end, or its
+adaptive early/late end) with no voiced audio since that finalize. If the
+caller went on, the held words join the rest of the turn and a finalize at the
+confirmed end asks for the rest. The local engines decode an utterance whole
+(a grammar wants the whole phrase), so for them the finalize stays at the end.
+
 The STT runs in ``run``: the chosen engine, and if it fails for good (Deepgram
 gives up after its reconnect deadline, 5 s by default) the call switches to
 the local engine (pocketsphinx) and goes on with the audio still queued.
@@ -23,6 +33,7 @@ the local engine (pocketsphinx) and goes on with the audio still queued.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import Any, Final, Protocol
 
 import numpy as np
@@ -33,8 +44,8 @@ from dialogue.endpointing import EndpointHint
 from dsp.pcm import pcm16_from_bytes
 from dsp.vad import EnergyVAD, SpeechStarted, VADConfig
 from providers.exceptions import ProviderError
+from providers.stt.base import Endpoint, Interim, STTStream
 from providers.stt.base import Final as FinalWords
-from providers.stt.base import Interim, STTStream
 from providers.stt.turns import Turn, TurnAssembler
 from providers.usage import UsageCounter
 from server.handlers.pipeline.engines import Engines, SttName
@@ -45,12 +56,26 @@ log = logging.getLogger(__name__)
 
 AUDIO_QUEUE: Final = 256
 
+#: engines whose ``finalize()`` at a pause costs nothing in accuracy (a streaming
+#: model keeps its context across the split)
+PAUSE_FINALIZE_ENGINES: Final = frozenset({"deepgram"})
+
 
 class _Finalize:
     """Queued behind the audio: ask the STT for everything heard so far."""
 
 
 FINALIZE: Final = _Finalize()
+
+
+def _finalize_answer(event: object) -> bool:
+    """Whether an STT event answers a ``finalize()``."""
+    return isinstance(event, FinalWords | Endpoint) and event.from_finalize
+
+
+def _joined(turns: list[Turn]) -> Turn:
+    return Turn(text=" ".join(turn.text for turn in turns), start=turns[0].start,
+                end=turns[-1].end, from_finalize=turns[-1].from_finalize)
 
 
 class Ears(Protocol):
@@ -80,7 +105,7 @@ class Listener:
                  usage: UsageCounter, metrics: ServerMetrics, ears: Ears, *,
                  vad_finalize: bool = True, pause_ms: float = 150.0,
                  adaptive: bool = False, late_end_extra_ms: float = 300.0,
-                 usage_tag: str | None = None) -> None:
+                 pause_finalize: bool = False, usage_tag: str | None = None) -> None:
         self._engines = engines
         self.stt_name: SttName = stt
         self._rate = sample_rate
@@ -90,12 +115,20 @@ class Listener:
         self._vad_finalize = vad_finalize
         self._pause_ms = pause_ms
         self._adaptive = adaptive and vad_finalize
+        self._pause_finalize = pause_finalize and vad_finalize
         self._late_extra_s = late_end_extra_ms / 1000
         self._usage_tag = usage_tag
         self._quiet_ms = 0.0  # unvoiced audio at the end of the current speech
         self._paused = False
         self._ended_early = False  # this speech's turn was ended at its pause
-        self._finalize_at: float | None = None  # a late end's delayed finalize()
+        self._finalize_at: float | None = None  # a late end's delayed confirmation
+        # finalize() at the pause: the answers still due (True: a pause's), whether
+        # the caller spoke since the last finalize, whether the end is confirmed,
+        # and the turns answered at a pause while it was not
+        self._answers_due: deque[bool] = deque()
+        self._voiced_since_finalize = False
+        self._confirmed = False
+        self._held: list[Turn] = []
         self._finals: list[str] = []  # the current turn's finals so far
         self._interim = ""
         self._vad = EnergyVAD(VADConfig(), sample_rate=sample_rate)
@@ -115,7 +148,7 @@ class Listener:
         now = trio.current_time()
         if self._finalize_at is not None and now >= self._finalize_at:
             self._finalize_at = None
-            self._queue(FINALIZE)
+            self._confirm()
         self._samples += len(pcm) // 2
         audio_end = self._samples / self._rate
         vad = self._vad
@@ -123,6 +156,7 @@ class Listener:
             self._quiet_ms, self._paused = 0.0, False
             if isinstance(event, SpeechStarted):
                 self._finalize_at = None  # the phrase went on: one turn
+                self._confirmed = False
                 self.ears.speech_started(now - max(audio_end - event.t, 0.0))
             else:
                 self._speech_ended(now - max(audio_end - event.voiced_until, 0.0))
@@ -130,11 +164,13 @@ class Listener:
             flags = vad.last_flags & 1
             voiced = int(flags.sum())
             if voiced:
+                self._voiced_since_finalize = True
+                self._confirmed = False
                 self.ears.voiced(voiced * self._frame_ms)
             self._tentative_end(flags, now)
 
     def _speech_ended(self, voiced_until: float) -> None:
-        """Our VAD's end of speech: ``finalize()`` now, later (words stopping
+        """Our VAD's end of speech: confirmed now, later (words stopping
         mid-phrase), or not at all (the turn was ended at its pause already)."""
         if self._ended_early:
             self._ended_early = False
@@ -145,7 +181,22 @@ class Listener:
         if self._adaptive and self.ears.endpoint_hint(self.transcript) is EndpointHint.LATE:
             self._finalize_at = trio.current_time() + self._late_extra_s
         else:
-            self._queue(FINALIZE)
+            self._confirm()
+
+    def _confirm(self) -> None:
+        """The end of this speech is decided: the turn is every final up to the
+        answer of a ``finalize()`` sent since the last voiced audio (the pause's,
+        if the caller stayed quiet since; else one now)."""
+        self._confirmed = True
+        if self._voiced_since_finalize or (not self._answers_due and not self._held):
+            self._finalize()
+        elif not self._answers_due:
+            self._release()  # the pause's answer is in: the turn is whole
+
+    def _finalize(self, *, at_pause: bool = False) -> None:
+        self._voiced_since_finalize = False
+        self._answers_due.append(at_pause)
+        self._queue(FINALIZE)
 
     def _end_turn(self, voiced_until: float) -> None:
         self._last_speech_end = voiced_until
@@ -173,16 +224,19 @@ class Listener:
             self._paused = True
             transcript = self.transcript
             self.ears.paused(transcript)
+            if self._pause_finalize and self.stt_name in PAUSE_FINALIZE_ENGINES:
+                self._finalize(at_pause=True)
             if (self._adaptive
                     and self.ears.endpoint_hint(transcript) is EndpointHint.EARLY):
                 self._ended_early = True
                 self._metrics.early_ends.labels(result="ended").inc()
                 self._end_turn(now - self._quiet_ms / 1000)
-                self._queue(FINALIZE)
+                self._confirm()
 
     @property
     def transcript(self) -> str:
-        """The current turn's words so far: its finals, then the latest interim."""
+        """The current turn's words so far: its finals (held ones too), then the
+        latest interim."""
         return " ".join([*self._finals, self._interim]).strip()
 
     def _queue(self, item: bytes | _Finalize) -> None:
@@ -200,6 +254,7 @@ class Listener:
         """Run the STT until cancelled (or the stream ends); fall back to local."""
         while True:
             failures: list[Exception] = []
+            self._answers_due.clear()  # a new stream answers nothing sent before
             try:
                 async with self._engines.open_stt(self.stt_name, self._rate, self._usage,
                                                   self._usage_tag) as stt:
@@ -242,8 +297,24 @@ class Listener:
                     self._interim = ""
                 else:
                     self._interim = event.text.strip()
+            answer = _finalize_answer(event)
+            at_pause = answer and bool(self._answers_due) and self._answers_due.popleft()
             turn = turns.feed(event)
             if turn is not None:
-                self._finals.clear()
-                self._interim = ""
-                self.ears.turn(turn, self._last_speech_end)
+                self._held.append(turn)
+            if not self._held:
+                continue
+            if at_pause:
+                # the caller may not be done: the turn waits for our confirmed end
+                if self._confirmed and not self._answers_due:
+                    self._release()
+            elif answer or turn is not None:
+                self._release()  # the end's answer, or the vendor's own endpoint
+
+    def _release(self) -> None:
+        """Hand the turn (every piece held so far) to the conversation."""
+        turns, self._held = self._held, []
+        self._finals.clear()
+        self._interim = ""
+        if turns:
+            self.ears.turn(_joined(turns), self._last_speech_end)

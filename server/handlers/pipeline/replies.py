@@ -52,6 +52,9 @@ class PipelineOptions:
     vad_finalize: bool = True
     #: quiet inside the caller's speech (before our VAD's end of it) that is a pause
     pause_ms: float = 150.0
+    #: a streaming STT's ``finalize()`` goes out at the pause; its answer is held
+    #: until our end of speech confirms the turn (``Listener``)
+    pause_finalize: bool = True
     #: preemptive generation: at a pause, an LLM reply to the transcript so far
     #: starts (unheard until the turn is confirmed with the same words)
     preempt: bool = True
