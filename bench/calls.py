@@ -54,7 +54,7 @@ from redis.exceptions import RedisError
 from providers.sim.deepgram_sim import DeepgramSim, open_deepgram_sim
 from providers.sim.elevenlabs_sim import ElevenLabsSim, open_elevenlabs_sim
 from providers.sim.latency import Fixed
-from providers.sim.openai_sim import OpenAISim, ServerError, open_openai_sim
+from providers.sim.openai_sim import OpenAISim, ServerFault, open_openai_sim
 from server.store.connection import StoreConfig, connect
 from server.store.embedded import EmbeddedRedisServer
 from server.store.exceptions import StoreError
@@ -276,7 +276,7 @@ async def run_all(args: argparse.Namespace, work: Path) -> list[CallResult]:
                     if script.faults:
                         dg.inject_drop(after_seconds=4.0)
                         el.inject_internal_error(after_frames=2)
-                        oa.inject(ServerError(), ServerError())
+                        oa.inject(ServerFault(), ServerFault())
 
                         def kill(redis: EmbeddedRedisServer = redis,
                                  killed: list[bool] = killed) -> None:

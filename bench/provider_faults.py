@@ -43,7 +43,7 @@ from providers.llm.openai import OpenAIChat
 from providers.sim.deepgram_sim import DeepgramSim, open_deepgram_sim
 from providers.sim.elevenlabs_sim import ElevenLabsSim, open_elevenlabs_sim
 from providers.sim.latency import Fixed
-from providers.sim.openai_sim import Drop, OpenAISim, ServerError, open_openai_sim
+from providers.sim.openai_sim import Drop, OpenAISim, ServerFault, open_openai_sim
 from providers.stt.base import Final
 from providers.stt.deepgram import open_deepgram
 from providers.tts.elevenlabs import open_elevenlabs
@@ -303,9 +303,9 @@ CASES = [
     Case("ElevenLabs", "drop, every reconnect refused (429)", "typed error at the deadline",
          eleven_deadline),
     Case("OpenAI", "500 before the first token", "first token later (one retry)",
-         openai_case(lambda sim: sim.inject(ServerError(500)))),
+         openai_case(lambda sim: sim.inject(ServerFault(500)))),
     Case("OpenAI", "503 with retry-after 0.5", "first token later (one retry)",
-         openai_case(lambda sim: sim.inject(ServerError(503, retry_after=0.5)))),
+         openai_case(lambda sim: sim.inject(ServerFault(503, retry_after=0.5)))),
     Case("OpenAI", "TCP reset before the first token", "first token later (one retry)",
          openai_case(lambda sim: sim.inject(Drop(after_tokens=0)))),
     Case("OpenAI", "TCP reset after 5 tokens", "typed error at once, no retry",

@@ -23,7 +23,7 @@ from datetime import datetime
 from dialogue.model import Stage
 from dialogue.playbook import Playbook
 
-Message = Mapping[str, str]
+Message = Mapping[str, str]  # {"role": "system" | "user" | "assistant", "content": text}
 
 SPEAKING_RULES = (
     "This is a live phone call and your words are spoken aloud by a speech engine. "

@@ -16,10 +16,7 @@ from types import MappingProxyType
 
 from dialogue.model import Analysis, Objection, Stage
 from dialogue.playbook import Playbook
-from dialogue.prompts import template_values
-
-Message = Mapping[str, str]  # {"role": "user" | "assistant", "content": text}
-
+from dialogue.prompts import Message, template_values
 
 
 def _empty() -> Mapping[str, object]:

@@ -13,9 +13,9 @@ deterministic responder: ``canned`` replies keyed by the last user message, else
 trailing space, which is what the per-token timing and usage counts are based on.
 
 Fault knobs: faults are queued with :meth:`OpenAISim.inject` (``sim.inject(
-ServerError(500), Drop(after_tokens=3))``) and each applies to one request, in
+ServerFault(500), Drop(after_tokens=3))``) and each applies to one request, in
 order: :class:`RateLimit` (429 with ``retry-after``, code
-``rate_limit_exceeded`` or ``insufficient_quota``), :class:`ServerError`
+``rate_limit_exceeded`` or ``insufficient_quota``), :class:`ServerFault`
 (500/502/503 before any token, optional ``retry-after``), :class:`Stall` (stop
 sending after N tokens, keep the socket open), :class:`StreamError` (a
 mid-stream ``data: {"error": …}`` after N tokens), :class:`Drop` (reset the TCP
@@ -56,7 +56,7 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
-class ServerError:
+class ServerFault:
     status: int = 500
     retry_after: float | None = None
 
@@ -79,7 +79,7 @@ class StreamError:
     message: str = "The server had an error while processing your request."
 
 
-Fault = RateLimit | ServerError | Stall | StreamError | Drop
+Fault = RateLimit | ServerFault | Stall | StreamError | Drop
 
 
 def split_tokens(text: str) -> list[str]:
@@ -201,7 +201,7 @@ class OpenAISim:
                      ("retry-after-ms", str(int(fault.retry_after * 1000)))]
             await _send_json(connection, stream, 429, _error(message, kind, fault.code), extra)
             return True
-        if isinstance(fault, ServerError):
+        if isinstance(fault, ServerFault):
             extra = [] if fault.retry_after is None else [
                 ("retry-after", f"{fault.retry_after:g}")]
             await _send_json(connection, stream, fault.status, _error(

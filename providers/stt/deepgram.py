@@ -317,7 +317,7 @@ class DeepgramStream:
                 event = SpeechDetected(t)
         elif isinstance(message, wire.UtteranceEndMsg):
             event = UtteranceEnd(offset + message.last_word_end)
-        elif isinstance(message, wire.Unknown):
+        elif isinstance(message, wire.UnknownMessage):
             log.info("deepgram: ignoring message type %r", message.type)
         if event is not None:
             try:

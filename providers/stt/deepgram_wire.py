@@ -3,7 +3,7 @@
 - :func:`listen_url` builds ``/v1/listen?…`` from a :class:`DeepgramConfig`.
 - :func:`parse_message` turns one server text frame into a typed message:
   :class:`Results`, :class:`SpeechStartedMsg`, :class:`UtteranceEndMsg`,
-  :class:`Metadata`, :class:`ErrorMsg` or :class:`Unknown` (log and continue).
+  :class:`Metadata`, :class:`ErrorMsg` or :class:`UnknownMessage` (log and continue).
   ``Results`` may come without ``type`` and without ``speech_final`` in some
   samples; both are accepted.
 - :func:`close_error` / :func:`handshake_error` translate a close frame or a
@@ -84,12 +84,12 @@ class ErrorMsg:
 
 
 @dataclass(frozen=True)
-class Unknown:
+class UnknownMessage:
     type: str
     raw: Mapping[str, Any]
 
 
-ServerMessage = Results | SpeechStartedMsg | UtteranceEndMsg | Metadata | ErrorMsg | Unknown
+ServerMessage = Results | SpeechStartedMsg | UtteranceEndMsg | Metadata | ErrorMsg | UnknownMessage
 
 
 def _flag(value: bool) -> str:
@@ -144,7 +144,7 @@ def parse_message(text: str | bytes) -> ServerMessage:
         code = data.get("err_code") or data.get("variant")
         message = data.get("err_msg") or data.get("description") or data.get("message") or ""
         return ErrorMsg(str(code) if code else None, str(message))
-    return Unknown(kind, data)
+    return UnknownMessage(kind, data)
 
 
 def _results(data: Mapping[str, Any]) -> Results:

@@ -79,7 +79,7 @@ from server.store import (
     TurnLatency,
     mask_phone,
 )
-from server.store.records import Delivery, Role
+from server.store.records import LATENCY_MARKS, Delivery, Role
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,14 @@ class StoreCallRecord:
 
     def turn(self, report: TurnReport) -> None:
         self._turns += 1
-        latency = TurnLatency(turn=self._turns, marks=dict(report.marks))
+        # A mark the store has no name for would make the whole write refuse
+        # (the codec is strict); it is dropped here, said once per turn.
+        unknown = sorted(set(report.marks) - set(LATENCY_MARKS))
+        if unknown:
+            log_event(log, logging.WARNING, "turn marks not recorded: unknown names",
+                      marks=",".join(unknown), turn=self._turns)
+        latency = TurnLatency(turn=self._turns, marks={
+            name: at for name, at in report.marks.items() if name in LATENCY_MARKS})
         transcript = self._transcript(report)
         if self._recorder is None:  # written with the first snapshot
             self._unwritten_transcript += transcript

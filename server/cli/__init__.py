@@ -1,6 +1,8 @@
-"""The ``voicebot`` command line: one module here per command (``serve``, ``demo``
-with its embedded call in ``demo_call``, ``playbook``, and the store's
-``outcomes``/``session``/``campaign`` in ``store``).
+"""The ``voicebot`` command line: one module here per command (``serve``, ``demo``,
+``playbook``, and the store's ``outcomes``/``session``/``campaign`` in
+``store``). ``demo`` dispatches to ``demo_talk`` (the conversation: its call,
+scenarios and report live in ``server.demo``) or, with ``--echo``/``--no-call``,
+to ``demo_call`` (the echo call) and the DSP slice.
 
 Each subcommand lives in its own module, which exposes
 ``add_command(subparsers) -> None``; that function adds a parser and sets

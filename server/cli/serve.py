@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 import trio
 
 from dialogue import Playbook, PlaybookError, load_playbook
+from providers.groups import sole_error
 from server.calls.hook import HandlerFactory
 from server.calls.server import serve_until_signalled
 from server.config import ENV_VARS, ServerConfig, build_config
@@ -251,9 +252,8 @@ def _run_workers(config: ServerConfig) -> int:
 
 def _single_os_error(exc: BaseException) -> OSError | None:
     """The one ``OSError`` that ``exc`` is, or that nurseries wrapped in groups."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc if isinstance(exc, OSError) else None
+    error = sole_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
+    return error if isinstance(error, OSError) else None
 
 
 def _embedded_redis_failed(exc: Exception) -> str:

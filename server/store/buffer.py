@@ -39,7 +39,7 @@ log = logging.getLogger("voicebot.store")
 
 
 @dataclass(frozen=True, slots=True)
-class Backoff:
+class RetryDelays:
     """Retry delays: ``initial * factor**attempt``, capped at ``maximum`` (seconds)."""
 
     initial: float = 0.05
@@ -135,7 +135,7 @@ class OutcomeRetrier:
     written) and, best effort, their last unwritten turn batch (bounded:
     ``max_turn_batches``, oldest dropped and counted; never spilled)."""
 
-    def __init__(self, store: SessionStore, spill: SpillFile, backoff: Backoff,
+    def __init__(self, store: SessionStore, spill: SpillFile, backoff: RetryDelays,
                  max_turn_batches: int = 1000, *,
                  replay_elsewhere: Callable[[], None] | None = None) -> None:
         self.store = store
@@ -267,7 +267,7 @@ class OutcomeRetrier:
 
 @asynccontextmanager
 async def open_outcome_retrier(
-    store: SessionStore, spill: SpillFile, backoff: Backoff | None = None, *,
+    store: SessionStore, spill: SpillFile, backoff: RetryDelays | None = None, *,
     replay_elsewhere: Callable[[], None] | None = None,
 ) -> AsyncIterator[OutcomeRetrier]:
     """Run the process-wide retrier; it replays the spill file as soon as it
@@ -276,7 +276,7 @@ async def open_outcome_retrier(
     On exit (normal, cancelled or failing) unwritten outcomes go to the spill
     file, shielded.
     """
-    retrier = OutcomeRetrier(store, spill, backoff or Backoff(),
+    retrier = OutcomeRetrier(store, spill, backoff or RetryDelays(),
                              replay_elsewhere=replay_elsewhere)
     try:
         async with trio.open_nursery() as nursery:

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 import trio
 
 from dialogue.model import Slots, Stage
-from server.store.buffer import Backoff, BufferLimits, OutcomeRetrier, TurnBuffer
+from server.store.buffer import BufferLimits, OutcomeRetrier, RetryDelays, TurnBuffer
 from server.store.exceptions import RecordFormatError, SpillError, StoreUnavailable
 from server.store.health import StoreHealth
 from server.store.interface import SessionStore
@@ -51,7 +51,7 @@ class RecorderConfig:
     write_deadline: float = 2.0  # one turn write, including the wait for a worker thread
     exit_deadline: float = 1.5  # flush + outcome at call end, before handing off
     ttl_refresh_interval: float = 600.0  # an idle call still refreshes its TTLs this often
-    backoff: Backoff = field(default_factory=Backoff)
+    backoff: RetryDelays = field(default_factory=RetryDelays)
     limits: BufferLimits = field(default_factory=BufferLimits)
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import trio
 
-from server.store.buffer import Backoff, OutcomeRetrier, open_outcome_retrier
+from server.store.buffer import OutcomeRetrier, RetryDelays, open_outcome_retrier
 from server.store.connection import StoreConfig, connect, mask_url
 from server.store.embedded import EmbeddedConfig, EmbeddedRedis, open_embedded_redis
 from server.store.exceptions import StoreUnavailable
@@ -88,7 +88,7 @@ async def open_store_service(
     spill: SpillFile | None = None,
     embedded_data_dir: Path | None = None,
     persist_embedded: bool = True,
-    backoff: Backoff | None = None,
+    backoff: RetryDelays | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     supervisor: SupervisorConfig | None = None,
     replay_elsewhere: Callable[[], None] | None = None,
@@ -128,7 +128,7 @@ async def _serve(
     config: StoreConfig,
     recorder_config: RecorderConfig | None,
     spill: SpillFile,
-    backoff: Backoff | None,
+    backoff: RetryDelays | None,
     clock: Callable[[], datetime],
     supervisor: SupervisorConfig,
     replay_elsewhere: Callable[[], None] | None,

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from server.store.buffer import Backoff
+from server.store.buffer import RetryDelays
 from server.store.embedded import EmbeddedRedis
 from server.store.exceptions import EmbeddedRedisError, StoreUnavailable
 from server.store.health import StoreHealth
@@ -47,8 +47,8 @@ class SupervisorConfig:
     ping_deadline: float = 1.0
     failures_to_down: int = 2  # external Redis only; our own child's exit is certain
     hung_after: int = 5  # embedded: this many failed pings in a row → kill and restart
-    restart_backoff: Backoff = field(
-        default_factory=lambda: Backoff(initial=0.5, factor=2.0, maximum=30.0))
+    restart_backoff: RetryDelays = field(
+        default_factory=lambda: RetryDelays(initial=0.5, factor=2.0, maximum=30.0))
     sweep_interval: float = 30.0
     lost_grace: float = 60.0  # a dead instance's call is orphaned this long before 'lost'
 

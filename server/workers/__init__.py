@@ -16,3 +16,9 @@ process serves calls and everything else, as always.
 - ``metrics``  the parent's ``/metrics``: every worker's, labelled ``worker``
 - ``slots``    ``--max-calls`` as a total over the workers (file locks)
 """
+
+from server.workers.exceptions import LinkError, WorkerStartError
+from server.workers.link import WorkerIdentity
+from server.workers.serve import serve_workers
+
+__all__ = ["LinkError", "WorkerIdentity", "WorkerStartError", "serve_workers"]

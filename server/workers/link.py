@@ -101,7 +101,7 @@ class SpillNotice:
     """The worker wrote outcomes to the spill file; the parent replays it."""
 
 
-Message = StatusReport | SpillNotice
+LinkMessage = StatusReport | SpillNotice
 
 
 def collect_families(registry: Collector) -> tuple[MetricFamily, ...]:
@@ -112,7 +112,7 @@ def collect_families(registry: Collector) -> tuple[MetricFamily, ...]:
         for metric in registry.collect())
 
 
-def encode_message(message: Message) -> bytes:
+def encode_message(message: LinkMessage) -> bytes:
     """One line (newline included)."""
     data: dict[str, Any]
     if isinstance(message, SpillNotice):
@@ -125,7 +125,7 @@ def encode_message(message: Message) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode() + b"\n"
 
 
-def decode_message(line: bytes) -> Message:
+def decode_message(line: bytes) -> LinkMessage:
     """The message on one line (without its newline); ``LinkError`` if malformed."""
     try:
         data = json.loads(line)

@@ -36,9 +36,9 @@ from pathlib import Path
 import trio
 
 from server.logs import log_event
-from server.store.buffer import Backoff
+from server.store.buffer import RetryDelays
 from server.workers.exceptions import WorkerStartError
-from server.workers.link import Message, SpillNotice, StatusReport
+from server.workers.link import LinkMessage, SpillNotice, StatusReport
 from server.workers.metrics import PoolMetrics
 from server.workers.process import WorkerLaunch, WorkerProcess, describe_status
 
@@ -55,8 +55,8 @@ class PoolTimings:
     stable_after: float = 60.0  # a worker up this long resets the restart backoff
     exit_margin: float = 10.0  # after the grace period, to flush state and exit
     check_interval: float = 0.5
-    restart_backoff: Backoff = field(
-        default_factory=lambda: Backoff(initial=0.5, factor=2.0, maximum=30.0))
+    restart_backoff: RetryDelays = field(
+        default_factory=lambda: RetryDelays(initial=0.5, factor=2.0, maximum=30.0))
 
 
 class _Seat:
@@ -200,7 +200,7 @@ class WorkerPool:
             f"worker {seat.index} (pid {process.pid}) ended with {describe_status(status)} "
             "before it was ready (its log is above)", worker=seat.index, status=status)
 
-    def _received(self, seat: _Seat, message: Message) -> None:
+    def _received(self, seat: _Seat, message: LinkMessage) -> None:
         if isinstance(message, SpillNotice):
             self._on_spilled()
             return

@@ -28,7 +28,7 @@ import trio
 
 from server.logs import log_event
 from server.workers.exceptions import LinkError
-from server.workers.link import WORKER_ENV, LineBuffer, Message, WorkerIdentity, decode_message
+from server.workers.link import WORKER_ENV, LineBuffer, LinkMessage, WorkerIdentity, decode_message
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class WorkerProcess:
                     await trio.sleep(_POLL_INTERVAL)
         return self._popen.wait()
 
-    async def receive_messages(self, handle: Callable[[Message], None]) -> None:
+    async def receive_messages(self, handle: Callable[[LinkMessage], None]) -> None:
         """Give ``handle`` each message the worker sends, until its end of the
         link closes. A message that cannot be read is logged and skipped."""
         lines = LineBuffer()

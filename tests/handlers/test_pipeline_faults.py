@@ -29,7 +29,7 @@ import trio.testing
 
 from dialogue.model import Stage
 from providers.sim.elevenlabs_audio import frame_bytes, render
-from providers.sim.openai_sim import Drop, ServerError, Stall
+from providers.sim.openai_sim import Drop, ServerFault, Stall
 from providers.tts.local import LocalTTSConfig, open_local_tts
 from server.calls.recording import store_call_record
 from server.handlers.pipeline import AudioCache, CacheKey, PipelineOptions
@@ -263,11 +263,11 @@ async def test_a_reply_superseded_while_its_sentence_waits_for_tts_does_not_end_
 
 
 @pytest.mark.parametrize(("fault", "requests"), [
-    (ServerError(500), 2),  # and the client's one retry gets a 500 too
+    (ServerFault(500), 2),  # and the client's one retry gets a 500 too
     (Stall(after_tokens=0), 1),  # headers, then nothing: no first token within 1.5 s
 ])
 async def test_an_llm_failure_says_the_fallback_template_in_time(
-    fault: ServerError | Stall, requests: int, autojump_clock: trio.testing.MockClock,
+    fault: ServerFault | Stall, requests: int, autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with simulators() as sims:
         sims.openai.inject(fault, fault)
@@ -351,7 +351,7 @@ async def test_every_turn_is_answered_while_all_three_vendors_fail_in_one_call(
         el.inject_internal_error(after_frames=2)
         el.inject_drop(after_frames=2)
         # OpenAI: 500 on the price answer, then its retry breaks after 3 tokens.
-        oa.inject(ServerError(), Drop(after_tokens=3))
+        oa.inject(ServerFault(), Drop(after_tokens=3))
         run = await run_call(sims, LINES, cache=cache)
     assert_answered_and_booked(run)
     assert [status for _, status in dg.refused] == [429, 500]

@@ -28,7 +28,7 @@ from providers.sim.deepgram_sim import open_deepgram_sim
 from providers.sim.elevenlabs_audio import frame_bytes, render
 from providers.sim.elevenlabs_sim import open_elevenlabs_sim
 from providers.sim.latency import Fixed
-from providers.sim.openai_sim import Drop, ServerError, open_openai_sim
+from providers.sim.openai_sim import Drop, ServerFault, open_openai_sim
 from providers.stt.base import Final
 from providers.stt.deepgram import DeepgramStream, open_deepgram
 from providers.stt.turns import TurnAssembler
@@ -111,7 +111,7 @@ async def test_one_call_survives_deepgram_openai_and_elevenlabs_faults(
         dg.inject_drop(after_seconds=5.0)  # mid second utterance (speech 4.5–6.0 s)
         dg.inject_refusal(429, retry_after=1, once_accepted=1)
         dg.inject_refusal(500, once_accepted=1)
-        oa.inject(ServerError(500), Drop(after_tokens=3))  # turn 1: 500, then a broken retry
+        oa.inject(ServerFault(500), Drop(after_tokens=3))  # turn 1: 500, then a broken retry
         el.inject_internal_error(after_frames=2)  # reply 1, first sentence
         # Reply 1 resumes on the second connection (both its sentences), which then
         # drops 3 frames into reply 2.

@@ -68,7 +68,7 @@ def test_parse_other_messages_unknown_and_garbage() -> None:
     assert wire.parse_message('{"type":"Error","err_code":"X","err_msg":"bad"}') == (
         wire.ErrorMsg("X", "bad"))
     unknown = wire.parse_message('{"type":"Brand-New","x":1}')
-    assert isinstance(unknown, wire.Unknown)
+    assert isinstance(unknown, wire.UnknownMessage)
     assert unknown.type == "Brand-New"
     with pytest.raises(ProtocolError):
         wire.parse_message("{oops")

@@ -29,7 +29,7 @@ from providers.sim.latency import Fixed
 from providers.sim.openai_sim import (
     OpenAISim,
     RateLimit,
-    ServerError,
+    ServerFault,
     Stall,
     StreamError,
     open_openai_sim,
@@ -109,7 +109,7 @@ async def test_insufficient_quota_is_never_retried(autojump_clock: Any) -> None:
 @pytest.mark.parametrize("status", [500, 503])
 async def test_server_errors_are_vendor_errors(autojump_clock: Any, status: int) -> None:
     async with chat_against(server_error_retries=0) as (sim, chat):
-        sim.inject(ServerError(status))
+        sim.inject(ServerFault(status))
         with pytest.raises(VendorUnavailable) as caught:
             await collect(chat)
         assert caught.value.status == status

@@ -12,7 +12,7 @@ import trio
 
 from providers.exceptions import StreamClosed, VendorUnavailable
 from providers.llm.base import ChatUsage, TextDelta
-from providers.sim.openai_sim import Drop, ServerError, count_prompt_tokens
+from providers.sim.openai_sim import Drop, ServerFault, count_prompt_tokens
 from tests.providers.test_openai_client import MESSAGES, REPLY, chat_against, collect, collect_text
 
 
@@ -20,7 +20,7 @@ async def test_500_before_the_first_token_is_retried_once_within_the_deadline(
     autojump_clock: Any,
 ) -> None:
     async with chat_against() as (sim, chat):
-        sim.inject(ServerError(500))
+        sim.inject(ServerFault(500))
         start = trio.current_time()
         with trio.fail_after(5):
             events = await collect(chat)
@@ -31,12 +31,12 @@ async def test_500_before_the_first_token_is_retried_once_within_the_deadline(
         assert chat.usage.statistics().llm_requests == 2
         assert chat.usage.llm_tokens_estimated == 0  # the vendor reported this one
 
-        sim.inject(ServerError(503, retry_after=0.5))  # retry-after is a floor
+        sim.inject(ServerFault(503, retry_after=0.5))  # retry-after is a floor
         start = trio.current_time()
         events = await collect(chat)
         assert events[0][0] - start == pytest.approx(0.5 + 0.3)
 
-        sim.inject(ServerError(500), ServerError(502))  # only once
+        sim.inject(ServerFault(500), ServerFault(502))  # only once
         with pytest.raises(VendorUnavailable) as caught:
             await collect(chat)
         assert caught.value.status == 502
@@ -47,7 +47,7 @@ async def test_no_retry_when_it_cannot_start_before_the_callers_deadline(
     autojump_clock: Any,
 ) -> None:
     async with chat_against() as (sim, chat):
-        sim.inject(ServerError(500, retry_after=2.0))
+        sim.inject(ServerFault(500, retry_after=2.0))
         with trio.fail_after(1.0), pytest.raises(VendorUnavailable) as caught:
             await collect(chat)
         assert caught.value.retry_after == 2.0

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from providers.sim.latency import Fixed
-from providers.sim.openai_sim import RateLimit, ServerError, open_openai_sim
+from providers.sim.openai_sim import RateLimit, ServerFault, open_openai_sim
 
 REPLY = "Haan ji, the plan starts at five lakh rupees."
 
@@ -68,7 +68,7 @@ async def test_sdk_reads_non_streaming_reply_and_typed_errors() -> None:
             with pytest.raises(openai.RateLimitError) as quota:
                 await client.chat.completions.create(
                     model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
-            sim.inject(ServerError(503))
+            sim.inject(ServerFault(503))
             with pytest.raises(openai.InternalServerError) as server:
                 await client.chat.completions.create(
                     model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])

@@ -348,7 +348,9 @@ class ReportingHandler:
         record.turn(TurnReport(
             caller_text="call me back tomorrow evening", bot_text="Sure, tomorrow at six.",
             heard_text="Sure, tomorrow", stage_before=Stage.DISCOVERY,
-            stage_after=Stage.FOLLOW_UP_SCHEDULED, marks={"speech_end": 1.0, "decided": 1.2},
+            stage_after=Stage.FOLLOW_UP_SCHEDULED,
+            # a mark the store has no name for is dropped, not the whole turn
+            marks={"speech_end": 1.0, "decided": 1.2, "not_a_stage": 1.1},
             caller_at=3.0, bot_at=4.5))
         record.progress(DialogueReport(
             stage=Stage.FOLLOW_UP_SCHEDULED, slots={"callback_at": CALLBACK, "budget_inr": 90000},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.store.buffer import Backoff, BufferLimits, TurnBuffer
+from server.store.buffer import BufferLimits, RetryDelays, TurnBuffer
 from server.store.records import TurnLatency
 from tests.store.strategies import entry, snapshot
 
@@ -73,4 +73,4 @@ def test_refresh_request_yields_an_empty_batch() -> None:
 @pytest.mark.parametrize(("attempt", "delay"), [(0, 0.05), (1, 0.1), (3, 0.4), (10, 2.0),
                                                  (10_000, 2.0)])
 def test_backoff_grows_and_is_capped(attempt: int, delay: float) -> None:
-    assert Backoff().delay(attempt) == pytest.approx(delay)
+    assert RetryDelays().delay(attempt) == pytest.approx(delay)

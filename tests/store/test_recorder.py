@@ -16,7 +16,7 @@ import redis
 import trio
 
 from dialogue.model import Stage
-from server.store.buffer import Backoff, BufferLimits, open_outcome_retrier
+from server.store.buffer import BufferLimits, RetryDelays, open_outcome_retrier
 from server.store.connection import StoreConfig, connect
 from server.store.recorder import RecorderConfig, open_call_recorder
 from server.store.records import TurnLatency
@@ -26,7 +26,7 @@ from tests.store.conftest import KillableRedis
 from tests.store.strategies import T0, entry, outcome, snapshot
 
 FAST = RecorderConfig(write_deadline=1.0, exit_deadline=0.3,
-                      backoff=Backoff(initial=0.01, factor=2.0, maximum=0.05))
+                      backoff=RetryDelays(initial=0.01, factor=2.0, maximum=0.05))
 
 
 def ended_at() -> object:

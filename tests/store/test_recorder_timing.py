@@ -17,7 +17,7 @@ import pytest
 import trio
 import trio.testing
 
-from server.store.buffer import Backoff, open_outcome_retrier
+from server.store.buffer import RetryDelays, open_outcome_retrier
 from server.store.exceptions import StoreUnavailable
 from server.store.interface import OutcomeReceipt, StoreStatistics, TurnBatch
 from server.store.recorder import RecorderConfig, open_call_recorder
@@ -72,7 +72,7 @@ async def test_failed_writes_retry_on_the_backoff_schedule(
         rec.record_nowait(snapshot("V1"), [entry(0)])
         await trio.sleep(1)
         rec.finish_nowait(outcome("V1"))
-    # Backoff(): 0.05, 0.1, 0.2 s after each failure.
+    # RetryDelays(): 0.05, 0.1, 0.2 s after each failure.
     assert store.turn_attempts == pytest.approx([0.0, 0.05, 0.15, 0.35])
     assert [e.text for b in store.batches for e in b.transcript] == ["utterance 0"]
     assert store.outcomes == [outcome("V1")]
@@ -112,7 +112,7 @@ async def test_exit_is_bounded_when_redis_stalls(
 async def test_retrier_holds_a_bounded_number_of_turn_batches(spill: SpillFile) -> None:
     # Real time: the retrier replays the spill file through worker threads.
     store = ScriptedStore(fail_turns=10**6)
-    async with open_outcome_retrier(store, spill, Backoff(0.001, 2.0, 0.002)) as retrier:
+    async with open_outcome_retrier(store, spill, RetryDelays(0.001, 2.0, 0.002)) as retrier:
         retrier.max_turn_batches = 2
         for i in range(3):
             assert retrier.submit_turns_nowait(TurnBatch(f"B{i}"))
