@@ -107,6 +107,7 @@ class SlotCounts:
     lines: int = 0
     correct: int = 0
     labelled: int = 0  # lines that carry the slot
+    labelled_correct: int = 0  # of those, read exactly
     false_positive: int = 0  # predicted on a line that carries none
     missed: int = 0  # labelled but not predicted
     wrong_value: int = 0  # both present, values differ
@@ -114,6 +115,12 @@ class SlotCounts:
     @property
     def accuracy(self) -> float:
         return self.correct / self.lines if self.lines else 0.0
+
+    @property
+    def labelled_accuracy(self) -> float:
+        """Exact on the lines that carry the slot (a line without it, read
+        without it, does not count here)."""
+        return self.labelled_correct / self.labelled if self.labelled else 0.0
 
 
 @dataclass(slots=True)
@@ -123,6 +130,8 @@ class Score:
     lines: int = 0
     intent_correct: int = 0
     objection_correct: int = 0
+    objection_lines: int = 0  # lines labelled with an objection type
+    objection_labelled_correct: int = 0  # of those, the type read right
     slots: dict[str, SlotCounts] = field(default_factory=dict)
     confusion: Counter[tuple[Intent, Intent]] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
@@ -155,8 +164,10 @@ def score(
             result.intent_correct += 1
         else:
             problems.append(f"intent {got.intent} != {turn.intent}")
+        result.objection_lines += turn.objection is not None
         if got.objection is turn.objection:
             result.objection_correct += 1
+            result.objection_labelled_correct += turn.objection is not None
         else:
             problems.append(f"objection {got.objection} != {turn.objection}")
         for key, counts in result.slots.items():
@@ -165,6 +176,7 @@ def score(
             counts.labelled += expected is not None
             if expected == predicted:
                 counts.correct += 1
+                counts.labelled_correct += expected is not None
                 continue
             if expected is None:
                 counts.false_positive += 1

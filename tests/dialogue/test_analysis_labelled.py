@@ -81,11 +81,14 @@ def test_intent_accuracy(result: Score) -> None:
 
 def test_objection_accuracy(result: Score) -> None:
     assert result.objection_accuracy >= TARGET, "\n".join(result.errors)
+    on_objections = result.objection_labelled_correct / result.objection_lines
+    assert on_objections >= TARGET, "\n".join(result.errors)
 
 
 @pytest.mark.parametrize("slot", ["budget_inr", "callback_at", "timeline", "decision_maker"])
 def test_slot_exact_match(result: Score, slot: str) -> None:
     assert result.slots[slot].accuracy >= TARGET, "\n".join(result.errors)
+    assert result.slots[slot].labelled_accuracy >= TARGET, "\n".join(result.errors)
 
 
 def test_false_positives_are_counted(turns: list[LabelledTurn]) -> None:
@@ -99,3 +102,19 @@ def test_false_positives_are_counted(turns: list[LabelledTurn]) -> None:
     counts = score(plain, invents_budget).slots["budget_inr"]
     assert counts.false_positive == 10
     assert counts.accuracy == 0.0
+
+
+def test_slots_are_also_scored_on_the_lines_that_carry_them(turns: list[LabelledTurn]) -> None:
+    """A reader that never finds a budget is right on every line without one, so
+    the all-lines figure flatters it; on the lines carrying a budget it scores 0."""
+    mixed = [t for t in turns if "budget_inr" in t.slots][:5] + [
+        t for t in turns if not t.slots][:45]
+
+    def never_budget(text: str, stage: Stage | None, now: datetime | None) -> Analysis:
+        got = analyze(text, stage, now)
+        return replace(got, slots={k: v for k, v in got.slots.items() if k != "budget_inr"})
+
+    counts = score(mixed, never_budget).slots["budget_inr"]
+    assert (counts.labelled, counts.labelled_correct, counts.missed) == (5, 0, 5)
+    assert counts.accuracy == 0.9
+    assert counts.labelled_accuracy == 0.0
