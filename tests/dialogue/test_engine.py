@@ -357,3 +357,41 @@ def test_unreadable_answer_goes_to_the_llm_once_then_moves_on() -> None:
     assert second.state.unclear_turns == 0
     readable = decide(state, Analysis(Intent.OTHER, confidence=0.7, slots={"need": "bill"}), NOW)
     assert readable.state.stage is Stage.QUALIFICATION
+
+
+def _unsure(state: CallState, text: str, intent: Intent, **fields: object) -> Decision:
+    state = record_caller(state, text)
+    analysis = Analysis(intent=intent, confidence=0.5, **fields)  # type: ignore[arg-type]
+    return decide(state, analysis, NOW)
+
+
+def test_an_unsure_turn_is_answered_by_the_llm_from_the_callers_words() -> None:
+    state = replace(at_stage(Stage.PRESENTATION), llm=True)
+    decision = _unsure(state, "kal dekhte hain", Intent.OBJECTION, objection=Objection.TIMING)
+    request = decision.reply
+    assert isinstance(request, LLMRequest)
+    assert request.messages[-2] == {"role": "user", "content": "kal dekhte hain"}
+    assert decision.state.stage is Stage.PRESENTATION  # the unsure reading is not acted on
+    assert decision.state.objection_counts == {}
+    # A second unsure turn in a row is acted on as read: no loop.
+    again = _unsure(decision.state, "kal pakka dekhenge", Intent.OBJECTION,
+                    objection=Objection.TIMING)
+    assert again.state.stage is Stage.OBJECTION_HANDLING
+    # A sure turn in between starts the count again.
+    sure = say(decision.state, Intent.BACKCHANNEL)
+    assert sure.state.unclear_turns == 0
+    assert isinstance(_unsure(sure.state, "hmm par", Intent.DENY).reply, LLMRequest)
+
+
+def test_without_an_llm_an_unsure_turn_is_acted_on_as_read() -> None:
+    state = at_stage(Stage.PRESENTATION)
+    assert not state.llm
+    decision = _unsure(state, "kal dekhte hain", Intent.OBJECTION, objection=Objection.TIMING)
+    assert decision.state.stage is Stage.OBJECTION_HANDLING
+
+
+def test_an_unsure_do_not_call_is_still_honoured() -> None:
+    state = replace(at_stage(Stage.PRESENTATION), llm=True)
+    decision = _unsure(state, "mat karo call", Intent.DO_NOT_CALL)
+    assert decision.state.do_not_call
+    assert decision.state.outcome is Stage.DEAD_END
