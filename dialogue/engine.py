@@ -25,14 +25,6 @@ Rules worth knowing (all numbers come from the playbook):
 - In DISCOVERY and QUALIFICATION any answer moves on, except a turn no rule
   could read (``other`` below ``LLM_BELOW_CONFIDENCE``, no slots): the first such
   turn in a row goes to the LLM, a second one is taken as an answer.
-- With an LLM configured (``CallState.llm``), any turn the analysis is unsure of
-  (confidence below ``LLM_BELOW_CONFIDENCE``: the intent is more likely wrong
-  than the threshold allows) is answered by the LLM from the caller's words,
-  in the same stage, instead of acting on a reading that is probably wrong; a
-  second unsure turn in a row is acted on as read, so a call never loops. A
-  do-not-call reading is acted on even when unsure: not honouring one costs
-  more than ending a call by mistake. Slots read from an unsure turn are kept
-  (the LLM's structured reading beside the reply corrects them).
 - Backchannels ("hmm", "haan") while presenting continue the pitch point by
   point, then ask the check question; they never change the stage.
 - An outcome stage says its closing line and moves on to ENDED in the same turn
@@ -124,10 +116,6 @@ def decide(state: CallState, analysis: Analysis, now: datetime) -> Decision:
 
     if intent is Intent.DO_NOT_CALL:
         return _event(replace(state, do_not_call=True), Event.DO_NOT_CALL, analysis, now)
-    if analysis.confidence >= LLM_BELOW_CONFIDENCE:
-        state = replace(state, unclear_turns=0)  # "in a row" ends with a sure turn
-    elif state.llm and state.unclear_turns == 0:
-        return _llm(replace(state, unclear_turns=1), analysis, now, None)
     if intent is Intent.WRONG_PERSON:
         return _event(state, Event.WRONG_PERSON, analysis, now)
     if intent is Intent.NOT_INTERESTED:

@@ -56,7 +56,6 @@ class CallState:
     pending_slot: str | None = None
     pitch_index: int = 0
     unclear_turns: int = 0  # turns in a row in this stage that no rule could read
-    llm: bool = False  # an LLM is configured: uncertain turns go to it (``decide``)
     history: tuple[Message, ...] = ()
     turns: int = 0
 
@@ -81,16 +80,13 @@ class CallState:
         }
 
 
-def new_call_state(playbook: Playbook, lead: Mapping[str, str], now: datetime, *,
-                   llm: bool = False) -> CallState:
-    """The state before the first word: stage INTRO, nothing known. ``llm``: an
-    LLM is configured, so a turn the analysis is unsure of is answered by it."""
+def new_call_state(playbook: Playbook, lead: Mapping[str, str], now: datetime) -> CallState:
+    """The state before the first word: stage INTRO, nothing known."""
     return CallState(
         playbook=playbook,
         lead=MappingProxyType(dict(lead)),
         values=MappingProxyType(template_values(playbook, lead)),
         started_at=now,
-        llm=llm,
     )
 
 

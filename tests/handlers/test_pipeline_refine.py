@@ -94,31 +94,3 @@ async def test_without_an_llm_nothing_is_refined(
     assert sims.openai.requests == []
     assert "budget_inr" not in run.record.last.slots
     assert len(run.record.turns) == len(LINES) + 1
-
-
-MISREAD = "kal dekhte hain"  # "let's see tomorrow" read at the greeting as wrong_person, unsure
-BUSY = "I am busy right now, call me back tomorrow evening"
-
-
-def test_the_greeting_answer_is_misread_and_the_rules_know_they_are_unsure() -> None:
-    analysis = analyze(MISREAD, Stage.INTRO, NOW)
-    assert analysis.intent.value == "wrong_person"
-    assert analysis.confidence < LLM_BELOW_CONFIDENCE
-
-
-async def test_an_unsure_turn_is_answered_by_the_llm_not_acted_on(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    reader = Reader()
-    async with simulators(llm_responder=reader) as sims:
-        run = await run_call(sims, [Line(MISREAD), Line(BUSY)], lead=LeadContext(name="Rahul"))
-    replies = [b for b in sims.openai.requests if "response_format" not in b]
-    assert [m["content"] for m in replies[0]["messages"] if m["role"] == "user"][-1] == MISREAD
-    [turn] = [t for t in run.record.turns if t.caller_text == MISREAD]
-    assert turn.bot_text == "Most families here spend about one lakh on it."
-    assert turn.stage_after is Stage.INTRO  # the unsure wrong_person was not acted on
-    assert run.record.last.stage is Stage.FOLLOW_UP_SCHEDULED  # the call went on
-    # Without an LLM the reading is acted on as it is: the call ends there.
-    async with simulators(llm_responder=reader) as sims:
-        plain = await run_call(sims, [Line(MISREAD)], llm=False, lead=LeadContext(name="Rahul"))
-    assert plain.record.last.stage is Stage.DEAD_END

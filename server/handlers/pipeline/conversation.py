@@ -364,8 +364,7 @@ class Conversation:
             lead_values = {k: v for k, v in (("name", lead.name), ("company", lead.company),
                                               ("product_interest", lead.product_interest),
                                               ("language", lead.language)) if v}
-            self.state = new_call_state(self.playbook, lead_values, self.clock(),
-                                        llm=self.context.chat is not None)
+            self.state = new_call_state(self.playbook, lead_values, self.clock())
             decided = trio.current_time()
             self._answer(opening(self.state, self.clock()), None, {"decided": decided},
                          greeting=True)
