@@ -17,7 +17,7 @@ import hmac
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from server.exceptions import ConfigError
 
@@ -192,14 +192,28 @@ class ServerConfig:
         if self.max_lead_ms < self.frame_ms:
             raise ConfigError("max_lead_ms must be at least frame_ms")
         if self.our_base_url is not None:
-            scheme = urlsplit(self.our_base_url).scheme
-            if scheme not in {"http", "https", "ws", "wss"}:
-                raise ConfigError("OUR_BASE_URL must be an http(s) or ws(s) URL")
-            if "@" in urlsplit(self.our_base_url).netloc and self.control_auth is None:
+            parts = _base_url_parts(self.our_base_url)
+            if "@" in parts.netloc and self.control_auth is None:
                 raise ConfigError(
                     "OUR_BASE_URL carries credentials, so /exotel/url would hand them to "
                     "anyone: set VOICEBOT_CONTROL_AUTH=user:pass (--control-auth) and give "
                     "Exotel https://user:pass@host/exotel/url")
+
+
+def _base_url_parts(url: str) -> SplitResult:
+    """``OUR_BASE_URL`` split: http(s) or ws(s), a host, a numeric port if any;
+    a ``ConfigError`` otherwise (its message never shows the URL: it may carry
+    credentials)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        raise ConfigError(f"OUR_BASE_URL is not a valid URL ({exc})") from exc
+    if parts.scheme not in {"http", "https", "ws", "wss"}:
+        raise ConfigError("OUR_BASE_URL must be an http(s) or ws(s) URL")
+    if not parts.hostname:
+        raise ConfigError("OUR_BASE_URL is not a valid URL (no host)")
+    return parts
 
 
 def _parse_bool(text: str) -> bool:

@@ -1,7 +1,8 @@
 """What may leave the process: masked phone numbers, checked identifiers, log-safe text.
 
-Pure functions, used by the logs, the call lifecycle and the session store, so
-that one rule holds everywhere:
+Pure functions (``wire_id`` also logs what it replaces), used by the logs, the
+call lifecycle, the control port and the session store, so that one rule holds
+everywhere:
 
 * **Phone numbers** are shown as ``******1234``: six stars and the last four
   digits, whatever the number's length (the width does not reveal the digit
@@ -11,7 +12,10 @@ that one rule holds everywhere:
   leading ``+`` and spaces, dashes, dots or brackets between them.
 * **Identifiers** from the wire (``call_sid``, ``stream_sid``, ``lead_id``,
   ``campaign_id``) must match ``[A-Za-z0-9._-]{1,128}``: they become Redis key
-  parts and log fields. ``checked_id`` replaces anything else by a generated id.
+  parts and log fields. ``checked_id`` replaces anything else by a generated id;
+  ``wire_id``, the rule both the call (``start``) and the control port
+  (``/exotel/url``) apply, also replaces one that looks like a phone number and
+  logs the original masked (or escaped and cut).
 * **Log values** are made safe by ``log_safe``: control characters (C0, DEL, C1,
   and the Unicode line/paragraph separators) are escaped as ``\\xNN``/``\\uNNNN``
   and the text is cut at ``MAX_LOG_VALUE`` characters with a marker.
@@ -19,6 +23,7 @@ that one rule holds everywhere:
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from collections.abc import Mapping
@@ -32,6 +37,7 @@ __all__ = [
     "mask_phone",
     "mask_phone_values",
     "printable",
+    "wire_id",
 ]
 
 #: Wire identifiers that may become key parts and log fields.
@@ -79,6 +85,30 @@ def checked_id(value: str | None, *, kind: str) -> tuple[str, bool]:
     if value and ID_PATTERN.fullmatch(value):
         return value, True
     return f"{kind}-{secrets.token_hex(8)}", False
+
+
+def wire_id(value: str, *, kind: str, log: logging.Logger) -> str:
+    """The id a ``kind`` value from the wire is recorded (and logged) under:
+    ``value`` itself if it is a valid identifier and does not look like a phone
+    number, else a generated ``"<kind>-<16 hex>"``. A replaced non-empty value
+    is logged once as a warning on ``log``, the original masked (a phone
+    number) or escaped and cut to 64 characters."""
+    if looks_like_phone(value):
+        used, _ = checked_id(None, kind=kind)
+        _warn(log, "phone number as an identifier replaced",
+              {"kind": kind, "given": mask_phone(value), "used": used})
+        return used
+    used, ok = checked_id(value, kind=kind)
+    if not ok and value:
+        _warn(log, "invalid identifier replaced",
+              {"kind": kind, "given": log_safe(value, 64), "used": used})
+    return used
+
+
+def _warn(log: logging.Logger, message: str, fields: dict[str, str]) -> None:
+    # server.logs.log_event's shape (that module imports this one).
+    if log.isEnabledFor(logging.WARNING):
+        log.warning(message, extra={"fields": fields})
 
 
 def _escape(match: re.Match[str]) -> str:

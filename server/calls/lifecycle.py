@@ -75,7 +75,7 @@ from server.config import ServerConfig
 from server.exceptions import CallLimitExceeded, ConnectionClosed, FrameError
 from server.logs import log_event, mask_phone
 from server.metrics import ServerMetrics
-from server.redact import checked_id, log_safe, looks_like_phone
+from server.redact import looks_like_phone, wire_id
 from server.telephony.dialect import Dialect
 from server.telephony.events import Start, Stop
 from server.ws.connection import ServerWebSocket
@@ -307,15 +307,15 @@ class _Call:
         return "idle"
 
     def _on_start(self, session: CallSession, start: Start) -> Start:
-        call_sid = _checked(start.call_sid, "call_sid")
-        session.stream_sid = _checked(start.stream_sid, "stream_sid")
+        call_sid = wire_id(start.call_sid, kind="call_sid", log=log)
+        session.stream_sid = wire_id(start.stream_sid, kind="stream_sid", log=log)
         session.call_sid = self.live_ids.claim(call_sid)
         merged: dict[str, str] = {}
         given = {**session.query_parameters, **start.custom_parameters}
         for key, value in list(given.items())[:MAX_CUSTOM_PARAMETERS]:
             key, value = key[:MAX_PARAMETER_CHARS], value[:MAX_PARAMETER_CHARS]
             if key in ID_PARAMETERS and value:
-                value = _checked(value, key)
+                value = wire_id(value, kind=key, log=log)
             elif looks_like_phone(value):
                 value = mask_phone(value)
             merged[key] = value
@@ -332,21 +332,6 @@ class _Call:
             custom_keys=",".join(sorted(merged)) or "-",
         )
         return start
-
-
-def _checked(value: str, kind: str) -> str:
-    """``value`` if it is a valid identifier and not a phone number, else a
-    generated one (logged, the original escaped and cut, or masked)."""
-    if looks_like_phone(value):
-        checked, _ = checked_id(None, kind=kind)
-        log_event(log, logging.WARNING, "phone number as an identifier replaced", kind=kind,
-                  given=mask_phone(value), used=checked)
-        return checked
-    checked, ok = checked_id(value, kind=kind)
-    if not ok and value:
-        log_event(log, logging.WARNING, "invalid identifier replaced", kind=kind,
-                  given=log_safe(value, 64), used=checked)
-    return checked
 
 
 def _leaves(group: BaseExceptionGroup[BaseException], kind: type[E]) -> list[E]:

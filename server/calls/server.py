@@ -21,7 +21,9 @@ never sent a valid upgrade count as ``bad_request`` (answered 400/426),
 unfinished handshakes from one address: 503), ``peer_penalized`` (a call from
 that address broke a per-call cap moments ago: 503 before reading, see
 ``HandshakeGate``) or ``error`` (anything else that
-went wrong before the call started: 500; see ``server.ws.listen``).
+went wrong before the call started: 500; see ``server.ws.listen``). Each is
+logged with the peer's ``host:port`` and the reason, at most one line per peer
+address and reason every 10 s with the count left out (``RefusalLog``).
 
 The upgrade URL's query picks the sample rate (``sample-rate`` or
 ``sample_rate``: 8000, 16000 or 24000, anything else → 8000); the other query
@@ -56,7 +58,7 @@ from server.logs import log_event
 from server.metrics import ServerMetrics, monitor_loop_lag
 from server.telephony.dialect import EXOTEL, TWILIO, Dialect
 from server.ws.connection import WebSocketLimits
-from server.ws.listen import HandshakeGate, WebSocketRequest, serve_websocket
+from server.ws.listen import HandshakeGate, RefusalLog, WebSocketRequest, serve_websocket
 
 if TYPE_CHECKING:
     from server.workers.slots import SharedCallSlots
@@ -127,6 +129,7 @@ class CallServer:
         self._calls: set[trio.CancelScope] = set()
         self._live_ids = LiveCallIds()
         self.gate = HandshakeGate(config.max_handshakes_per_peer)
+        self.refusals = RefusalLog()  # every refusal's line, rate-limited per peer
         self._idle = trio.Event()
         self._idle.set()
         self.port = 0
@@ -211,8 +214,8 @@ class CallServer:
                 decision = Rejection(503, "busy", b"too many calls\n")
         if isinstance(decision, Rejection):
             self.metrics.handshake_rejections.labels(reason=decision.reason).inc()
-            log_event(log, logging.INFO, "handshake rejected", status=decision.status,
-                      reason=decision.reason)
+            self.refusals.refused(log, request.peer, decision.reason, "handshake rejected",
+                                  endpoint=request.endpoint, status=decision.status)
             extra = [(b"www-authenticate", b'Basic realm="voicebot"')] \
                 if decision.status == 401 else []
             await request.reject(decision.status, extra_headers=extra, body=decision.body)
@@ -280,7 +283,8 @@ class CallServer:
         )
         await serve_websocket(self.handle_request, self.config.host, self.config.port, limits,
                               on_refused=self._count_refused, gate=self.gate,
-                              shared_port=self._shared_port, task_status=task_status)
+                              refusals=self.refusals, shared_port=self._shared_port,
+                              task_status=task_status)
 
     def _count_refused(self, reason: str) -> None:
         self.metrics.handshake_rejections.labels(reason=reason).inc()

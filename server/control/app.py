@@ -39,8 +39,12 @@ custom parameter        taken from (first present, case-insensitive)
 
 The names are the ones the call's lead context reads (``server.store.records.
 LeadContext``: ``lead_id``, ``campaign_id``), so outcomes and campaign stats
-carry them. ``From``/``To`` are not copied: ``start`` already carries them, and phone
-numbers in URLs end up in proxy logs. The returned URL is never logged.
+carry them. All three are ids, checked as the call checks its own
+(``server.redact.wire_id``): one that looks like a phone number or is not
+``[A-Za-z0-9._-]{1,128}`` is replaced by a generated id (in the URL and the log
+line alike) and the original logged masked, or escaped and cut. ``From``/``To``
+are not copied: ``start`` already carries them, and phone numbers in URLs end
+up in proxy logs. The returned URL is never logged.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ from server.config import ServerConfig
 from server.exceptions import RequestError
 from server.http_target import MAX_QUERY_FIELDS, split_target
 from server.logs import log_event
-from server.redact import checked_id
+from server.redact import wire_id
 
 log = logging.getLogger(__name__)
 
@@ -95,29 +99,35 @@ _UNAUTHORIZED = Response(401, b"unauthorized\n",
                          headers=(("www-authenticate", 'Basic realm="voicebot-control"'),))
 
 
+def custom_parameters(details: Mapping[str, str]) -> dict[str, str]:
+    """The custom parameters for a request's ``details``: chosen per
+    ``CUSTOM_PARAMETER_SOURCES``, cut to 256 characters, left out when empty,
+    at most ``MAX_CUSTOM_PARAMETERS``; each an id checked by ``server.redact.
+    wire_id`` (a phone-like or invalid one replaced by a generated id, logged)."""
+    lowered = {key.lower(): value for key, value in details.items()}
+    chosen: dict[str, str] = {}
+    for name, sources in CUSTOM_PARAMETER_SOURCES.items():
+        value = next((lowered[key] for key in sources if lowered.get(key)), "")
+        value = value[:MAX_CUSTOM_VALUE_CHARS]
+        if value and len(chosen) < MAX_CUSTOM_PARAMETERS:
+            chosen[name] = wire_id(value, kind=name, log=log)
+    return chosen
+
+
 def stream_url(
-    base_url: str, ws_path: str, details: Mapping[str, str], *, sample_rate: int = 8000
+    base_url: str, ws_path: str, parameters: Mapping[str, str], *, sample_rate: int = 8000
 ) -> str:
     """Exotel's per-call stream URL: ``base_url`` as ws(s) + ``ws_path`` + query.
 
     ``http`` becomes ``ws`` and ``https`` becomes ``wss``; credentials and an
-    existing query in ``base_url`` are kept (the query first). Custom
-    parameters are chosen per ``CUSTOM_PARAMETER_SOURCES``, truncated to 256
-    characters, and left out when empty; ids that ``server.redact.checked_id``
-    would refuse are left out too (the call would replace them anyway).
+    existing query in ``base_url`` are kept (the query first), then the sample
+    rate and ``parameters`` (as ``custom_parameters`` chose them).
     """
     parts = urlsplit(base_url)
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    lowered = {key.lower(): value for key, value in details.items()}
     query = parse_qsl(parts.query, keep_blank_values=True)
     query.append(("sample-rate", str(sample_rate)))
-    chosen = 0
-    for name, sources in CUSTOM_PARAMETER_SOURCES.items():
-        value = next((lowered[key] for key in sources if lowered.get(key)), "")
-        value = value[:MAX_CUSTOM_VALUE_CHARS]
-        if value and checked_id(value, kind=name)[1] and chosen < MAX_CUSTOM_PARAMETERS:
-            query.append((name, value))
-            chosen += 1
+    query += parameters.items()
     path = parts.path.rstrip("/") + ws_path
     return urlunsplit((scheme, parts.netloc, path, urlencode(query), ""))
 
@@ -244,8 +254,8 @@ class ControlApp:
                     body: bytes) -> Response:
         if self._config.our_base_url is None:
             return Response(503, b"OUR_BASE_URL is not configured\n")
-        details = _request_details(query, headers, body)
-        url = stream_url(self._config.our_base_url, self._config.ws_path, details)
-        call_sid = details.get("CallSid", details.get("call_sid", "-"))
-        log_event(log, logging.INFO, "dynamic stream url issued", call_sid=call_sid)
+        parameters = custom_parameters(_request_details(query, headers, body))
+        url = stream_url(self._config.our_base_url, self._config.ws_path, parameters)
+        log_event(log, logging.INFO, "dynamic stream url issued",
+                  call_sid=parameters.get("call_sid", "-"))
         return Response(200, json.dumps({"url": url}).encode(), "application/json")

@@ -4,10 +4,12 @@ One request per connection (``Connection: close``), bounded: the request head
 and body together at most ``control_max_request_bytes`` (413 beyond), the whole
 exchange within ``control_request_seconds``. Each connection is its own error
 boundary: a request h11 cannot parse gets 400, a ``RequestError`` its status, any
-other failure 500; each is logged once with the peer and a reason (never a
-header value), counted in ``voicebot_control_rejections_total{reason}``
-(``bad_request``, ``too_large``, ``timeout``, ``peer_busy``, ``error``; ``auth``
-is counted by the app), and the listener goes on.
+other failure 500; each refusal (401 ``auth`` included) is logged once with the
+peer's ``host:port`` and a reason (never a header value), counted in
+``voicebot_control_rejections_total{reason}`` (``bad_request``, ``too_large``,
+``timeout``, ``peer_busy``, ``error``; ``auth`` is counted by the app), and the
+listener goes on. The lines are rate-limited per peer address and reason
+(``server.ws.listen.RefusalLog``); ``error`` is always logged.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from server.config import ServerConfig
 from server.control.app import ControlApp, Response
 from server.exceptions import RequestError
 from server.logs import log_event
-from server.ws.listen import HandshakeGate, peer_address, send_plain_response
+from server.ws.listen import (
+    HandshakeGate,
+    RefusalLog,
+    log_refusal,
+    peer_address,
+    peer_endpoint,
+    send_plain_response,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +95,14 @@ def _refusal(reason: str, status: int, text: str) -> tuple[str, Response]:
 
 
 async def handle_control_connection(
-    app: ControlApp, stream: trio.abc.Stream, config: ServerConfig
+    app: ControlApp, stream: trio.abc.Stream, config: ServerConfig, *,
+    refusals: RefusalLog | None = None,
 ) -> None:
-    """Serve one request on ``stream`` and close it (see the module docstring)."""
+    """Serve one request on ``stream`` and close it (see the module docstring);
+    ``refusals`` logs refused requests (each one logged without it)."""
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=config.control_max_request_bytes)
     peer = peer_address(stream)
+    endpoint = peer_endpoint(stream)
     refused: tuple[str, Response] | None = None
     head_only = False
     try:
@@ -101,6 +113,9 @@ async def handle_control_connection(
                     return
                 head_only = parsed[0].method == b"HEAD"
                 resp = _answer(app, *parsed)
+                if resp.status == 401:  # counted by the app as ``auth``
+                    log_refusal(refusals, log, peer, "auth", "control request refused",
+                                endpoint=endpoint, status=401)
             except h11.RemoteProtocolError:
                 refused = _refusal("bad_request", 400, "bad request")
             except RequestError as exc:
@@ -109,22 +124,22 @@ async def handle_control_connection(
             except _STREAM_ERRORS:
                 return  # the client went away; nothing to answer
             except Exception as exc:  # the connection's error boundary
-                log_event(log, logging.ERROR, "control request failed", peer=peer,
-                          error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+                log_event(log, logging.ERROR, "control request failed", peer=endpoint,
+                          reason="error", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
                 refused = _refusal("error", 500, "internal error")
             if refused is not None:
                 reason, resp = refused
                 app.count_rejection(reason)
                 if reason != "error":
-                    log_event(log, logging.INFO, "control request refused", peer=peer,
-                              status=resp.status, reason=reason)
+                    log_refusal(refusals, log, peer, reason, "control request refused",
+                                endpoint=endpoint, status=resp.status)
             if conn.our_state in {h11.IDLE, h11.SEND_RESPONSE}:
                 with contextlib.suppress(*_STREAM_ERRORS):
                     await _send_response(conn, stream, resp, head_only=head_only)
         if deadline.cancelled_caught:
             app.count_rejection("timeout")
-            log_event(log, logging.INFO, "control request timed out", peer=peer,
-                      deadline_s=config.control_request_seconds)
+            log_refusal(refusals, log, peer, "timeout", "control request timed out",
+                        endpoint=endpoint, deadline_s=config.control_request_seconds)
     finally:
         with trio.CancelScope(shield=True):
             await stream.aclose()
@@ -142,19 +157,23 @@ async def serve_control(
     """
 
     gate = HandshakeGate(config.max_handshakes_per_peer)
+    refusals = RefusalLog()
 
     async def handler(stream: trio.SocketStream) -> None:
         peer = peer_address(stream)
         if not gate.enter(peer):
             app.count_rejection("peer_busy")
+            refusals.refused(log, peer, "peer_busy", "too many connections from one peer",
+                             endpoint=peer_endpoint(stream), level=logging.WARNING,
+                             status=503, limit=gate.per_peer)
             await send_plain_response(stream, 503, b"too many connections\n")
             await stream.aclose()
             return
         try:
-            await handle_control_connection(app, stream, config)
+            await handle_control_connection(app, stream, config, refusals=refusals)
         except Exception as exc:  # last resort: nothing escapes to the listener
             log_event(log, logging.ERROR, "control connection failed",
-                      peer=peer, error=type(exc).__name__, exc_info=exc)
+                      peer=peer_endpoint(stream), error=type(exc).__name__, exc_info=exc)
             app.count_rejection("error")
         finally:
             gate.leave(peer)

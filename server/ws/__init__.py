@@ -1,7 +1,8 @@
 """The call port's WebSocket layer: our thin trio shell over wsproto.
 
 ``listen`` accepts connections and reads the upgrade request (``serve_websocket``,
-``serve_connection``, ``WebSocketRequest``, the per-address ``HandshakeGate``);
+``serve_connection``, ``WebSocketRequest``, the per-address ``HandshakeGate``,
+the rate-limited ``RefusalLog``);
 ``connection`` is one accepted call socket (``ServerWebSocket``); ``frames`` is
 the sans-IO fast path that delimits and decodes whole data frames.
 """
@@ -9,8 +10,10 @@ the sans-IO fast path that delimits and decodes whole data frames.
 from server.ws.connection import ServerWebSocket, WebSocketLimits
 from server.ws.listen import (
     HandshakeGate,
+    RefusalLog,
     WebSocketRequest,
     peer_address,
+    peer_endpoint,
     read_request,
     serve_connection,
     serve_websocket,
@@ -18,10 +21,12 @@ from server.ws.listen import (
 
 __all__ = [
     "HandshakeGate",
+    "RefusalLog",
     "ServerWebSocket",
     "WebSocketLimits",
     "WebSocketRequest",
     "peer_address",
+    "peer_endpoint",
     "read_request",
     "serve_connection",
     "serve_websocket",

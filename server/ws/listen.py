@@ -11,6 +11,14 @@ reaches the handler. The handler gets a ``WebSocketRequest`` and answers it:
 500. Extensions (permessage-deflate) and subprotocols are not offered, and
 frames a client sends before it has seen the 101 answer are not read (clients
 wait for it, Exotel and Twilio included).
+
+Every connection refused before its call is logged once, with the peer
+(``host:port``, nothing the client sent) and the reason, through a
+``RefusalLog``: per peer address and reason, the first refusal is logged at
+once and the rest within ``REFUSAL_LOG_INTERVAL_S`` are only counted, then
+reported as ``suppressed=N`` on the next line (so a client looping on one
+refusal writes a line per interval, not one per connection; the
+``handshake_rejections_total`` counter still counts each).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import trio
@@ -41,6 +50,8 @@ OnRefused = Callable[[str], None]
 _BAD_REQUEST_BODY = b"not a WebSocket upgrade request\n"
 #: The most bytes an upgrade request's head may take.
 MAX_HEAD_BYTES = 16 * 1024
+#: ``RefusalLog``: at most one line per peer address and reason this often.
+REFUSAL_LOG_INTERVAL_S = 10.0
 
 
 class _HeadTooLarge(Exception):
@@ -52,14 +63,15 @@ class WebSocketRequest:
 
     ``path`` is the request target (path and query); ``headers`` are the
     request's headers with lower-case names (Host and the Sec-WebSocket-*
-    negotiation headers excluded); ``peer`` the client's IP address (``"-"``
-    when not a socket).
+    negotiation headers excluded); ``peer`` the client's IP address and
+    ``endpoint`` its ``host:port`` (``"-"`` when not a socket).
     """
 
     def __init__(self, stream: trio.abc.Stream, conn: WSConnection, request: Request,
-                 limits: WebSocketLimits, peer: str = "-") -> None:
+                 limits: WebSocketLimits, peer: str = "-", endpoint: str = "-") -> None:
         self.path: str = request.target
         self.peer = peer
+        self.endpoint = endpoint
         self.headers: Headers = list(request.extra_headers)
         self._stream = stream
         self._conn = conn
@@ -155,6 +167,81 @@ class HandshakeGate:
         return max(0.0, entry[0] - trio.current_time()) if entry is not None else 0.0
 
 
+@dataclass(slots=True)
+class _Refusals:
+    since: float  # when the last line for this peer and reason was written
+    suppressed: int
+    logger: logging.Logger
+    message: str
+    level: int
+
+
+class RefusalLog:
+    """Lines about refused connections, at most one per peer address and
+    reason per ``interval`` seconds (one per listener; see the module docstring).
+
+    ``refused`` logs the first refusal of a (peer, reason) at once and counts
+    the ones within ``interval`` after it; the next line for that pair, its
+    next refusal after the interval, carries ``suppressed=N``. Pairs whose
+    interval is over with refusals still untold are summarised
+    (``suppressed=N``, ``peer`` the address) the next time any refusal is
+    logged after the interval; quiet pairs are forgotten then. ``interval=0``
+    logs every refusal.
+    """
+
+    def __init__(self, interval: float = REFUSAL_LOG_INTERVAL_S) -> None:
+        self.interval = interval
+        self._pairs: dict[tuple[str, str], _Refusals] = {}
+        self._next_sweep = 0.0
+
+    def refused(self, logger: logging.Logger, peer: str, reason: str, message: str, *,
+                endpoint: str = "-", level: int = logging.INFO, **fields: object) -> None:
+        """One connection from ``peer`` (IP address; ``endpoint`` its host:port,
+        what the line shows) refused for ``reason``: ``message`` to ``logger``."""
+        now = trio.current_time()
+        key = (peer, reason)
+        pair = self._pairs.get(key)
+        if pair is not None and now < pair.since + self.interval:
+            pair.suppressed += 1
+            return
+        told = pair.suppressed if pair is not None else 0
+        self._pairs[key] = _Refusals(now, 0, logger, message, level)
+        _line(logger, level, message, {"peer": endpoint, "reason": reason, **fields,
+                                       **({"suppressed": told} if told else {})})
+        if now >= self._next_sweep:
+            self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        self._next_sweep = now + self.interval
+        for (peer, reason), pair in list(self._pairs.items()):
+            if now < pair.since + self.interval:
+                continue
+            if pair.suppressed:
+                log_event(pair.logger, pair.level, pair.message, peer=peer, reason=reason,
+                          suppressed=pair.suppressed)
+                pair.since, pair.suppressed = now, 0
+            else:
+                del self._pairs[(peer, reason)]
+
+
+def log_refusal(refusals: RefusalLog | None, logger: logging.Logger, peer: str, reason: str,
+                message: str, *, endpoint: str = "-", level: int = logging.INFO,
+                **fields: object) -> None:
+    """``refusals.refused(...)``, or every refusal logged when there is no
+    ``RefusalLog`` (a connection served on its own, as in tests)."""
+    if refusals is not None:
+        refusals.refused(logger, peer, reason, message, endpoint=endpoint, level=level,
+                         **fields)
+    else:
+        _line(logger, level, message, {"peer": endpoint, "reason": reason, **fields})
+
+
+def _line(logger: logging.Logger, level: int, message: str, fields: dict[str, object]) -> None:
+    """``log_event`` with the fields as one mapping."""
+    if logger.isEnabledFor(level):
+        logger.log(level, message, extra={"fields": fields})
+
+
 def peer_address(stream: trio.abc.Stream) -> str:
     """The peer's IP address for a socket stream, ``"-"`` for anything else."""
     sock = getattr(stream, "socket", None)
@@ -164,22 +251,38 @@ def peer_address(stream: trio.abc.Stream) -> str:
         return "-"
 
 
+def peer_endpoint(stream: trio.abc.Stream) -> str:
+    """The peer's ``host:port`` (``[v6]:port``) for a socket stream, ``"-"``
+    for anything else: what log lines call ``peer``."""
+    sock = getattr(stream, "socket", None)
+    try:
+        name = sock.getpeername() if sock is not None else None
+    except OSError:
+        return "-"
+    if not isinstance(name, tuple) or len(name) < 2:
+        return "-"
+    host = str(name[0])
+    return f"[{host}]:{name[1]}" if ":" in host else f"{host}:{name[1]}"
+
+
 async def serve_websocket(
     handler: Handler, host: str | None, port: int, limits: WebSocketLimits, *,
     on_refused: OnRefused | None = None, gate: HandshakeGate | None = None,
-    shared_port: bool = False,
+    refusals: RefusalLog | None = None, shared_port: bool = False,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Accept WebSocket upgrades on ``host:port`` forever, each in its own task.
 
     ``handler`` gets every valid upgrade request and must answer it; the
     socket is closed when the handler returns (a request it left unanswered
-    gets 500). ``on_refused`` hears of connections that never got that far.
+    gets 500). ``on_refused`` hears of connections that never got that far;
+    ``refusals`` logs them (one line per connection without it).
     ``shared_port``: listen with ``SO_REUSEPORT`` beside other processes
     (``server.ws.reuseport``; a worker of ``voicebot serve --workers N``).
     Reports the bound port through ``task_status``.
     """
-    serve_one = partial(serve_connection, handler, limits, on_refused=on_refused, gate=gate)
+    serve_one = partial(serve_connection, handler, limits, on_refused=on_refused, gate=gate,
+                        refusals=refusals)
     async with trio.open_nursery() as nursery:
         if shared_port:
             listeners = await open_shared_listeners(host, port)
@@ -191,7 +294,8 @@ async def serve_websocket(
 
 async def serve_connection(handler: Handler, limits: WebSocketLimits,
                            stream: trio.abc.Stream, *, on_refused: OnRefused | None = None,
-                           gate: HandshakeGate | None = None) -> None:
+                           gate: HandshakeGate | None = None,
+                           refusals: RefusalLog | None = None) -> None:
     """Serve one connection (any trio stream: tests use in-memory ones): read
     the upgrade request, give it to ``handler``, close the stream afterwards.
 
@@ -201,6 +305,7 @@ async def serve_connection(handler: Handler, limits: WebSocketLimits,
     it never reaches the listener, so one connection cannot stop the server.
     """
     peer = peer_address(stream)
+    endpoint = peer_endpoint(stream)
     request: WebSocketRequest | None = None
     try:
         if gate is not None and (left := gate.penalty_left(peer)) > 0:
@@ -209,25 +314,29 @@ async def serve_connection(handler: Handler, limits: WebSocketLimits,
                     await trio.sleep(min(left, limits.handshake_seconds))
                 finally:
                     gate.leave(peer)
+            log_refusal(refusals, log, peer, "peer_penalized", "peer in the penalty box refused",
+                        endpoint=endpoint, status=503, penalty_left_s=round(left, 1))
             await send_plain_response(stream, 503, b"try again later\n")
             _refused(on_refused, "peer_penalized")
             return
         if gate is not None and not gate.enter(peer):
-            log_event(log, logging.WARNING, "too many handshakes from one peer", peer=peer,
-                      limit=gate.per_peer)
+            log_refusal(refusals, log, peer, "peer_busy", "too many handshakes from one peer",
+                        endpoint=endpoint, level=logging.WARNING, status=503,
+                        limit=gate.per_peer)
             await send_plain_response(stream, 503, b"too many connections\n")
             _refused(on_refused, "peer_busy")
             return
         try:
-            request = await read_request(stream, limits, on_refused=on_refused, peer=peer)
+            request = await read_request(stream, limits, on_refused=on_refused, peer=peer,
+                                         endpoint=endpoint, refusals=refusals)
         finally:
             if gate is not None:
                 gate.leave(peer)
         if request is not None:
             await handler(request)
     except Exception as exc:
-        log_event(log, logging.ERROR, "connection failed before the call", peer=peer,
-                  error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+        log_event(log, logging.ERROR, "connection failed before the call", peer=endpoint,
+                  reason="error", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
         _refused(on_refused, "error")
     finally:
         with trio.CancelScope(shield=True):
@@ -244,6 +353,7 @@ def _refused(on_refused: OnRefused | None, reason: str) -> None:
 
 async def read_request(stream: trio.abc.Stream, limits: WebSocketLimits, *,
                        on_refused: OnRefused | None = None, peer: str = "-",
+                       endpoint: str = "-", refusals: RefusalLog | None = None,
                        ) -> WebSocketRequest | None:
     """Read the upgrade request; ``None`` if the peer left, stalled or sent garbage.
 
@@ -269,18 +379,18 @@ async def read_request(stream: trio.abc.Stream, limits: WebSocketLimits, *,
                 conn.receive_data(bytes(data))
                 for event in conn.events():
                     if isinstance(event, Request):
-                        return WebSocketRequest(stream, conn, event, limits, peer)
+                        return WebSocketRequest(stream, conn, event, limits, peer, endpoint)
             except (RemoteProtocolError, ValueError, _HeadTooLarge) as exc:
                 hint = getattr(exc, "event_hint", None)
                 status = hint.status_code if isinstance(hint, RejectConnection) else (
                     431 if isinstance(exc, _HeadTooLarge) else 400)
-                log_event(log, logging.INFO, "bad upgrade request refused", status=status,
-                          error=str(exc)[:120])
+                log_refusal(refusals, log, peer, "bad_request", "bad upgrade request refused",
+                            endpoint=endpoint, status=status, error=str(exc)[:120])
                 await send_plain_response(stream, status, _BAD_REQUEST_BODY)
                 _refused(on_refused, "bad_request")
                 return None
-    log_event(log, logging.INFO, "upgrade request not received in time",
-              deadline_s=limits.handshake_seconds)
+    log_refusal(refusals, log, peer, "handshake_timeout", "upgrade request not received in time",
+                endpoint=endpoint, deadline_s=limits.handshake_seconds)
     _refused(on_refused, "handshake_timeout")
     return None
 

@@ -70,11 +70,31 @@ def test_config_merges_defaults_environment_and_cli() -> None:
      {"OUR_BASE_URL": "https://k:t@bot.example"}, {"VOICEBOT_CONTROL_AUTH": ":pw"},
      {"VOICEBOT_CONTROL_AUTH": "user:"}, {"VOICEBOT_BASIC_AUTH": "key:"},
      {"VOICEBOT_IDLE_TIMEOUT": "0"}, {"VOICEBOT_MAX_HANDSHAKES_PER_PEER": "-1"},
-     {"VOICEBOT_WORKERS": "0"}, {"VOICEBOT_WORKERS": "257"}, {"VOICEBOT_WORKERS": "two"}],
+     {"VOICEBOT_WORKERS": "0"}, {"VOICEBOT_WORKERS": "257"}, {"VOICEBOT_WORKERS": "two"},
+     # malformed base URLs: urlsplit's ValueError, a bad port, no host
+     {"OUR_BASE_URL": "http://[x"}, {"OUR_BASE_URL": "https://bot.example:https"},
+     {"OUR_BASE_URL": "https://"}],
 )
 def test_bad_settings_are_config_errors(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError):
         build_config({}, env)
+
+
+@pytest.mark.parametrize("url", ["http://[x", "https://k:s3cret@[::1:99999"])
+def test_voicebot_serve_refuses_a_malformed_base_url_cleanly(
+    monkeypatch: pytest.MonkeyPatch, url: str,
+) -> None:
+    """A clean one-line error and exit status 1, as for every config error (it
+    was a ValueError traceback); the URL itself, credentials and all, is not shown."""
+    from server.cli import main
+
+    monkeypatch.setenv("OUR_BASE_URL", url)
+    monkeypatch.setenv("VOICEBOT_CONTROL_AUTH", "c:p")
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--echo", "--no-store"])
+    message = str(exited.value.code)
+    assert message.startswith("voicebot serve: OUR_BASE_URL is not a valid URL")
+    assert "s3cret" not in message
 
 
 def test_serve_help_documents_every_option_and_variable(

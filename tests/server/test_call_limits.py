@@ -171,6 +171,36 @@ async def test_fragments_and_pings_below_the_cap_are_fine(
     assert record.summaries[0].reason == "stop"
 
 
+def _in_fragments(client: RawClient, text: str, frames: int) -> bytes:
+    """``text`` as one message of exactly ``frames`` frames (the last carries the rest)."""
+    pieces = [text[i:i + 1] for i in range(frames - 1)] + [text[frames - 1:]]
+    return b"".join(client.conn.send(TextMessage(piece, message_finished=k == frames - 1))
+                    for k, piece in enumerate(pieces))
+
+
+@pytest.mark.parametrize(("frames", "reason", "code"), [
+    (WebSocketLimits().slow_frames_burst, "stop", 1000),  # exactly the cap: fine
+    (WebSocketLimits().slow_frames_burst + 1, "limit", 1008),  # one more: closed
+])
+async def test_the_fragment_cap_holds_exactly_at_its_burst(
+    autojump_clock: trio.testing.MockClock, frames: int, reason: str, code: int,
+) -> None:
+    """README's table: fragments and control frames 64 at once, close 1008, ``limit``."""
+    assert WebSocketLimits().slow_frames_burst == 64
+    record = Recorded()
+    server = server_with(record)
+    text = json.dumps({"event": "dtmf", "dtmf": {"digit": "5"}, "pad": "x" * 80})
+    async with call(server) as client:
+        await client.send(TextMessage(start_frame()))
+        # All at once: one read, one instant, no refill.
+        await client.stream.send_all(_in_fragments(client, text, frames)
+                                     + client.conn.send(TextMessage(json.dumps({"event": "stop"}))))
+        assert await closed_with(client) == code
+    [summary] = record.summaries
+    assert (summary.reason, summary.close_code) == (reason, code)
+    assert summary.bad_frames == 0
+
+
 async def test_a_peer_close_keeps_its_code(autojump_clock: trio.testing.MockClock) -> None:
     record = Recorded()
     server = server_with(record)

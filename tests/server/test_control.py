@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
@@ -13,7 +15,7 @@ import trio
 
 from server.calls.server import parse_target
 from server.config import BasicAuth, ServerConfig
-from server.control.app import ControlApp, stream_url
+from server.control.app import ControlApp, custom_parameters, stream_url
 from server.control.http import serve_control
 from server.metrics import ServerMetrics
 from server.store.records import LeadContext
@@ -96,9 +98,9 @@ async def test_exotel_url_post_form_and_json_bodies(control: Control) -> None:
                           data={"CallSid": "abc", "lead_id": "x" * 300, "campaign": "c:1"})
     query = dict(parse_qsl(urlsplit(form.json()["url"]).query))
     assert query["call_sid"] == "abc"
-    # Ids the call would refuse ([A-Za-z0-9._-]{1,128}) are not passed on.
-    assert "lead_id" not in query
-    assert "campaign_id" not in query
+    # Ids the call would refuse ([A-Za-z0-9._-]{1,128}) are replaced, as the call does.
+    assert re.fullmatch(r"lead_id-[0-9a-f]{16}", query["lead_id"])
+    assert re.fullmatch(r"campaign_id-[0-9a-f]{16}", query["campaign_id"])
     body = await _request("POST", control.base + "/exotel/url",
                           content=json.dumps({"CallSid": "def"}),
                           headers={"content-type": "application/json"})
@@ -106,6 +108,29 @@ async def test_exotel_url_post_form_and_json_bodies(control: Control) -> None:
     bad = await _request("POST", control.base + "/exotel/url", content=b"[1]",
                          headers={"content-type": "application/json"})
     assert bad.status_code == 400
+
+
+@pytest.mark.parametrize(("call_sid", "given"), [
+    ("919876543210", "******3210"),  # a phone number: masked
+    ("+91 98765-43210", "******3210"),
+    ("\x1b[31mX\nY", "\\x1b[31mX\\x0aY"),  # not an id: escaped
+])
+async def test_exotel_url_replaces_phone_like_and_invalid_call_sids_as_the_call_does(
+    control: Control, caplog: pytest.LogCaptureFixture, call_sid: str, given: str,
+) -> None:
+    """The call path's rule (``server.redact.wire_id``): the URL and the log carry
+    a generated id, the original is logged masked (or escaped) once."""
+    caplog.set_level(logging.INFO, logger="server.control.app")
+    answer = await _request("GET", control.base + "/exotel/url", params={"CallSid": call_sid})
+    assert answer.status_code == 200
+    used = dict(parse_qsl(urlsplit(answer.json()["url"]).query))["call_sid"]
+    assert re.fullmatch(r"call_sid-[0-9a-f]{16}", used)
+    lines = [(r.getMessage(), getattr(r, "fields", {})) for r in caplog.records]
+    assert lines == [
+        (lines[0][0], {"kind": "call_sid", "given": given, "used": used}),
+        ("dynamic stream url issued", {"call_sid": used}),
+    ]
+    assert "98765" not in answer.text + repr(lines)
 
 
 async def test_unknown_paths_wrong_methods_and_oversized_bodies(control: Control) -> None:
@@ -129,7 +154,8 @@ async def test_garbage_request_gets_400(control: Control) -> None:
 
 def test_stream_url_maps_schemes_and_keeps_base_query() -> None:
     assert stream_url("http://h:8080/base/", "/media", {}) == "ws://h:8080/base/media?sample-rate=8000"
-    url = stream_url("wss://h/?token=s3cret", "/media", {"callsid": "z"}, sample_rate=16000)
+    url = stream_url("wss://h/?token=s3cret", "/media", custom_parameters({"callsid": "z"}),
+                     sample_rate=16000)
     assert url == "wss://h/media?token=s3cret&sample-rate=16000&call_sid=z"
 
 

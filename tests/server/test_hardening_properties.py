@@ -2,8 +2,10 @@
 
 Any request target, query string or header value gets an HTTP answer (or a
 close), and is answered *by intent*: the error boundary's ``error`` counter,
-which counts what nobody foresaw, stays at zero. Both ports run their real
-per-connection handlers over in-memory streams.
+which counts what nobody foresaw, stays at zero. The WebSocket credentials
+appear in one answer only: 200 to ``/exotel/url`` with the control
+credentials. Both ports run their real per-connection handlers over in-memory
+streams.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import base64
 import contextlib
 import string
 
+import pytest
 import trio
 import trio.testing
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from server.calls.hook import ListenOnlyHandler
@@ -22,6 +25,7 @@ from server.calls.server import CallServer
 from server.config import BasicAuth, ServerConfig
 from server.control.app import ControlApp
 from server.control.http import handle_control_connection
+from server.http_target import split_target
 from server.metrics import ServerMetrics
 from server.ws.connection import WebSocketLimits
 from server.ws.listen import serve_connection
@@ -124,6 +128,9 @@ def test_call_port_answers_any_target_and_header_by_intent(request: tuple[str, b
 
 @settings(max_examples=300)
 @given(request=CONTROL_REQUESTS)
+@example(request=("/exotel/url", GOOD_CONTROL_AUTH))
+@example(request=("http:///exotel/url", GOOD_CONTROL_AUTH))
+@example(request=("/exotel/url", b"Basic azpz"))  # the call port's credentials, not ours
 def test_control_port_answers_any_target_and_header_by_intent(
     request: tuple[str, bytes],
 ) -> None:
@@ -137,10 +144,37 @@ def test_control_port_answers_any_target_and_header_by_intent(
     answer = trio.run(_answer, serve, _control_request(_encode(target), header),
                       clock=trio.testing.MockClock(autojump_threshold=0))
     assert answer.startswith(b"HTTP/1.1 ")
-    assert b"k:s" not in answer
-    assert b"s@bot" not in answer
+    # The WebSocket credentials travel in one answer only: 200 to /exotel/url
+    # for a client that showed the control credentials.
+    if b"k:s" in answer or b"s@bot" in answer:
+        assert CONFIG.control_auth is not None
+        assert CONFIG.control_auth.matches(header)
+        assert int(answer.split(b" ", 2)[1]) == 200
+        assert _served_path(target) == "/exotel/url"
     assert metrics.registry.get_sample_value(
         "voicebot_control_rejections_total", {"reason": "error"}) is None
+
+
+def _served_path(target: str) -> str:
+    """The path the control port routed ``target`` to (it reads the target as latin-1)."""
+    return split_target(_encode(target).decode("latin-1"))[0]
+
+
+@pytest.mark.parametrize("target", ["/exotel/url", "http:///exotel/url", "/exotel/url?x=1"])
+def test_only_an_authorised_exotel_url_request_gets_the_ws_credentials(target: str) -> None:
+    app = ControlApp(CONFIG, ServerMetrics(), lambda: True)
+
+    async def serve(stream: trio.abc.Stream) -> None:
+        await handle_control_connection(app, stream, CONFIG)
+
+    granted = trio.run(_answer, serve, _control_request(_encode(target), GOOD_CONTROL_AUTH))
+    assert granted.startswith(b"HTTP/1.1 200 ")
+    assert b"wss://k:s@bot.example/media?" in granted
+    for header in (GOOD_CALL_AUTH, b"", b"Basic " + base64.b64encode(b"c:wrong")):
+        refused = trio.run(_answer, serve, _control_request(_encode(target), header))
+        assert refused.startswith(b"HTTP/1.1 401 ")
+        assert b"k:s" not in refused
+        assert b"s@bot" not in refused
 
 
 @settings(max_examples=100)

@@ -79,6 +79,46 @@ async def test_a_whole_frame_over_the_limit_is_refused_from_its_header_alone() -
     assert got == ["closed 1009 by_us=True"]
 
 
+async def test_the_fragment_budget_is_64_at_once_then_32_a_second(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    """The documented cap (module docstring, README): fragments and control
+    frames 64 at once and 32 per second; the next one closes 1008."""
+    limits = WebSocketLimits()
+    assert (limits.slow_frames_burst, limits.slow_frames_per_s) == (64, 32.0)
+    got: list[str | bytes] = []
+
+    def fragments(client: RawClient, n: int, letter: str) -> bytes:
+        return b"".join(client.conn.send(Message(data=letter, message_finished=k == n - 1))
+                        for k in range(n))
+
+    async with connected(lambda ws: collect_until_closed(ws, got), limits) as client:
+        await client.stream.send_all(fragments(client, 64, "a"))  # the whole burst
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(1.0)  # one second refills 32
+        await client.stream.send_all(fragments(client, 32, "b"))
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == ["a" * 64, "b" * 32]  # exactly the budget: all delivered
+        await client.send(Message(data="c", message_finished=False))  # one more
+        close = await client.next_event()
+    assert isinstance(close, CloseConnection)
+    assert (close.code, close.reason) == (1008, "too many fragments")
+    assert got == ["a" * 64, "b" * 32, "closed 1008 by_us=True"]
+
+
+async def test_pings_share_the_fragment_budget(mock_clock: trio.testing.MockClock) -> None:
+    got: list[str | bytes] = []
+    async with connected(lambda ws: collect_until_closed(ws, got), WebSocketLimits()) as client:
+        await client.stream.send_all(b"".join(client.conn.send(Ping(b"p")) for _ in range(64)))
+        pongs = [await client.next_event() for _ in range(64)]
+        assert all(isinstance(pong, Pong) for pong in pongs)
+        await client.send(Ping(b"p"))
+        close = await client.next_event()
+    assert isinstance(close, CloseConnection)
+    assert close.code == 1008
+    assert got == ["closed 1008 by_us=True"]
+
+
 async def test_eof_without_a_close_frame_is_1006_from_the_peer() -> None:
     got: list[str | bytes] = []
     async with connected(lambda ws: collect_until_closed(ws, got)) as client:

@@ -8,20 +8,26 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
+from server.store.buffer import Backoff
 from server.store.connection import StoreConfig
+from server.store.embedded import EmbeddedRedis, open_embedded_redis
+from server.store.exceptions import StoreUnavailable
+from server.store.health import StoreHealth
 from server.store.interface import TurnBatch
-from server.store.lost import sweep_lost_calls
-from server.store.redis_store import RedisBackend, live_field
+from server.store.lost import LostCallSweeper, sweep_lost_calls
+from server.store.redis_store import RedisBackend, RedisSessionStore, live_field
 from server.store.service import open_store_service
 from server.store.spill import SpillFile
-from server.store.supervisor import SupervisorConfig
+from server.store.supervisor import SupervisorConfig, supervise_redis
 from tests.store.strategies import outcome, snapshot, wait_dead
 
 FAST = SupervisorConfig(check_interval=0.1, ping_deadline=0.5, failures_to_down=2)
@@ -180,3 +186,140 @@ async def test_orphans_wait_out_the_grace_before_they_are_lost(
     assert await sweeper.sweep() == 1
     assert backend.read_outcomes(count=5)[0][1].end_reason == "lost"  # type: ignore[union-attr]
     backend.close()
+
+
+class _FlakyServer:
+    """An embedded redis-server stand-in whose restarts fail ``failing`` times
+    (as ``Popen`` does when the binary is gone) before one succeeds."""
+
+    url = "unix:///nowhere.sock"
+    socket_path = Path("/nowhere.sock")
+
+    def __init__(self) -> None:
+        self.up = True
+        self.failing = 0
+        self.attempts: list[float] = []  # trio time of each respawn
+        self.last_pid = 100
+
+    @property
+    def pid(self) -> int:
+        return self.last_pid
+
+    def alive(self) -> bool:
+        return self.up
+
+    def respawn(self) -> None:
+        self.attempts.append(trio.current_time())
+        if self.failing:
+            self.failing -= 1
+            raise FileNotFoundError(2, "No such file or directory", "redis-server")
+        self.up = True
+        self.last_pid += 1
+
+    def wait_ready(self) -> None:
+        return None
+
+    def kill(self) -> None:
+        self.up = False
+
+
+class _Heartbeat:
+    """A ``LostCallSweeper`` stand-in: the ping answers while the server is up."""
+
+    def __init__(self, server: _FlakyServer) -> None:
+        self.server = server
+        self.beats = 0
+
+    async def heartbeat(self) -> None:
+        if not self.server.up:
+            raise StoreUnavailable("down", operation="heartbeat")
+        self.beats += 1
+
+    async def sweep(self) -> int:
+        return 0
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    with trio.fail_after(600):  # virtual seconds
+        while not condition():  # noqa: ASYNC110 - polling on virtual time
+            await trio.sleep(0.01)
+
+
+async def test_failed_restarts_back_off_exponentially_up_to_the_cap_then_recover(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server = _FlakyServer()
+    embedded = EmbeddedRedis(server)  # type: ignore[arg-type]
+    sweeper = _Heartbeat(server)
+    health = StoreHealth()
+    seen: list[bool] = []
+    health.listen(seen.append)
+    config = SupervisorConfig()  # the production intervals: 1 s checks, 0.5 s … 30 s backoff
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervise_redis, sweeper, health, embedded, config,  # type: ignore[arg-type]
+                            trio.Event())
+        await trio.sleep(5.5)
+        assert health.up
+        server.failing = 8  # the binary is gone for eight attempts
+        server.kill()
+        died = trio.current_time()
+        await _until(lambda: health.outages == 1 and health.up)
+        assert len(server.attempts) == 9
+        assert server.attempts[0] - died <= config.check_interval  # noticed at the next check
+        gaps = [b - a for a, b in zip(server.attempts, server.attempts[1:], strict=False)]
+        assert gaps == pytest.approx([0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0])
+        assert (health.outages, health.restarts) == (1, 1)
+        beats = sweeper.beats
+        await trio.sleep(3.0)
+        assert sweeper.beats >= beats + 2  # supervised again: pinged every second
+        # Recovered: the backoff starts over, the next death is restarted at once.
+        server.kill()
+        died = trio.current_time()
+        await _until(lambda: health.outages == 2 and health.up)
+        assert len(server.attempts) == 10
+        assert server.attempts[-1] - died <= config.check_interval
+        assert (health.outages, health.restarts) == (2, 2)
+        assert seen == [True, False, True, False, True]  # down throughout each backoff
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_restart_without_the_binary_backs_off_and_recovers_once_it_is_back(
+    store_config: StoreConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real redis-server, whose binary is unavailable for two restarts."""
+    from server.store.connection import connect
+
+    config = SupervisorConfig(check_interval=0.05, ping_deadline=0.5,
+                              restart_backoff=Backoff(initial=0.2, factor=2.0, maximum=1.0))
+    health = StoreHealth()
+    async with open_embedded_redis(tmp_path / "redis") as embedded:
+        backend = RedisBackend(connect(embedded.url, store_config), store_config)
+        sweeper = LostCallSweeper(RedisSessionStore(backend), "me", lambda: NOW)
+        backend.write_outcome(outcome("B1"))
+        server = embedded.server
+        real_args = server._args
+        missing = str(tmp_path / "no-redis-server")
+        attempts: list[float] = []
+
+        def args() -> list[str]:
+            attempts.append(trio.current_time())
+            return [missing, *real_args()[1:]] if len(attempts) <= 2 else real_args()
+
+        monkeypatch.setattr(server, "_args", args)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(supervise_redis, sweeper, health, embedded, config, trio.Event())
+            await trio.sleep(1.1)  # appendfsync everysec: B1 is on disk
+            pid = embedded.pid
+            os.kill(pid, signal.SIGKILL)
+            await wait_for(lambda: not health.up, 5.0)
+            await wait_for(lambda: health.up, 10.0)
+            nursery.cancel_scope.cancel()
+        assert len(attempts) == 3
+        assert attempts[1] - attempts[0] >= 0.2  # backed off: 0.2 s, then 0.4 s
+        assert attempts[2] - attempts[1] >= 0.4
+        assert (health.outages, health.restarts) == (1, 1)
+        assert embedded.pid != pid
+        rows = await trio.to_thread.run_sync(lambda: backend.read_outcomes(count=10))
+        assert [o.call_sid for _, o in rows] == ["B1"]  # type: ignore[union-attr]
+        backend.close()
+    await wait_dead(pid)
