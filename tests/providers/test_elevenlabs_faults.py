@@ -158,6 +158,7 @@ async def test_reconnect_deadline_fails_the_reply_and_the_session_with_a_typed_e
         async with open_elevenlabs(config_for(sim)) as session:
             with pytest.raises(DeadlineExceeded) as caught:
                 await say(session, HELLO)
+            failed_at = trio.current_time()
             with pytest.raises(DeadlineExceeded) as later:
                 await say(session, ["Hello?"])
         cause = caught.value.__cause__
@@ -165,7 +166,14 @@ async def test_reconnect_deadline_fails_the_reply_and_the_session_with_a_typed_e
                  getattr(cause, "retry_after", None), later.value is caught.value)
         del caught, later, cause, session  # they hold the refused handshake's socket
         collect_rejected_sockets()
+        [refused_at] = sim.rate_limited
+        lost_at = sim.connections[0].fault_at
     assert facts == ("reconnect", 5.0, RateLimited, 10.0, True)
+    # A retry-after ending past the deadline fails at once, at the refusal (which
+    # came right after the drop), not at lost + 5 s (providers.reconnect).
+    assert lost_at is not None
+    assert refused_at == pytest.approx(lost_at, abs=1e-9)
+    assert failed_at == pytest.approx(refused_at, abs=1e-9)
 
 
 @pytest.mark.parametrize("options", [StreamOptions(), SINGLE], ids=["multi", "single"])
