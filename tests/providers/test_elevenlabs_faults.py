@@ -176,6 +176,73 @@ async def test_reconnect_deadline_fails_the_reply_and_the_session_with_a_typed_e
     assert failed_at == pytest.approx(refused_at, abs=1e-9)
 
 
+async def test_single_mode_drop_then_429_waits_retry_after_and_resumes(
+    autojump_clock: Any,
+) -> None:
+    async with open_elevenlabs_sim(ttfb=Fixed(0.2)) as sim:
+        sim.inject_drop(after_frames=2)
+        sim.inject_rate_limit(retry_after=1, once_accepted=1)  # the reconnect, refused once
+        async with open_elevenlabs(config_for(sim), options=SINGLE) as session:
+            start = trio.current_time()
+            audio, times = await timed_say(session, HELLO)
+            took = trio.current_time() - start
+            second = await say(session, ["Thanks."])
+        lost_at = sim.connections[0].fault_at
+        [refused_at] = sim.rate_limited
+    assert [c.fault for c in sim.connections] == ["drop", None, None]
+    assert lost_at is not None
+    assert refused_at == pytest.approx(lost_at, abs=1e-9)  # the first attempt went at once
+    # The reply went on from the sentence in progress on the connection admitted
+    # after the retry-after: whole, one pause of retry-after + a first byte.
+    assert resumed(audio, sent_pcm(sim, None, 0), sent_pcm(sim, None, 1))
+    gap = max(b - a for a, b in itertools.pairwise(times))
+    assert gap == pytest.approx(1.0 + 0.2, abs=1e-3)
+    assert 1.0 < took < 2.0
+    assert second == sent_pcm(sim, None, 2)
+
+
+async def test_single_mode_429_past_the_deadline_fails_the_reply_not_the_session(
+    autojump_clock: Any,
+) -> None:
+    async with open_elevenlabs_sim(ttfb=Fixed(0.2)) as sim:
+        sim.inject_drop(after_frames=2)
+        sim.inject_rate_limit(retry_after=10, once_accepted=1)  # beyond the 5 s deadline
+        async with open_elevenlabs(config_for(sim), options=SINGLE) as session:
+            with pytest.raises(DeadlineExceeded) as caught:
+                await say(session, HELLO)
+            failed_at = trio.current_time()
+            second = await say(session, ["Thanks."])  # a new connection, admitted
+        cause = caught.value.__cause__
+        facts = (caught.value.deadline, caught.value.seconds, type(cause),
+                 getattr(cause, "retry_after", None))
+        del caught, cause  # they hold the refused handshake's socket
+        collect_rejected_sockets()
+        [refused_at] = sim.rate_limited
+    assert facts == ("reconnect", 5.0, RateLimited, 10.0)
+    assert failed_at == pytest.approx(refused_at, abs=1e-9)  # at once (providers.reconnect)
+    assert [c.fault for c in sim.connections] == ["drop", None]
+    assert second == sent_pcm(sim, None, 1)
+
+
+async def test_single_mode_two_internal_errors_in_one_reply_still_deliver_it_whole(
+    autojump_clock: Any,
+) -> None:
+    async with open_elevenlabs_sim(ttfb=Fixed(0.2)) as sim:
+        sim.inject_internal_error(after_frames=1)
+        sim.inject_internal_error(after_frames=1)  # the first reconnect fails the same way
+        async with open_elevenlabs(config_for(sim), options=SINGLE) as session:
+            audio = await say(session, HELLO)
+            stats = session.statistics()
+    assert [(c.fault, c.close_code) for c in sim.connections] == [
+        ("internal_error", 1008), ("internal_error", 1008), (None, 1000)]
+    # Each failed connection delivered one frame of the first sentence before its
+    # orderly 1008; the third spoke the reply from that sentence on.
+    first, second, third = (sent_pcm(sim, None, n) for n in range(3))
+    assert audio == first + second + third
+    assert [text for _, text in sim.connections[2].generations] == [h + " " for h in HELLO]
+    assert stats.resumed_replies == 2
+
+
 @pytest.mark.parametrize("options", [StreamOptions(), SINGLE], ids=["multi", "single"])
 async def test_a_reply_without_audio_is_an_empty_reply_error(
     autojump_clock: Any, options: StreamOptions,
