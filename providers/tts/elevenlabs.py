@@ -31,7 +31,13 @@ the reply (and, in multi mode, every later one) raises a typed error —
 ``DeadlineExceeded(deadline="reconnect")`` from the last refusal, ``AuthError``,
 ``QuotaExceeded``, ``StreamClosed`` — for the call handler to fall back on; no
 error of the session is raised into the caller's nursery. A reply whose last
-``isFinal`` comes without any audio raises :class:`~providers.exceptions.EmptyReply`.
+``isFinal`` comes without any audio raises :class:`~providers.exceptions.EmptyReply`;
+so does, in multi mode, one flushed piece of a reply that got no audio before its
+own ``isFinal`` (``EmptyReply.piece`` / ``.text`` name it), at that ``isFinal``:
+the pieces before it were heard, the rest of the reply is stopped (its context
+closed). That needs a flush per piece (``flush_each_chunk``, the default);
+without it, and in single mode, only a reply with no audio at all is detected
+(see :mod:`~providers.tts.elevenlabs_reply`).
 
 Audio is yielded as PCM16LE at :attr:`ElevenLabsSession.sample_rate` (μ-law /
 A-law formats are expanded). Usage: characters of text sent (text re-sent after
@@ -188,7 +194,16 @@ class ElevenLabsSession:
                     attempt = run.attempt
                     if attempt is None or (multi and item.context_id != attempt.context):
                         continue
-                    attempt.finals += 1
+                    silent = attempt.final() if multi else None
+                    if silent is not None:  # that piece's audio was dropped
+                        self._empty += 1
+                        finished = True  # not a cancel: stop the rest here
+                        await self._close_context(run)
+                        raise EmptyReply(f"elevenlabs sent no audio for piece {silent} of the "
+                                         "reply", vendor=VENDOR, piece=silent,
+                                         text=run.reply.pieces[silent])
+                    if not multi:
+                        attempt.finals += 1
                     if attempt.complete(multi=multi):
                         finished = True
                         await self._close_context(run)
@@ -271,6 +286,7 @@ class ElevenLabsSession:
                 settings = self.options.voice_settings if attempt.sent == 0 and context else None
                 if flush and context is not None:
                     attempt.flushes += 1  # each one earns an isFinal
+                    attempt.flushed.append(attempt.first_piece + attempt.sent)
                 await self._send(run, wire.text_message(piece, flush=flush, context_id=context,
                                                         voice_settings=settings))
                 attempt.sent += 1
@@ -283,6 +299,7 @@ class ElevenLabsSession:
             if reply.done and not attempt.ended:
                 if attempt.context is not None:
                     attempt.flushes += 1
+                    attempt.flushed.append(None)  # the whole reply is checked at the end
                     await self._send(run, wire.flush_message(attempt.context))
                 else:
                     await self._send(run, wire.flush_message())

@@ -256,6 +256,41 @@ async def test_a_reply_without_audio_is_an_empty_reply_error(
     assert caught.value.vendor == "elevenlabs"
 
 
+@pytest.mark.parametrize("silent", [0, 1])
+async def test_one_silent_sentence_of_a_reply_is_an_empty_reply_error(
+    autojump_clock: Any, silent: int,
+) -> None:
+    texts = ["First sentence of the reply.", "Second sentence of the reply.",
+             "Third sentence of the reply."]
+    heard: list[bytes] = []
+
+    async def listen(session: ElevenLabsSession) -> None:
+        async with aclosing(session.speak(pieces(texts))) as audio:
+            async for chunk in audio:
+                if not heard and silent == 1:
+                    sim.inject_silent_generation()  # the next one: sentence 2
+                heard.append(chunk)
+
+    async with open_elevenlabs_sim(ttfb=Fixed(0.2)) as sim:
+        if silent == 0:
+            sim.inject_silent_generation()
+        async with open_elevenlabs(config_for(sim)) as session:
+            with pytest.raises(EmptyReply) as caught:
+                await listen(session)
+            assert await say(session, ["Hello again."])  # the session goes on
+            stats = session.statistics()
+        log = sim.connections[0]
+    context = reply_contexts(sim)[0]
+    assert log.discarded[0] == context  # the sim dropped that sentence's audio
+    assert (caught.value.piece, caught.value.text) == (silent, texts[silent] + " ")
+    assert caught.value.vendor == "elevenlabs"
+    # Raised at that sentence's isFinal: only the sentences before it were heard.
+    assert b"".join(heard) == (sent_pcm(sim, context) if silent else b"")
+    assert (stats.empty_replies, stats.cancelled) == (1, 0)
+    closes = [m["context_id"] for m in log.received if m.get("close_context")]
+    assert closes.count(context) == 1  # at the silent sentence's isFinal
+
+
 async def test_single_mode_barge_in_closes_with_a_close_frame(autojump_clock: Any) -> None:
     async with open_elevenlabs_sim(frame_gap=Fixed(0.1)) as sim:
         async with open_elevenlabs(config_for(sim), options=SINGLE) as session:
