@@ -1,8 +1,9 @@
 """The ElevenLabs client under the faults the live service produces (issue 15):
 a reply-level error never ends the session; in-band ``internal_error`` and TCP
 drops reconnect and resume the reply; a context is closed only after its
-isFinal or on barge-in, exactly once; refused reconnects back off within the
-reconnect deadline; an empty reply is a typed error."""
+isFinal or on barge-in, exactly once; a reply cancelled before its first audio
+does not hold up the next one; refused reconnects back off within the
+reconnect deadline; an empty reply, or one silent sentence, is a typed error."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import trio
 import trio.testing
 
 from providers.exceptions import DeadlineExceeded, EmptyReply, RateLimited, StreamClosed
+from providers.sim.elevenlabs_audio import render
 from providers.sim.elevenlabs_sim import ElevenLabsSim, open_elevenlabs_sim
 from providers.sim.latency import Fixed
 from providers.tts.elevenlabs import ElevenLabsSession, open_elevenlabs
@@ -129,6 +131,108 @@ async def test_barge_in_closes_the_context_once_and_stops_sequential_generation(
     # The next reply is not stuck behind the rest of the cancelled one: at most one
     # frame of it finishes before its own first byte (0.2 s).
     assert stats.first_audio_delays[-1] <= 0.2 + 0.1 + 1e-6
+
+
+@pytest.mark.parametrize(("discards", "after"), [(False, 0.0), (False, 0.4), (True, 0.4),
+                                                 (True, 0.0)],
+                         ids=["speaks_it-at_once", "speaks_it-later", "drops_it-later",
+                              "drops_it-at_once"])
+async def test_barge_in_before_first_audio_does_not_hold_up_the_next_reply(
+    autojump_clock: Any, discards: bool, after: float,
+) -> None:
+    # The caller barges in during the first byte (0.2 s) of a long reply: its
+    # context is closed before any of its audio came. The live service often
+    # speaks the flushed text anyway (speaks_it, the sim's default), one context
+    # at a time per socket; or it honours the close (drops_it: isFinal at once,
+    # here at the end of its 0.2 s first byte). The next reply is asked for at
+    # once, or ``after`` seconds later (the caller's words take time).
+    async with open_elevenlabs_sim(ttfb=Fixed(0.2), frame_gap=Fixed(0.05),
+                                   close_context_discards=discards) as sim, \
+            open_elevenlabs(config_for(sim)) as session:
+        async with aclosing(session.speak(pieces(LONG_REPLY))) as audio:
+            with trio.move_on_after(0.1):
+                async for _chunk in audio:
+                    pytest.fail("no audio within the first byte")
+        await trio.sleep(after)
+        requested = trio.current_time()
+        second, times = await timed_say(session, ["Sure, go ahead."])
+        stats = session.statistics()
+    cancelled = reply_contexts(sim, 0)[0]
+    closes = [m["context_id"] for log in sim.connections for m in log.received
+              if m.get("close_context")]
+    assert closes.count(cancelled) == 1
+    # Its first audio within its own first byte (0.2 s), not behind the cancelled
+    # reply (3.3 s of generation on a sequential socket).
+    assert times[0] - requested == pytest.approx(0.2, abs=1e-3)
+    # A fresh socket only when the vendor had not yet said it dropped the
+    # cancelled reply (its isFinal) by the time the next one started.
+    fresh = int(not discards or after == 0.0)
+    assert (stats.fresh_sockets, stats.reconnects) == (fresh, 0)
+    assert len(sim.connections) == 1 + fresh
+    assert second == sent_pcm(sim, reply_contexts(sim, fresh)[-1], fresh)
+    first = sim.connections[0]
+    if fresh:
+        assert (first.closed_by_client, first.close_code) == (True, 1000)
+        # Closing the old socket stopped the vendor: at most what it sent before.
+        whole = sum(len(render(text + " ", "pcm_8000", "en-us")) for text in LONG_REPLY)
+        assert len(first.audio.get(cancelled, b"")) < whole / 3
+    else:
+        assert first.discarded == [cancelled]
+
+
+async def test_a_reply_queued_behind_the_cancelled_one_moves_to_the_fresh_socket(
+    autojump_clock: Any,
+) -> None:
+    got: dict[str, tuple[bytes, list[float]]] = {}
+
+    async def queued(session: ElevenLabsSession) -> None:
+        got["queued"] = await timed_say(session, ["A reply sent behind it."])
+
+    async with open_elevenlabs_sim(ttfb=Fixed(0.2), frame_gap=Fixed(0.05)) as sim, \
+            open_elevenlabs(config_for(sim)) as session, trio.open_nursery() as nursery:
+        async with aclosing(session.speak(pieces(LONG_REPLY))) as audio:
+            nursery.start_soon(queued, session)  # in flight, behind the long reply
+            with trio.move_on_after(0.1):
+                async for _chunk in audio:
+                    pytest.fail("no audio within the first byte")
+        requested = trio.current_time()
+        got["next"] = await timed_say(session, ["Sure, go ahead."])
+        await trio.testing.wait_all_tasks_blocked()
+        stats = session.statistics()
+    old, fresh = sim.connections
+    assert (old.closed_by_client, stats.fresh_sockets) == (True, 1)
+    # The queued reply (no audio yet) was re-sent on the fresh socket, whole.
+    assert stats.resumed_replies == 1
+    assert {text for _, text in fresh.generations} == {"A reply sent behind it. ",
+                                                       "Sure, go ahead. "}
+    texts = {"queued": "A reply sent behind it. ", "next": "Sure, go ahead. "}
+    for name, text in texts.items():
+        [context] = [c for c, t in fresh.generations if t == text]
+        assert got[name][0] == sent_pcm(sim, context, 1)
+    # Not behind the cancelled reply (3.3 s of generation): on the fresh socket
+    # one of them (whichever was sent first) within a first byte, the other a
+    # first byte after it.
+    first, then = sorted((times for _, times in got.values()), key=lambda times: times[0])
+    assert first[0] - requested == pytest.approx(0.2, abs=1e-3)
+    assert then[0] == pytest.approx(first[-1] + 0.2, abs=1e-3)
+
+
+async def test_a_cancelled_reply_the_vendor_finished_costs_no_new_socket(
+    autojump_clock: Any,
+) -> None:
+    async with open_elevenlabs_sim(ttfb=Fixed(0.2), frame_gap=Fixed(0.05)) as sim, \
+            open_elevenlabs(config_for(sim)) as session:
+        async with aclosing(session.speak(pieces(LONG_REPLY[:1]))) as audio:
+            with trio.move_on_after(0.1):
+                async for _chunk in audio:
+                    pytest.fail("no audio within the first byte")
+        await trio.sleep(5.0)  # the vendor spoke it meanwhile (its isFinals came)
+        requested = trio.current_time()
+        _second, times = await timed_say(session, ["Sure, go ahead."])
+        stats = session.statistics()
+    assert len(sim.connections) == 1
+    assert stats.fresh_sockets == 0
+    assert times[0] - requested == pytest.approx(0.2, abs=1e-3)
 
 
 async def test_reconnect_refused_with_429_waits_retry_after_and_resumes(
