@@ -180,6 +180,24 @@ async def test_barge_in_before_first_audio_does_not_hold_up_the_next_reply(
         assert first.discarded == [cancelled]
 
 
+async def test_a_refused_fresh_socket_backs_off_like_a_reconnect(autojump_clock: Any) -> None:
+    async with open_elevenlabs_sim(ttfb=Fixed(0.2), frame_gap=Fixed(0.05)) as sim, \
+            open_elevenlabs(config_for(sim)) as session:
+        sim.inject_rate_limit(retry_after=0.5, once_accepted=1)  # the fresh socket's handshake
+        async with aclosing(session.speak(pieces(LONG_REPLY))) as audio:
+            with trio.move_on_after(0.1):
+                async for _chunk in audio:
+                    pytest.fail("no audio within the first byte")
+        requested = trio.current_time()
+        second, times = await timed_say(session, ["Sure, go ahead."])
+        stats = session.statistics()
+        collect_rejected_sockets()
+    assert len(sim.rate_limited) == 1
+    assert (stats.fresh_sockets, stats.reconnects) == (1, 0)
+    assert times[0] - requested == pytest.approx(0.5 + 0.2, abs=1e-3)  # retry-after, first byte
+    assert second == sent_pcm(sim, reply_contexts(sim, 1)[0], 1)
+
+
 async def test_a_reply_queued_behind_the_cancelled_one_moves_to_the_fresh_socket(
     autojump_clock: Any,
 ) -> None:
