@@ -19,7 +19,8 @@ vendor error frames) are translated once, at each client's boundary, into these.
         │                         request_id
         ├── StreamClosed          the vendor closed a live stream unexpectedly; close code, reason
         ├── ProtocolError         the vendor sent something we cannot parse
-        └── EmptyReply            a TTS reply ended (its isFinal) without any audio
+        └── EmptyReply            a TTS reply, or one flushed piece of it, ended (its
+                                  isFinal) without any audio; piece, text
 
 Which errors a client retries by itself: a reconnect after a session-level failure
 retries ``ConnectError``, ``RateLimited``, ``VendorUnavailable``, a ``connect``
@@ -161,4 +162,13 @@ class LocalEngineError(ProviderError):
 class EmptyReply(VendorError):
     """A TTS reply ended (the vendor's ``isFinal``) without any audio for text that
     was sent: the vendor dropped it. Only that reply failed; the caller falls back
-    (template audio, another engine) instead of playing silence."""
+    (template audio, another engine) instead of playing silence. When only one
+    piece of the reply was dropped, ``piece`` is its index among the reply's text
+    pieces and ``text`` the piece (the pieces before it were delivered); both
+    None when the whole reply had no audio."""
+
+    def __init__(self, message: str, *, vendor: str, piece: int | None = None,
+                 text: str | None = None) -> None:
+        super().__init__(message, vendor=vendor)
+        self.piece = piece
+        self.text = text

@@ -10,10 +10,22 @@ shared by the clients:
   ``d = min(MAX_DELAY, INITIAL_DELAY · 2^(n-1))``, so calls dropped together do
   not reconnect in lock-step;
 - the vendor's ``retry-after`` (a 429 or 5xx refusal) is a floor on the wait;
-- everything is bounded by the reconnect deadline (``reconnect_deadline`` in the
-  client's config, counted from the moment the connection was lost): when the
-  next attempt could not even start before it, the client gives up now, with
-  :func:`reconnect_deadline_error` chained to the last refusal.
+- everything is bounded by the reconnect deadline ``D`` (``reconnect_deadline``
+  in the client's config, counted from ``lost_at``, the moment the connection
+  was lost); each attempt's handshake may take at most the time left.
+
+Giving up, exactly: after a refused or failed attempt at time ``now`` the
+next wait ``w`` is drawn (:meth:`Backoff.next_delay`: the jittered backoff, or
+the ``retry-after`` if longer). If ``now + w >= lost_at + D`` — the next attempt
+could not start before the deadline — the client gives up **at** ``now``, with
+:func:`reconnect_deadline_error` chained to that last refusal; it does not wait
+for the deadline itself. Hence the typed error comes at the last refusal, which
+is before ``lost_at + D`` and no earlier than ``lost_at + D - w``: from the
+backoff alone up to ``MAX_DELAY`` (2 s) early, and a ``retry-after`` that ends
+at or past the deadline fails at once, however early that is (a 429 with
+``retry-after: 10`` a moment after the loss fails a moment after the loss).
+This is deliberate: an attempt that cannot start in time cannot succeed in
+time, and failing now lets the call handler switch to its fall-back sooner.
 
 :func:`is_transient` says which errors are worth another attempt at all.
 """
@@ -76,7 +88,8 @@ class Backoff:
 
     def next_delay(self, now: float, retry_after: float | None = None) -> float | None:
         """Seconds to wait before the next attempt, or None when that attempt
-        could not start before the deadline (give up now)."""
+        could not start before the deadline (``now + wait >= deadline``): give
+        up now, not at the deadline (module docstring)."""
         delay = max(backoff_delay(self.attempts, self.rng), retry_after or 0.0)
         if now + delay >= self.deadline:
             return None

@@ -24,9 +24,12 @@ it deterministic):
   (barge-in without reconnecting);
 - on a context that has not sent audio yet: by default its flushed text is still
   spoken, then isFinal (what the live service usually does when a close follows
-  a flush at once); with ``close_context_discards`` the flushed-but-unsent audio
-  is dropped and isFinal comes at once — a reply closed right after its flush
-  comes back empty (what the live service does under load);
+  a flush at once: integrations see audio of a context arrive after they closed
+  it before its first byte) — and, generation being sequential, a context sent
+  after it waits until it is spoken; with ``close_context_discards`` the
+  flushed-but-unsent audio is dropped and isFinal comes at once — a reply
+  closed right after its flush comes back empty (what the live service does
+  under load);
 - on a context already closed: ignored (a closed context cannot be stopped).
 
 A broken rule (:class:`Fatal`) sends the error frame ``{"message", "error",

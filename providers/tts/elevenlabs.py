@@ -14,7 +14,11 @@ implementing :class:`providers.tts.base.TTSSession`. Two modes
   ``close_context`` sent — never right after ``flush``, where the vendor may drop
   the flushed audio — or on barge-in, so that the vendor stops generating (it
   generates one context at a time per socket); exactly once either way. Audio
-  still arriving for a closed context is dropped.
+  still arriving for a closed context is dropped. A context closed before any
+  of its audio came may be generated all the same (the live service often
+  speaks flushed text after such a close): a reply starting while the vendor
+  may still be on it goes to a fresh socket instead of waiting behind it
+  (:class:`~providers.tts.elevenlabs_socket.SessionSocket`, ``fresh_sockets``).
 - **single** (``stream-input``): a connection per reply — init, text, flush, EOS
   ``{"text": ""}``, audio until ``{"isFinal": true}``. Barge-in closes that
   connection with a close frame; the next reply pays a new handshake.
@@ -31,7 +35,13 @@ the reply (and, in multi mode, every later one) raises a typed error —
 ``DeadlineExceeded(deadline="reconnect")`` from the last refusal, ``AuthError``,
 ``QuotaExceeded``, ``StreamClosed`` — for the call handler to fall back on; no
 error of the session is raised into the caller's nursery. A reply whose last
-``isFinal`` comes without any audio raises :class:`~providers.exceptions.EmptyReply`.
+``isFinal`` comes without any audio raises :class:`~providers.exceptions.EmptyReply`;
+so does, in multi mode, one flushed piece of a reply that got no audio before its
+own ``isFinal`` (``EmptyReply.piece`` / ``.text`` name it), at that ``isFinal``:
+the pieces before it were heard, the rest of the reply is stopped (its context
+closed). That needs a flush per piece (``flush_each_chunk``, the default);
+without it, and in single mode, only a reply with no audio at all is detected
+(see :mod:`~providers.tts.elevenlabs_reply`).
 
 Audio is yielded as PCM16LE at :attr:`ElevenLabsSession.sample_rate` (μ-law /
 A-law formats are expanded). Usage: characters of text sent (text re-sent after
@@ -90,7 +100,9 @@ class ElevenLabsStatistics:
     cancelled replies that arrived after the cancel; ``first_audio_delays`` the
     time from a reply's first text to its first audio, per reply that got any;
     ``resumed_replies`` how many times a reply went on after a lost socket;
-    ``reconnect_seconds`` each outage of the session socket (multi mode)."""
+    ``reconnect_seconds`` each outage of the session socket (multi mode);
+    ``fresh_sockets`` how many times a reply replaced the session socket rather
+    than wait behind a cancelled reply the vendor may still be generating."""
 
     replies: int
     cancelled: int
@@ -102,6 +114,7 @@ class ElevenLabsStatistics:
     resumed_replies: int = 0
     empty_replies: int = 0
     reconnect_seconds: tuple[float, ...] = ()
+    fresh_sockets: int = 0
 
 
 class ElevenLabsSession:
@@ -143,6 +156,7 @@ class ElevenLabsSession:
             dropped_frames=self.socket.dropped, reconnects=self.socket.reconnects,
             first_audio_delays=tuple(self._first_audio), resumed_replies=self._resumed,
             empty_replies=self._empty, reconnect_seconds=tuple(self.socket.reconnect_seconds),
+            fresh_sockets=self.socket.replaced,
         )
 
     # -- the TTSSession interface ---------------------------------------------------
@@ -188,7 +202,16 @@ class ElevenLabsSession:
                     attempt = run.attempt
                     if attempt is None or (multi and item.context_id != attempt.context):
                         continue
-                    attempt.finals += 1
+                    silent = attempt.final() if multi else None
+                    if silent is not None:  # that piece's audio was dropped
+                        self._empty += 1
+                        finished = True  # not a cancel: stop the rest here
+                        await self._stop(run)
+                        raise EmptyReply(f"elevenlabs sent no audio for piece {silent} of the "
+                                         "reply", vendor=VENDOR, piece=silent,
+                                         text=run.reply.pieces[silent])
+                    if not multi:
+                        attempt.finals += 1
                     if attempt.complete(multi=multi):
                         finished = True
                         await self._close_context(run)
@@ -257,6 +280,8 @@ class ElevenLabsSession:
         """Send what the current attempt has not sent yet (starting one if needed):
         new pieces, then the final flush / EOS once the text is done."""
         if run.attempt is None:
+            if self.options.multi_context and self.socket.stuck_behind_cancel():
+                self.socket.replace()  # not behind a cancelled reply (elevenlabs_socket)
             self._begin(run, 0)
         attempt = run.attempt
         assert attempt is not None
@@ -271,6 +296,7 @@ class ElevenLabsSession:
                 settings = self.options.voice_settings if attempt.sent == 0 and context else None
                 if flush and context is not None:
                     attempt.flushes += 1  # each one earns an isFinal
+                    attempt.flushed.append(attempt.first_piece + attempt.sent)
                 await self._send(run, wire.text_message(piece, flush=flush, context_id=context,
                                                         voice_settings=settings))
                 attempt.sent += 1
@@ -283,6 +309,7 @@ class ElevenLabsSession:
             if reply.done and not attempt.ended:
                 if attempt.context is not None:
                     attempt.flushes += 1
+                    attempt.flushed.append(None)  # the whole reply is checked at the end
                     await self._send(run, wire.flush_message(attempt.context))
                 else:
                     await self._send(run, wire.flush_message())
@@ -365,6 +392,18 @@ class ElevenLabsSession:
         run.closed = True
         await self.socket.close_context(attempt.context, attempt.token)
 
+    async def _stop(self, run: ReplyRun) -> None:
+        """Multi mode: end the current attempt's context before its end, once. If
+        none of its audio came, the vendor may generate it anyway: the socket
+        remembers it (``SessionSocket.cancelled_unheard``)."""
+        attempt = run.attempt
+        closed = run.closed
+        await self._close_context(run)
+        if (attempt is not None and not closed and run.closed and not attempt.audio
+                and attempt.context is not None and attempt.token is not None):
+            self.socket.cancelled_unheard(attempt.context, attempt.token,
+                                          attempt.flushes - attempt.finals + 1)
+
     async def _release(self, run: ReplyRun, finished: bool) -> None:
         """The reply is over: barge-in (not ``finished``) stops the vendor."""
         attempt = run.attempt
@@ -373,7 +412,7 @@ class ElevenLabsSession:
         if finished:
             return
         self._cancelled += 1
-        await self._close_context(run)
+        await self._stop(run)
         if run.ws is not None:  # single mode: a close frame, not a dropped TCP connection
             with trio.CancelScope(shield=True), trio.move_on_after(self.config.close_deadline):
                 await run.ws.aclose(1000)

@@ -24,6 +24,20 @@ and owns what concerns the connection(s) rather than the replies:
   (deadline, refused key, quota, a non-transient close) the session *fails*:
   :attr:`~SessionSocket.failure` is set, replies in flight get :class:`Failed`,
   later sends raise it — the error is never raised into the caller's nursery;
+- a fresh socket instead of waiting behind a cancelled reply
+  (:meth:`~SessionSocket.stuck_behind_cancel`, :meth:`~SessionSocket.replace`):
+  ``close_context`` on a context none of whose audio has come yet does not
+  reliably stop the vendor — the live service often speaks the flushed text
+  anyway, audio arriving after the close, and sometimes honours the close at
+  once (then ``isFinal`` comes with no audio) — and it generates one context at
+  a time per socket, so a reply sent behind such a context waits for all of it.
+  The socket therefore remembers the contexts cancelled unheard
+  (:meth:`~SessionSocket.cancelled_unheard`) until the vendor is done with them
+  (their last ``isFinal``, or an ``isFinal`` with no audio before it: dropped).
+  A reply that starts while one is pending, and no reply in flight is hearing
+  audio, replaces the socket: a close frame (the vendor stops generating), a
+  new connection at once (refusals back off as after a loss), the replies in
+  flight (none heard yet) told :class:`Lost` so they re-send on the new one;
 - single mode's per-reply connection (:meth:`~SessionSocket.reply_connection`);
 - keep-alive (:meth:`~SessionSocket.keepalive`), closing one context
   (:meth:`~SessionSocket.close_context`) and the socket (:meth:`~SessionSocket.close`).
@@ -62,6 +76,12 @@ class SocketLost(Exception):
     """A send found its socket closed or replaced; the reader reports why."""
 
 
+def replaced_error() -> StreamClosed:
+    """What the replies in flight on a replaced socket hear (as :class:`Lost`)."""
+    return StreamClosed("elevenlabs socket replaced: a cancelled reply was still queued on it",
+                        vendor=VENDOR, status=1000, code="replaced")
+
+
 def recoverable(error: ProviderError) -> bool:
     """Worth another connection: a transient close (see the wire module) or a
     failure to reach or be admitted by the vendor (refusals with retry-after, 5xx)."""
@@ -94,6 +114,15 @@ class SessionSocket:
         self._dropped = 0
         self._reconnects = 0
         self._failures = 0  # drops since a reply last completed
+        #: Sockets replaced so as not to wait behind a cancelled reply (replace()).
+        self.replaced = 0
+        self._replacing = False
+        self._reading: trio.CancelScope | None = None  # around the live socket's read()
+        #: Live connection: contexts cancelled before any of their audio came, with
+        #: the isFinals still due from the vendor; and which of them sent audio since.
+        self._unheard: dict[str, int] = {}
+        self._unheard_audio: set[str] = set()
+        self._heard: set[str] = set()  # live connection: routed contexts that got audio
 
     @property
     def dropped(self) -> int:
@@ -181,19 +210,34 @@ class SessionSocket:
                                                                 self._idle_context))
                         self._epoch += 1
                         self._ws = ws
-                        if outage is not None:
+                        self._unheard.clear()
+                        self._unheard_audio.clear()
+                        self._heard.clear()
+                        if outage is not None and self._replacing:
+                            self.replaced += 1
+                        elif outage is not None:
                             self._reconnects += 1
                             self.reconnect_seconds.append(trio.current_time() - outage.lost_at)
-                            outage = None
+                        outage = None
+                        self._replacing = False
                         self._notify()
                         if not started:
                             started = True
                             task_status.started()
                         try:
-                            await self.read(ws)
-                            return
+                            with trio.CancelScope() as self._reading:
+                                await self.read(ws)
                         finally:
-                            self._ws = None
+                            self._ws = self._reading = None
+                        if self._closing or not self._replacing:
+                            return
+                    # replace(): the old socket closed (a close frame), a fresh one
+                    # at once; the replies in flight on the old one re-send on it.
+                    for route in self.routes.values():
+                        route.send_nowait(Lost(replaced_error(), self._epoch))
+                    outage = Backoff(trio.current_time(), self.config.reconnect_deadline)
+                    outage.next_delay(trio.current_time())  # this is the first attempt
+                    continue
                 except (VendorError, DeadlineExceeded) as exc:
                     if not started:
                         raise
@@ -269,12 +313,57 @@ class SessionSocket:
                 route = only if only is not None else self.routes.get(frame.context_id)
                 if route is None:
                     self._dropped += isinstance(frame, wire.AudioFrame)
+                    self._cancelled_frame(frame)
                     continue
+                if isinstance(frame, wire.AudioFrame) and only is None:
+                    self._heard.add(frame.context_id or "")
                 route.send_nowait(frame)
                 if isinstance(frame, wire.FinalFrame):
                     self._failures = 0  # a flush completed: the connection works
                     if only is not None:
                         return
+
+    # -- cancelled replies the vendor may still be generating -------------------------
+
+    def cancelled_unheard(self, context: str, epoch: int, finals_due: int) -> None:
+        """A reply's ``context`` (on connection ``epoch``) was closed before any of
+        its audio came; the vendor may still generate it, ``finals_due`` isFinals
+        to come (one per flush not yet answered, one for the close)."""
+        if self._ws is not None and epoch == self._epoch:
+            self._unheard[context] = finals_due
+
+    def _cancelled_frame(self, frame: wire.AudioFrame | wire.FinalFrame) -> None:
+        """A frame of no reply: settle a context cancelled unheard once the vendor
+        is done with it — its last isFinal, or an isFinal with no audio since the
+        close (it dropped the text)."""
+        context = frame.context_id
+        if context is None or context not in self._unheard:
+            return
+        if isinstance(frame, wire.AudioFrame):
+            self._unheard_audio.add(context)
+            return
+        self._unheard[context] -= 1
+        if self._unheard[context] <= 0 or context not in self._unheard_audio:
+            del self._unheard[context]
+            self._unheard_audio.discard(context)
+
+    def stuck_behind_cancel(self) -> bool:
+        """A reply starting now would wait behind a cancelled one the vendor may
+        still be generating, and no reply in flight is hearing audio (replacing
+        the socket would cut that one off): replace the socket first."""
+        if self._ws is None or not self._unheard:
+            return False
+        return not any(context in self._heard for context in self.routes if context)
+
+    def replace(self) -> None:
+        """Have :meth:`supervise` close the live socket (a close frame: the vendor
+        stops generating; at most ``close_deadline`` for its answer) and open a
+        fresh one at once. Sends wait for the fresh one meanwhile."""
+        if self._ws is None or self._reading is None or self._closing:
+            return
+        self._replacing = True
+        self._ws = None
+        self._reading.cancel()
 
     async def keepalive(self, ws: WebSocketConnection | None = None) -> None:
         """Send a keep-alive whenever nothing went out for ``keepalive_interval``."""

@@ -354,10 +354,18 @@ async def test_every_turn_is_answered_while_all_three_vendors_fail_in_one_call(
         oa.inject(ServerFault(), Drop(after_tokens=3))
         run = await run_call(sims, LINES, cache=cache)
     assert_answered_and_booked(run)
+    # Deepgram and ElevenLabs recovered by themselves: their fall-backs were never
+    # used; only the LLM's failure (500, then a broken retry) fell back.
+    for component in ("stt", "tts"):
+        assert counter(run, "component_errors", component) == 0
+        assert counter(run, "fallbacks", component) == 0
+    assert counter(run, "component_errors", "llm") == 1
+    assert counter(run, "fallbacks", "llm") == 1
+    assert len(dg.connections) == 2  # the dropped one, then the one reconnect admitted
     assert [status for _, status in dg.refused] == [429, 500]
     assert [t.caller_text for t in run.record.turns] == [
         "", "haan ji, boliye", "kitna hai total?", BUSY]  # the cut line heard whole
-    assert [c.fault for c in el.connections[:2]] == ["internal_error", "drop"]
+    assert [c.fault for c in el.connections] == ["internal_error", "drop", None]
     assert oa.disconnects == 1
     assert run.record.turns[2].bot_text == ANSWER_PRICE  # the LLM's fallback template
     # What the cache kept is clean: a sentence the vendor restarted (a piece of

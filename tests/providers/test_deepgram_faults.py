@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from providers.exceptions import DeadlineExceeded, RateLimited, VendorUnavailable
+from providers.reconnect import INITIAL_DELAY, MAX_DELAY
 from providers.sim.deepgram_sim import open_deepgram_sim
 from providers.stt.base import Final
 from providers.stt.deepgram import open_deepgram
@@ -108,13 +109,18 @@ async def test_reconnect_gives_up_at_the_deadline_with_a_typed_error(
     assert caught.value.seconds == 5.0
     assert isinstance(caught.value.__cause__, VendorUnavailable), repr(caught.value.__cause__)
     assert caught.value.__cause__.status == 503
-    # Lost at 0.9 s; attempts back off (first at once, then doubling with jitter) and
-    # stop when the next could not start before 0.9 + 5 s.
+    # Lost at 0.9 s; attempts back off (first at once, then doubling with jitter).
     assert attempts[0] == pytest.approx(0.9, abs=1e-3)
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert all(b >= a / 2 for a, b in itertools.pairwise(gaps))  # growing
-    assert 0.9 + 5.0 - 2.0 <= failed_at <= 0.9 + 5.0
     assert 5 <= len(attempts) <= 9
+    # The client gives up at its last refusal, as soon as the next attempt's wait
+    # (at most ``cap``) could not start it before 0.9 + 5 s: before the deadline,
+    # by less than that wait (providers.reconnect).
+    deadline = 0.9 + 5.0
+    cap = min(MAX_DELAY, INITIAL_DELAY * 2 ** (len(attempts) - 1))
+    assert failed_at == pytest.approx(attempts[-1], abs=1e-9)
+    assert deadline - cap <= failed_at < deadline
 
 
 async def test_tcp_reset_without_close_frame_reconnects_and_replays(
