@@ -90,7 +90,8 @@ class TurnReporter:
                       state: CallState | None, *, greeting: bool, silence: bool,
                       speaker: Speaker) -> None:
         """``reply`` is over (played or cut); ``pending`` is the caller's turn it
-        answered (``None`` for the greeting and re-prompts)."""
+        answered (``None`` for the greeting and re-prompts); ``state`` is the one
+        its decision left."""
         now_usage = self.usage.statistics()
         usage, self._usage_mark = usage_between(self._usage_mark, now_usage), now_usage
         marks = {k: v for k, v in reply.marks.items() if k in LATENCY_MARKS}
