@@ -60,8 +60,14 @@ audible, since playout is already paused; only the ``clear`` comes later.
 
 Silence: ``reprompt_after_s`` after a reply has played with no caller speech,
 the caller gets the re-prompt; after a second silence, the goodbye, and the
-call ends (``no_response``). An outcome stage's closing line ends the call
-once it has played (its last mark echoed, or its length plus a margin).
+call ends (``no_response``). Caller speech stops the count, and so does a
+reply starting; each reply starts it anew once played. Speech that brings no
+turn (a cough, wordless noise) starts it anew from its end when no reply is
+under way — also noise that cut the bot (voiced, no words): the cut reply is
+not repeated; if the caller says nothing, the re-prompt comes
+``reprompt_after_s`` after the noise, as after any silence (the cut line stays
+in the history as far as it was heard). An outcome stage's closing line ends
+the call once it has played (its last mark echoed, or its length plus a margin).
 """
 
 from __future__ import annotations
@@ -219,6 +225,8 @@ class Conversation:
         if barge is not None and self._nursery is not None:
             barge.ended = True
             self._nursery.start_soon(self._decide_barge_in_later, barge)
+        else:
+            self._silence_unless_answered()
 
     def words(self, text: str) -> None:
         """Words of the caller's current speech (interim or final)."""
@@ -237,6 +245,7 @@ class Conversation:
                 self._resume(barge)
                 return
             self._interrupt("words")
+        self._silence.cancel()  # its reply counts it anew once played
         self._post(HeardTurn(turn.text, speech_end, trio.current_time(), turn.start))
 
     def paused(self, transcript: str) -> None:
@@ -342,6 +351,8 @@ class Conversation:
         self.speaker.clear()
         reply.scope.cancel()
         self._keep_heard(reply)
+        if barge.ended:  # words came after the speech: a turn should follow them
+            self._silence_unless_answered()
         self.reporter.metrics.barge_ins.inc()
         log_event(log, logging.INFO, "barge-in: reply cut", why=why,
                   talkover_ms=round((trio.current_time() - barge.started) * 1000))
@@ -467,6 +478,7 @@ class Conversation:
                 *, greeting: bool = False, silence: bool = False) -> None:
         """Commit ``decision`` and start its reply (once a line that may not be
         interrupted has played to its end)."""
+        self._silence.cancel()  # the reply counts it anew once played
         prior = self.state
         before = prior.stage if prior is not None else Stage.INTRO
         self._commit(decision)
@@ -573,6 +585,15 @@ class Conversation:
         with trio.move_on_after(margin):
             if heard.state not in ("played", "cleared"):
                 await self.speaker.wait_played(last)
+
+    def _silence_unless_answered(self) -> None:
+        """The caller's speech is over and no reply is under way: silence counts
+        from here (a turn stops it; wordless noise brings none)."""
+        reply = self._reply
+        if self.ended or self._nursery is None or (
+                reply is not None and not reply.cut and not reply.finished.is_set()):
+            return  # a reply in progress counts the silence once it has played
+        self._arm_silence()
 
     def _arm_silence(self) -> None:
         self._silence.cancel()
