@@ -10,7 +10,8 @@ the audio cache, or the LLM's answer streamed through ``SentenceSplitter``
 into the TTS sentence by sentence (``replies``). A new turn supersedes a reply
 still in progress, except a line that may not be interrupted: that one plays
 to its end, and the answer to the new turn follows it. Each reply is reported
-with the caller's turn it answers and the stage its own decision left.
+with the caller's turn it answers and the stage its own decision left — also
+when the call ends under it (what the marks say was heard so far).
 
 History: a template's message is in the state from its decision on; an LLM
 reply's is recorded once streamed. A reply cut (barge-in, or superseded by a
@@ -535,6 +536,7 @@ class Conversation:
     async def _speak(self, reply: Reply, decision: Decision, caller: CallerTurn | None,
                      before: Stage, after: Reply | None, greeting: bool, silence: bool,
                      preempted: Preempted | None = None) -> None:
+        over = False
         try:
             with reply.scope:
                 if after is not None:  # a line that may not be interrupted plays to its end
@@ -548,8 +550,15 @@ class Conversation:
                     self.state = recorded
                     reply.records_said = False
                 await self._wait_played(reply)
+            over = True
         finally:
             reply.finished.set()
+            if not over:
+                # The call ended under it (a reply's own cut ends in its scope):
+                # its turn is still reported, with what the marks say was heard
+                # (synchronously: there is no checkpoint to shield).
+                self._report(reply, decision, caller, before, greeting, silence, preempted,
+                             ended=True)
         if not self._report(reply, decision, caller, before, greeting, silence, preempted):
             return
         if reply is not self._reply or reply.cut:
@@ -561,8 +570,8 @@ class Conversation:
         self._arm_silence()
 
     def _report(self, reply: Reply, decision: Decision, caller: CallerTurn | None,
-                before: Stage, greeting: bool, silence: bool,
-                preempted: Preempted | None) -> bool:
+                before: Stage, greeting: bool, silence: bool, preempted: Preempted | None,
+                *, ended: bool = False) -> bool:
         """Report ``reply``'s turn, with the stage its own decision left (later
         turns may have moved on); ``False`` for a preempted reply dropped unheard
         (nothing was heard or committed)."""
@@ -571,7 +580,7 @@ class Conversation:
         if preempted is not None:
             caller = preempted.caller
         self.reporter.turn_finished(reply, caller, before, decision.state, greeting=greeting,
-                                    silence=silence, speaker=self.speaker)
+                                    silence=silence, speaker=self.speaker, ended=ended)
         return True
 
     async def _wait_played(self, reply: Reply) -> None:
