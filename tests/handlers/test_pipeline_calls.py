@@ -38,20 +38,29 @@ async def test_a_busy_lead_is_called_back_tomorrow_evening(
         "", "I am busy right now, call me back tomorrow evening"]
 
 
+GREETING = ("Namaste, am I speaking with Rahul? This is Priya from SuryaKiran Solar, "
+            "calling about rooftop solar for your home. Do you have two minutes?")
+
+
+@pytest.mark.parametrize(("limit_s", "heard"), [
+    (3.0, "Namaste, am I speaking with Rahul? This is"),
+    # all its audio sent, its last mark due when the call ends
+    (8.2, GREETING.removesuffix(" minutes?")),
+])
 async def test_a_call_ended_during_the_greeting_still_reports_it_as_heard(
-    autojump_clock: trio.testing.MockClock,
+    limit_s: float, heard: str, autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with simulators() as sims:
         run = await run_call(sims, [Line(silent_s=30.0)], lead=LeadContext(name="Rahul"),
-                             config=ServerConfig(max_call_seconds=3.0))
-    # A template's audio is queued at once: 3 s in, the greeting waits for its marks.
+                             config=ServerConfig(max_call_seconds=limit_s))
+    # A template's audio is queued at once: the greeting waits for its marks.
     record = run.record
     assert record.summary is not None
     assert record.summary.reason == "time_limit"
     [greeting] = record.turns  # reported once, with what the marks say was heard
     assert greeting.caller_text == ""
-    assert greeting.bot_text.startswith("Namaste, am I speaking with Rahul?")
-    assert greeting.heard_text == "Namaste, am I speaking with Rahul? This is"
+    assert greeting.bot_text == GREETING
+    assert greeting.heard_text == heard
     assert greeting.stage_after is Stage.INTRO
 
 
