@@ -13,6 +13,7 @@ from dialogue.state import (
     new_call_state,
     record_bot_reply,
     record_caller,
+    trim_bot_message,
     trim_last_bot_message,
 )
 
@@ -45,5 +46,6 @@ __all__ = [
     "opening",
     "record_bot_reply",
     "record_caller",
+    "trim_bot_message",
     "trim_last_bot_message",
 ]

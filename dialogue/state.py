@@ -3,8 +3,9 @@
 ``CallState`` is what ``decide`` reads and returns, and what the server snapshots
 to Redis (``snapshot()`` gives a JSON-friendly dict). History holds only what the
 caller actually heard: after a barge-in, ``trim_last_bot_message`` cuts the last
-bot message down to the heard prefix, so the LLM never "remembers" saying words
-that were cancelled before playing.
+bot message down to the heard prefix (``trim_bot_message`` cuts a given one,
+wherever it is), so the LLM never "remembers" saying words that were cancelled
+before playing.
 """
 
 from __future__ import annotations
@@ -123,6 +124,23 @@ def trim_last_bot_message(state: CallState, heard_text: str) -> CallState:
     if heard:
         kept = (*kept, {"role": "assistant", "content": heard})
     return replace(state, history=kept)
+
+
+def trim_bot_message(state: CallState, message: Message, heard_text: str) -> CallState:
+    """Cut ``message`` — an assistant message of ``state.history``, found by
+    identity wherever it is — to ``heard_text``, as ``trim_last_bot_message``
+    does for the last one: a reply cut after later turns were recorded is
+    trimmed in its own place. A message no longer in the history (trimmed
+    already) leaves ``state`` unchanged."""
+    index = next((i for i, said in enumerate(state.history) if said is message), None)
+    if index is None:
+        return state
+    heard = heard_text.strip()
+    if heard == message["content"]:
+        return state
+    kept = ({"role": "assistant", "content": heard},) if heard else ()
+    return replace(state, history=(*state.history[:index], *kept,
+                                   *state.history[index + 1:]))
 
 
 #: Slots an LLM refinement may add after the decision (its reply is already said).

@@ -226,7 +226,10 @@ async def talk(
     async def echo_marks() -> None:
         async for due, name in marks_receive:
             await trio.sleep_until(due)
-            await send({"event": "mark", "stream_sid": sid, "mark": {"name": name}})
+            try:
+                await send({"event": "mark", "stream_sid": sid, "mark": {"name": name}})
+            except ConnectionClosed:
+                return  # the bot hung up (``receive`` reports it)
 
     async def receive() -> None:
         while True:

@@ -23,6 +23,7 @@ from dialogue import (
     opening,
     record_bot_reply,
     record_caller,
+    trim_bot_message,
     trim_last_bot_message,
 )
 from dialogue.engine import within_call_window
@@ -293,6 +294,21 @@ def test_barge_in_trims_the_last_bot_message_to_what_was_heard() -> None:
     assert state.with_heard("").history == ()
     caller_last = record_caller(state, "haan")
     assert trim_last_bot_message(caller_last, "x") is caller_last
+
+
+def test_a_cut_reply_is_trimmed_in_its_own_place_in_the_history() -> None:
+    state = opening(new_call_state(PLAYBOOK, {"name": "Anita"}, NOW), NOW).state
+    [greeting] = state.history
+    later = record_bot_reply(record_caller(state, "haan"), "Thank you!")
+    trimmed = trim_bot_message(later, greeting, "Namaste, am I speaking with")
+    assert trimmed.history == (
+        {"role": "assistant", "content": "Namaste, am I speaking with"},
+        {"role": "user", "content": "haan"}, {"role": "assistant", "content": "Thank you!"})
+    # Nothing heard: the message goes; the later ones stay.
+    assert trim_bot_message(later, greeting, "").history == later.history[1:]
+    # Heard whole, or already trimmed (not there by identity): unchanged.
+    assert trim_bot_message(later, greeting, greeting["content"]) is later
+    assert trim_bot_message(trimmed, greeting, "") is trimmed
 
 
 def test_state_snapshot_is_plain_data() -> None:

@@ -7,9 +7,11 @@ import dataclasses
 import itertools
 from datetime import datetime
 
+import pytest
 import trio.testing
 
 from dialogue import load_playbook
+from dialogue.model import Stage
 from server.store.records import LeadContext
 from server.telephony.softphone import CallReport, Line
 from tests.handlers.pipeline_harness import IST, CallRun, run_call, simulators
@@ -146,6 +148,57 @@ async def test_a_barge_in_stops_the_llm_stream_and_the_tts_context(
     assert run.report.clears == 1
     assert counter(run, "voicebot_barge_ins_total") == 1
     assert run.report.lines[-1].v2v is not None
+
+
+def dialogue_of(request: dict[str, object]) -> list[tuple[str, str]]:
+    """An LLM request's history: (role, text) of its user and assistant messages."""
+    messages = request["messages"]
+    assert isinstance(messages, list)
+    return [(m["role"], m["content"]) for m in messages if m["role"] != "system"]
+
+
+async def test_an_llm_answer_cut_by_a_barge_in_is_in_the_history_as_heard(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    run = await pitch_call([Line("kitna hai total?"),
+                            Line("ruko, subsidy kaise milegi?", barge_in_s=0.8),
+                            Line("and what about the warranty?")])
+    answer = run.record.turns[PITCH + 1]
+    assert answer.caller_text == "kitna hai total?"
+    assert answer.heard_text == "Great question."
+    _, cut_in, after = run.sims.openai.requests
+    # The next request knows what the caller heard of the answer, once...
+    assert dialogue_of(cut_in)[-3:] == [
+        ("user", "kitna hai total?"), ("assistant", "Great question."),
+        ("user", "ruko, subsidy kaise milegi?")]
+    # ...and so does the one after it.
+    assert dialogue_of(after)[-5:] == [
+        ("user", "kitna hai total?"), ("assistant", "Great question."),
+        ("user", "ruko, subsidy kaise milegi?"),
+        ("assistant", "You said: ruko, subsidy kaise milegi?"),
+        ("user", "and what about the warranty?")]
+
+
+@pytest.mark.parametrize(("pressed_at", "heard"), [(1.5, "Here is how it works:"), (0.0, "")])
+async def test_a_key_press_over_the_pitch_keeps_the_new_line_in_the_history(
+    pressed_at: float, heard: str, autojump_clock: trio.testing.MockClock,
+) -> None:
+    # No barge-in: the key press is a turn that supersedes the pitch, and the
+    # pitch's own history message is cut to what was heard (gone if nothing was).
+    run = await pitch_call([Line(dtmf="1", barge_in_s=pressed_at), Line("kitna hai total?")])
+    turns = run.record.turns
+    pitch, pressed = turns[PITCH], turns[PITCH + 1]
+    assert pitch.heard_text == heard
+    assert pitch.stage_after is Stage.PRESENTATION  # the pitch's turn, not the key's
+    assert pressed.caller_text == "dtmf:1"
+    assert pressed.stage_after is Stage.TRIAL_CLOSE
+    expected = [("user", "this month itself"), *([("assistant", heard)] if heard else []),
+                ("user", "dtmf:1"), ("assistant", pressed.bot_text),
+                ("user", "kitna hai total?")]
+    [request] = run.sims.openai.requests
+    assert dialogue_of(request)[-len(expected) - 1:] == [
+        ("assistant", "And when would you like it installed: this month, or later in the year?"),
+        *expected]
 
 
 async def test_a_non_interruptible_line_plays_on_under_the_caller(

@@ -11,6 +11,7 @@ import pytest
 import trio.testing
 
 from dialogue.model import Stage
+from server.config import ServerConfig
 from server.handlers.pipeline.handler import usage_tag
 from server.store.records import LeadContext
 from server.telephony.softphone import Line
@@ -35,6 +36,62 @@ async def test_a_busy_lead_is_called_back_tomorrow_evening(
     assert line.v2v < 1.0
     assert [t.caller_text for t in record.turns] == [
         "", "I am busy right now, call me back tomorrow evening"]
+
+
+GREETING = ("Namaste, am I speaking with Rahul? This is Priya from SuryaKiran Solar, "
+            "calling about rooftop solar for your home. Do you have two minutes?")
+
+
+@pytest.mark.parametrize(("limit_s", "heard"), [
+    (3.0, "Namaste, am I speaking with Rahul? This is"),
+    # all its audio sent, its last mark due when the call ends
+    (8.2, GREETING.removesuffix(" minutes?")),
+])
+async def test_a_call_ended_during_the_greeting_still_reports_it_as_heard(
+    limit_s: float, heard: str, autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with simulators() as sims:
+        run = await run_call(sims, [Line(silent_s=30.0)], lead=LeadContext(name="Rahul"),
+                             config=ServerConfig(max_call_seconds=limit_s))
+    # A template's audio is queued at once: the greeting waits for its marks.
+    record = run.record
+    assert record.summary is not None
+    assert record.summary.reason == "time_limit"
+    [greeting] = record.turns  # reported once, with what the marks say was heard
+    assert greeting.caller_text == ""
+    assert greeting.bot_text == GREETING
+    assert greeting.heard_text == heard
+    assert greeting.stage_after is Stage.INTRO
+
+
+ANSWER = ("Great question. The total depends on your roof and your bill. For a three "
+          "kilowatt system it is about one lakh eighty thousand rupees before the subsidy. "
+          "The subsidy brings it down by seventy-eight thousand, and most families pay the "
+          "rest as a monthly EMI that is smaller than their old bill. The panels carry a "
+          "twenty-five year warranty, the inverter ten years, and our team does the net "
+          "metering paperwork with the electricity board for you. Installation takes two "
+          "days, and the first service visit is free. Many of our customers in your area "
+          "recovered the cost in about four years, and after that the power is practically "
+          "free for the next twenty years.")  # at 60 tokens/s: still streaming 2 s in
+
+
+async def test_a_call_ended_while_the_llm_answers_still_reports_the_turn(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with simulators(llm_answers={"kitna hai total?": ANSWER}) as sims:
+        run = await run_call(sims, [Line("kitna hai total?")], lead=LeadContext(name="Rahul"),
+                             config=ServerConfig(max_call_seconds=12.2))
+    assert sims.openai.disconnects == 1  # the call ended while the answer streamed
+    record = run.record
+    assert record.summary is not None
+    assert record.summary.reason == "time_limit"
+    assert [t.caller_text for t in record.turns] == ["", "kitna hai total?"]
+    greeting, answer = record.turns
+    assert greeting.heard_text is None  # heard whole
+    assert answer.bot_text.startswith("Great question.")
+    assert answer.heard_text == "Great question."
+    assert answer.analysis is not None
+    assert answer.stage_after is Stage.INTRO
 
 
 SCRIPTS = tomllib.loads(

@@ -1,13 +1,16 @@
 """Key presses and silence in a whole call, on virtual time: DTMF digits are
 turns (``[call.dtmf]``), a silent caller gets one re-prompt and then the
-goodbye, and the call ends ``no_response``."""
+goodbye, and the call ends ``no_response``; wordless noise (no turn) does not
+stop the silence from being counted."""
 
 from __future__ import annotations
 
+import pytest
 import trio.testing
 
 from dialogue.model import Stage
 from server.store.records import LeadContext
+from server.telephony.caller import speech_like_script
 from server.telephony.softphone import Line
 from tests.handlers.pipeline_harness import run_call, simulators
 
@@ -82,6 +85,59 @@ async def test_an_answer_after_the_reprompt_carries_the_call_on(
     assert record.last.slots["budget_inr"] == 3000
     assert record.summary is not None
     assert record.summary.reason == "stop"  # the caller hung up; the bot did not give up
+
+
+def _wordless(seconds: float) -> bytes:
+    """Voiced audio the STT finds no words in (a cough, a door, a TV)."""
+    return speech_like_script(8000, speech_s=seconds, silence_s=0.0, repeats=1, seed=3)
+
+
+def _first_audio_after(audio: list[tuple[float, bytes]], at: float) -> float:
+    return next(start for start, _ in audio if start > at)
+
+
+async def test_a_cough_after_the_question_does_not_stop_the_reprompt(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with simulators() as sims:
+        run = await run_call(sims, [Line("haan ji, boliye"), Line(audio=_wordless(0.6)),
+                                    Line(silent_s=25.0)], lead=LeadContext(name="Rahul"))
+    record, report = run.record, run.report
+    # The cough is no turn; the silence after it is timed from its end.
+    assert [t.caller_text for t in record.turns] == ["", "haan ji, boliye", "", ""]
+    assert [t.bot_text for t in record.turns[2:]] == [REPROMPT, GOODBYE]
+    cough_end = report.lines[1].speech_end
+    assert cough_end is not None
+    # our VAD's end of speech (300 ms), reprompt_after_s (6 s), the TTS (200 ms)
+    reprompt_at = _first_audio_after(report.bot_audio, cough_end)
+    assert reprompt_at - cough_end == pytest.approx(6.5, abs=0.05)
+    assert record.summary is not None
+    assert record.summary.reason == "no_response"
+
+
+async def test_wordless_noise_that_cuts_the_bot_is_followed_by_the_reprompt(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with simulators() as sims:
+        run = await run_call(sims, [Line("haan ji, boliye"), Line("yes, bill is high"),
+                                    Line(audio=_wordless(1.0), barge_in_s=1.0),
+                                    Line(silent_s=25.0)], lead=LeadContext(name="Rahul"))
+    record, report = run.record, run.report
+    assert report.clears == 1  # voiced past the threshold with no words: a barge-in
+    cut = record.turns[2]
+    assert cut.caller_text == "yes, bill is high"
+    assert cut.heard_text  # "Is it your own" (the pacing model's estimate at the clear)
+    assert cut.bot_text.startswith(cut.heard_text)
+    assert len(cut.heard_text) < len(cut.bot_text)
+    # No turn came: the caller who made the noise is asked whether they are there.
+    assert [t.caller_text for t in record.turns[3:]] == ["", ""]
+    assert [t.bot_text for t in record.turns[3:]] == [REPROMPT, GOODBYE]
+    noise_end = report.lines[2].speech_end
+    assert noise_end is not None
+    reprompt_at = _first_audio_after(report.bot_audio, noise_end)
+    assert reprompt_at - noise_end == pytest.approx(6.5, abs=0.05)  # as after a cough
+    assert record.summary is not None
+    assert record.summary.reason == "no_response"
 
 
 def _bursts(audio: list[tuple[float, bytes]]) -> tuple[float, float, float, float]:

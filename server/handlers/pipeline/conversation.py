@@ -10,7 +10,15 @@ the audio cache, or the LLM's answer streamed through ``SentenceSplitter``
 into the TTS sentence by sentence (``replies``). A new turn supersedes a reply
 still in progress, except a line that may not be interrupted: that one plays
 to its end, and the answer to the new turn follows it. Each reply is reported
-with the caller's turn it answers.
+with the caller's turn it answers and the stage its own decision left — also
+when the call ends under it (what the marks say was heard so far).
+
+History: a template's message is in the state from its decision on; an LLM
+reply's is recorded once streamed. A reply cut (barge-in, or superseded by a
+turn or a key press) keeps in the history just what the caller heard of it, by
+marks, in its own place and before the turn that cut it is recorded: its
+message is trimmed (gone if nothing was heard), or an LLM reply cut while
+streaming is recorded as heard — once either way.
 
 Preemptive generation (``preempt``, on by default): when the caller goes quiet
 inside their speech (``pause_ms``, 150 ms, before our VAD's 300 ms end of speech),
@@ -40,8 +48,8 @@ interruptible (``[call] non_interruptible`` lists the lines that are not):
    backchannel; or voiced audio reaches ``barge_in_min_speech_ms`` and no
    words come within ``barge_words_wait_s`` after it; or backchannel words go
    on past ``backchannel_max_speech_s`` — cancels the reply's scope (LLM
-   stream, TTS), clears the speaker (``clear``), trims the bot's last message in
-   the history to what was heard, and the caller's turn goes on as usual;
+   stream, TTS), clears the speaker (``clear``), keeps in the history what was
+   heard of the reply (above), and the caller's turn goes on as usual;
 3. a backchannel — the words are backchannel tokens (stage-aware: a yes/no
    word while the bot's question plays is an answer), or the speech ends with
    no words within ``barge_decision_s`` — resumes the reply where it paused:
@@ -53,8 +61,14 @@ audible, since playout is already paused; only the ``clear`` comes later.
 
 Silence: ``reprompt_after_s`` after a reply has played with no caller speech,
 the caller gets the re-prompt; after a second silence, the goodbye, and the
-call ends (``no_response``). An outcome stage's closing line ends the call
-once it has played (its last mark echoed, or its length plus a margin).
+call ends (``no_response``). Caller speech stops the count, and so does a
+reply starting; each reply starts it anew once played. Speech that brings no
+turn (a cough, wordless noise) starts it anew from its end when no reply is
+under way — also noise that cut the bot (voiced, no words): the cut reply is
+not repeated; if the caller says nothing, the re-prompt comes
+``reprompt_after_s`` after the noise, as after any silence (the cut line stays
+in the history as far as it was heard). An outcome stage's closing line ends
+the call once it has played (its last mark echoed, or its length plus a margin).
 """
 
 from __future__ import annotations
@@ -84,7 +98,7 @@ from dialogue.state import (
     record_bot_reply,
     record_caller,
     refine_slots,
-    trim_last_bot_message,
+    trim_bot_message,
 )
 from providers.exceptions import ProviderError
 from providers.llm.base import ChatModel
@@ -132,6 +146,17 @@ class Preempted:
 
 def _words(text: str) -> list[str]:
     return re.findall(r"[\w']+", text.lower())
+
+
+def _recorded(before: CallState | None, after: CallState) -> Mapping[str, str] | None:
+    """The bot message a decision recorded going from ``before`` to ``after``
+    (a template's; ``None`` for an LLM request, or a line kept out of the history)."""
+    if not after.history or after.history[-1]["role"] != "assistant":
+        return None
+    said = after.history[-1]
+    if before is not None and before.history and before.history[-1] is said:
+        return None
+    return said
 
 
 @dataclass(slots=True)
@@ -201,6 +226,8 @@ class Conversation:
         if barge is not None and self._nursery is not None:
             barge.ended = True
             self._nursery.start_soon(self._decide_barge_in_later, barge)
+        else:
+            self._silence_unless_answered()
 
     def words(self, text: str) -> None:
         """Words of the caller's current speech (interim or final)."""
@@ -219,6 +246,7 @@ class Conversation:
                 self._resume(barge)
                 return
             self._interrupt("words")
+        self._silence.cancel()  # its reply counts it anew once played
         self._post(HeardTurn(turn.text, speech_end, trio.current_time(), turn.start))
 
     def paused(self, transcript: str) -> None:
@@ -323,6 +351,9 @@ class Conversation:
         reply.cut = True
         self.speaker.clear()
         reply.scope.cancel()
+        self._keep_heard(reply)
+        if barge.ended:  # words came after the speech: a turn should follow them
+            self._silence_unless_answered()
         self.reporter.metrics.barge_ins.inc()
         log_event(log, logging.INFO, "barge-in: reply cut", why=why,
                   talkover_ms=round((trio.current_time() - barge.started) * 1000))
@@ -385,6 +416,8 @@ class Conversation:
             previous = self._reply
             if previous is not None and not previous.cut and previous.interruptible:
                 self._supersede(previous)
+                state = self.state  # its message is cut to what was heard
+                assert state is not None
             marks = {"turn_final": heard.turn_final}
             if heard.speech_end is not None:
                 marks["speech_end"] = heard.speech_end
@@ -446,9 +479,12 @@ class Conversation:
                 *, greeting: bool = False, silence: bool = False) -> None:
         """Commit ``decision`` and start its reply (once a line that may not be
         interrupted has played to its end)."""
-        before = self.state.stage if self.state is not None else Stage.INTRO
+        self._silence.cancel()  # the reply counts it anew once played
+        prior = self.state
+        before = prior.stage if prior is not None else Stage.INTRO
         self._commit(decision)
         reply = self._new_reply(decision, marks)
+        reply.message = _recorded(prior, decision.state)
         self._reply = reply
         after = self._after()
         if not reply.interruptible:
@@ -468,7 +504,8 @@ class Conversation:
         interruptible = decision.barge_in_allowed and (
             template_id not in self.conduct.non_interruptible)
         kind = "template" if isinstance(decision.reply, Template) else "llm"
-        return Reply(f"r{self._replies}", kind, template_id, interruptible, marks)
+        return Reply(f"r{self._replies}", kind, template_id, interruptible, marks,
+                     records_said=isinstance(decision.reply, LLMRequest))
 
     def _after(self) -> Reply | None:
         """The line that may not be interrupted and is still playing, if any."""
@@ -481,31 +518,49 @@ class Conversation:
         if reply.sentences and self.speaker.speaking:  # its audio is out: stop it
             self.speaker.clear()
         reply.scope.cancel()
+        self._keep_heard(reply)
+
+    def _keep_heard(self, reply: Reply) -> None:
+        """``reply`` was cut: the history keeps what the caller heard of it (marks),
+        in its own place, before the turn that cut it is recorded. A template's
+        message is trimmed; an LLM reply not recorded yet is recorded as heard."""
+        if self.state is None:
+            return
+        heard = reply.heard_text(self.speaker)
+        if reply.message is not None:
+            self.state = trim_bot_message(self.state, reply.message, heard)
+        elif reply.records_said:
+            self.state = record_bot_reply(self.state, heard)
+        reply.records_said = False
 
     async def _speak(self, reply: Reply, decision: Decision, caller: CallerTurn | None,
                      before: Stage, after: Reply | None, greeting: bool, silence: bool,
                      preempted: Preempted | None = None) -> None:
+        over = False
         try:
             with reply.scope:
                 if after is not None:  # a line that may not be interrupted plays to its end
                     await after.finished.wait()
                 said = await speak_reply(self.context, reply, decision)
                 await reply.released()  # a preempted reply counts once its turn is confirmed
-                if said is not None and self.state is not None:  # an LLM reply, streamed
-                    self.state = record_bot_reply(self.state, said)
+                if said is not None and reply.records_said and self.state is not None:
+                    recorded = record_bot_reply(self.state, said)  # an LLM reply, streamed
+                    if recorded is not self.state:
+                        reply.message = recorded.history[-1]
+                    self.state = recorded
+                    reply.records_said = False
                 await self._wait_played(reply)
+            over = True
         finally:
             reply.finished.set()
-        if reply.release is not None and not reply.release.is_set():
-            return  # preempted and dropped: nothing was heard or committed
-        if preempted is not None:
-            caller = preempted.caller
-        if reply.cut:
-            heard_text = reply.heard_text(self.speaker)
-            if self.state is not None:
-                self.state = trim_last_bot_message(self.state, heard_text)
-        self.reporter.turn_finished(reply, caller, before, self.state, greeting=greeting,
-                                    silence=silence, speaker=self.speaker)
+            if not over:
+                # The call ended under it (a reply's own cut ends in its scope):
+                # its turn is still reported, with what the marks say was heard
+                # (synchronously: there is no checkpoint to shield).
+                self._report(reply, decision, caller, before, greeting, silence, preempted,
+                             ended=True)
+        if not self._report(reply, decision, caller, before, greeting, silence, preempted):
+            return
         if reply is not self._reply or reply.cut:
             return
         if decision.end_call:
@@ -513,6 +568,20 @@ class Conversation:
             self.session.hang_up("no_response" if silence else "completed")
             return
         self._arm_silence()
+
+    def _report(self, reply: Reply, decision: Decision, caller: CallerTurn | None,
+                before: Stage, greeting: bool, silence: bool, preempted: Preempted | None,
+                *, ended: bool = False) -> bool:
+        """Report ``reply``'s turn, with the stage its own decision left (later
+        turns may have moved on); ``False`` for a preempted reply dropped unheard
+        (nothing was heard or committed)."""
+        if reply.release is not None and not reply.release.is_set():
+            return False
+        if preempted is not None:
+            caller = preempted.caller
+        self.reporter.turn_finished(reply, caller, before, decision.state, greeting=greeting,
+                                    silence=silence, speaker=self.speaker, ended=ended)
+        return True
 
     async def _wait_played(self, reply: Reply) -> None:
         """Until the reply's last mark came back, or its length plus a margin."""
@@ -525,6 +594,15 @@ class Conversation:
         with trio.move_on_after(margin):
             if heard.state not in ("played", "cleared"):
                 await self.speaker.wait_played(last)
+
+    def _silence_unless_answered(self) -> None:
+        """The caller's speech is over and no reply is under way: silence counts
+        from here (a turn stops it; wordless noise brings none)."""
+        reply = self._reply
+        if self.ended or self._nursery is None or (
+                reply is not None and not reply.cut and not reply.finished.is_set()):
+            return  # a reply in progress counts the silence once it has played
+        self._arm_silence()
 
     def _arm_silence(self) -> None:
         self._silence.cancel()

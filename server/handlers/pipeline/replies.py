@@ -10,7 +10,8 @@ request's fallback template instead (``fallbacks_total{component="llm"}``);
 after something was said, the reply just stops there. With no LLM configured
 the fallback template is the reply. An LLM reply is recorded in the dialogue's
 history (``record_bot_reply``) once streamed — the whole text, or what was
-said of it.
+said of it; a reply cut before that is recorded as far as it was heard (the
+conversation does it, at the cut).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ the reply was cleared (``server.playout.Heard.estimated_ms``), cut at a word.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import trio
@@ -44,6 +45,11 @@ class Reply:
     #: a reply prepared before its turn was confirmed (preemptive generation):
     #: its audio waits for this event, set once the turn is confirmed
     release: trio.Event | None = None
+    #: its message in the dialogue history, once there (``decide`` records a
+    #: template's; an LLM reply's, ``records_said``, is recorded once streamed):
+    #: a cut reply trims this message, wherever it is by then
+    message: Mapping[str, str] | None = None
+    records_said: bool = False
 
     async def released(self) -> None:
         """Until the reply may be heard (at once for a reply not preempted)."""

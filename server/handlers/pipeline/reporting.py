@@ -1,11 +1,12 @@
 """What a call's turns leave behind: the record's reports, metrics and one log line each.
 
 Per turn, through the call's ``CallRecord`` (``server.calls.hook``): a
-``TurnReport`` once its reply has played or was cut (the caller's words, the
-bot's, what was heard, the stages, the analysis, the DESIGN.md §6 stage
-timestamps, the turn's vendor usage), and a ``DialogueReport`` after every
-decision (stage, slots with the callback time, do-not-call, objections, the
-call's usage and cost at the playbook's prices), so the outcome and campaign
+``TurnReport`` once its reply has played or was cut, or when the call ends
+under it (the caller's words, the bot's, what was heard — by marks, so far —
+the stages, the analysis, the DESIGN.md §6 stage timestamps, the turn's
+vendor usage), and a ``DialogueReport`` after every decision (stage, slots
+with the callback time, do-not-call, objections, the call's usage and cost at
+the playbook's prices), so the outcome and campaign
 stats say how the call really went. Prometheus: a histogram per stage,
 voice-to-voice on the server side (speech end → first frame sent) and as heard
 (speech end → when the reply's first sentence began to play at the caller,
@@ -88,13 +89,16 @@ class TurnReporter:
 
     def turn_finished(self, reply: Reply, pending: CallerTurn | None, before: Stage,
                       state: CallState | None, *, greeting: bool, silence: bool,
-                      speaker: Speaker) -> None:
-        """``reply`` is over (played or cut); ``pending`` is the caller's turn it
-        answered (``None`` for the greeting and re-prompts)."""
+                      speaker: Speaker, ended: bool = False) -> None:
+        """``reply`` is over (played, cut, or ``ended`` with the call); ``pending``
+        is the caller's turn it answered (``None`` for the greeting and
+        re-prompts); ``state`` is the one its decision left."""
         now_usage = self.usage.statistics()
         usage, self._usage_mark = usage_between(self._usage_mark, now_usage), now_usage
         marks = {k: v for k, v in reply.marks.items() if k in LATENCY_MARKS}
-        heard_text = reply.heard_text(speaker) if reply.cut else None
+        heard_text = reply.heard_text(speaker) if reply.cut or ended else None
+        if not reply.cut and reply.sentences and heard_text == reply.text:
+            heard_text = None  # the call ended once it had all been heard
         first = reply.sentences[0].utterance_id if reply.sentences else None
         self.turns += 1
         self.session.record.turn(TurnReport(
