@@ -356,6 +356,8 @@ async def test_redis_killed_mid_call_the_call_goes_on_and_its_outcome_is_replaye
             call_sid = run.record.session.call_sid
             # Redis was down when the call ended: its outcome went to the spill file.
             assert call_sid in spill.path.read_text("utf-8")
+            # Counted: the call's state writes failing (one outage), and its outcome.
+            assert counter(run, "component_errors", "redis") == 2
             redis_server.stop()
             redis_server = EmbeddedRedisServer(socket_dir=tmp_path)  # back, same socket
             redis_server.start()
