@@ -28,7 +28,10 @@ The conversation pipeline's (``server.handlers.pipeline``):
 - ``voice_to_voice_seconds{side}``      ``server``: speech end → first reply frame sent;
   ``caller``: speech end → the reply's first mark echoed (what the caller heard)
 - ``greeting_seconds``                  ``start`` → the greeting's first frame sent
-- ``component_errors_total{component}`` stt, tts, llm, redis, telephony
+- ``component_errors_total{component}`` stt, tts, llm; redis (a call's lead
+  lookup, state-write outage or outcome failing: ``server.calls.recording``);
+  telephony (a frame skipped, or the peer's protocol error ending the call:
+  ``server.calls.lifecycle``)
 - ``fallbacks_total{component}``        stt (to local), tts (local for a reply),
   llm (the fallback template)
 - ``barge_ins_total`` / ``backchannels_total``  caller speech over the bot: an

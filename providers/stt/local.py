@@ -37,42 +37,46 @@ cepstral mean has not adapted yet, and the bundled general LM gives 83 %
 
 Every decoder call runs in a worker thread (``trio.to_thread.run_sync``) through
 a per-run limiter of one thread per CPU; each stream's calls are sequential.
-Loading a decoder takes ~0.5 s and ~30 MB, done once per stream at open.
+A stream takes a ready decoder from the process's pool and gives it back at the
+end (``providers.stt.local_decoders``): loading one takes 0.15-0.35 s with the
+GIL held, which would stop the event loop of every call for as long.
 Local recognition costs nothing, so usage (billed STT seconds) is not counted.
 """
 
 from __future__ import annotations
 
-import io
 import os
-import re
-import tempfile
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-import pocketsphinx
 import trio
-from pocketsphinx.lm import ArpaBoLM
 
 import dsp
 from providers.exceptions import LocalEngineError
 from providers.stt.base import Endpoint, Interim, SpeechDetected
 from providers.stt.base import Final as FinalEvent
+from providers.stt.local_decoders import (
+    DECODERS,
+    MODEL_RATE,
+    TELEPHONE_CMN,
+    VENDOR,
+    DecoderKind,
+    DecoderPool,
+    Engine,
+    jsgf_for,
+    normalise,
+)
 from providers.stt.offline import OfflineSTTStream
 
-VENDOR: Final = "pocketsphinx"
-MODEL_RATE: Final = 16000
+__all__ = ["MODEL_RATE", "TELEPHONE_CMN", "VENDOR", "LocalSTTConfig", "LocalSTTStream",
+           "decoder_limiter", "jsgf_for", "normalise", "open_local_stt", "prewarm_local_stt"]
+
 _HISTORY_SECONDS: Final = 1.0
 _LIMITER: Final = trio.lowlevel.RunVar[trio.CapacityLimiter]("pocketsphinx_limiter")
-_WORD: Final = re.compile(r"[a-z']+")
-#: Starting cepstral mean for live CMN: that of 8 kHz-band speech upsampled to
-#: 16 kHz (measured on espeak-ng speech). The model's default (``40,3,-1``) is
-#: wideband; starting there the first utterance of a call was usually lost.
-TELEPHONE_CMN: Final = "56.2,30.0,-35.1,54.5,-36.3,2.7,16.3,-40.0,5.0,-22.3,11.5,6.3,-24.5"
 
 
 def decoder_limiter() -> trio.CapacityLimiter:
@@ -107,108 +111,12 @@ class LocalSTTConfig:
         if self.encoding not in ("linear16", "mulaw"):
             raise ValueError(f"encoding must be linear16 or mulaw, got {self.encoding!r}")
 
-
-def normalise(text: str) -> str:
-    """Lower-case words only: the form transcripts and references are compared in."""
-    return " ".join(_WORD.findall(text.lower()))
-
-
-def jsgf_for(phrases: Iterable[str]) -> str:
-    """A JSGF grammar accepting exactly one of ``phrases`` (already normalised)."""
-    alternatives = " | ".join(sorted(set(phrases)))
-    return f"#JSGF V1.0;\ngrammar reply;\npublic <reply> = {alternatives} ;\n"
-
-
-class _Engine:
-    """One pocketsphinx decoder and its searches. Call only from one thread at a time."""
-
-    def __init__(self, config: LocalSTTConfig) -> None:
-        try:
-            # Beams far wider than the defaults (1e-48/1e-40/1e-48): band-limited
-            # 8 kHz speech scores poorly against the 16 kHz model, and with the
-            # default beams grammar searches lose the right path (measured: 6/16
-            # exact closed answers → 12/16).
-            self.decoder = pocketsphinx.Decoder(
-                loglevel="FATAL", samprate=MODEL_RATE, cmninit=TELEPHONE_CMN, beam=config.beam,
-                wbeam=config.beam * 1e20, pbeam=config.beam,
-                fwdflat=config.second_pass, bestpath=config.second_pass)
-        except (RuntimeError, ValueError, OSError) as exc:
-            raise LocalEngineError(f"cannot load pocketsphinx: {exc}", vendor=VENDOR) from exc
-        self.base = self.decoder.current_search()
-        self._grammars: dict[tuple[str, ...], str] = {}
-        if config.domain_sentences:
-            self.base = self._add_domain_lm(config.domain_sentences)
-        if config.phrases:
-            self.base = self.grammar(config.phrases)
-        self.decoder.activate_search(self.base)
-
-    def known(self, phrase: str) -> bool:
-        return all(self.decoder.lookup_word(w) is not None for w in phrase.split())
-
-    def grammar(self, phrases: Sequence[str]) -> str:
-        """The search name of a grammar for ``phrases`` (built once)."""
-        key = tuple(sorted({normalise(p) for p in phrases} - {""}))
-        if key not in self._grammars:
-            usable = [p for p in key if self.known(p)]
-            if not usable:
-                raise LocalEngineError("no phrase is in the pronunciation dictionary",
-                                       vendor=VENDOR)
-            name = f"grammar{len(self._grammars)}"
-            try:
-                self.decoder.add_jsgf_string(name, jsgf_for(usable))
-            except (ValueError, RuntimeError) as exc:
-                raise LocalEngineError(f"bad grammar: {exc}", vendor=VENDOR) from exc
-            self._grammars[key] = name
-        return self._grammars[key]
-
-    def _add_domain_lm(self, sentences: Sequence[str]) -> str:
-        lines = []
-        for sentence in sentences:
-            words = [w for w in normalise(sentence).split() if self.known(w)]
-            if words:
-                lines.append(" ".join(words))
-        if not lines:
-            raise LocalEngineError("no domain sentence has a known word", vendor=VENDOR)
-        model = ArpaBoLM(text="\n".join(lines), add_start=True)
-        model.compute()
-        arpa = io.StringIO()
-        model.write(arpa)
-        # pocketsphinx loads language models from files only.
-        with tempfile.NamedTemporaryFile("w", suffix=".arpa", delete=False) as file:
-            file.write(arpa.getvalue())
-        try:
-            self.decoder.add_lm_file("domain", file.name)
-        except RuntimeError as exc:
-            raise LocalEngineError(f"bad domain LM: {exc}", vendor=VENDOR) from exc
-        finally:
-            os.unlink(file.name)
-        return "domain"
-
-    def start(self, phrases: tuple[str, ...] | None, pcm: bytes) -> None:
-        search = self.base if phrases is None else self.grammar(phrases)
-        if self.decoder.current_search() != search:
-            self.decoder.activate_search(search)
-        self.decoder.start_utt()
-        if pcm:
-            self.decoder.process_raw(pcm)
-
-    def feed(self, pcm: bytes, want_partial: bool) -> str | None:
-        self.decoder.process_raw(pcm)
-        return self.text() if want_partial else None
-
-    def end(self, pcm: bytes) -> str:
-        """The utterance's words. A grammar search cut off mid-phrase (``finalize``
-        while the caller still speaks) has no complete path at the end; then the
-        best partial path from just before the end is the answer."""
-        if pcm:
-            self.decoder.process_raw(pcm)
-        partial = self.text()
-        self.decoder.end_utt()
-        return self.text() or partial
-
-    def text(self) -> str:
-        hypothesis: Any = self.decoder.hyp()
-        return normalise(hypothesis.hypstr) if hypothesis is not None else ""
+    @property
+    def decoder_kind(self) -> DecoderKind:
+        """The decoder this stream needs: the general LM only when it brings no
+        search of its own."""
+        return DecoderKind(self.beam, self.second_pass,
+                           general_lm=not (self.phrases or self.domain_sentences))
 
 
 class LocalSTTStream(OfflineSTTStream):
@@ -216,7 +124,7 @@ class LocalSTTStream(OfflineSTTStream):
 
     vendor = VENDOR
 
-    def __init__(self, config: LocalSTTConfig, engine: _Engine,
+    def __init__(self, config: LocalSTTConfig, engine: Engine,
                  limiter: trio.CapacityLimiter) -> None:
         super().__init__(config.encoding)
         self.config = config
@@ -317,6 +225,7 @@ class LocalSTTStream(OfflineSTTStream):
         try:
             return await trio.to_thread.run_sync(function, *args, limiter=self._limiter)
         except RuntimeError as exc:
+            self._engine.broken = True
             raise LocalEngineError(f"pocketsphinx failed: {exc}", vendor=VENDOR) from exc
         finally:
             self.decode_seconds += trio.current_time() - start
@@ -325,16 +234,29 @@ class LocalSTTStream(OfflineSTTStream):
 @asynccontextmanager
 async def open_local_stt(
     config: LocalSTTConfig | None = None, *, limiter: trio.CapacityLimiter | None = None,
+    pool: DecoderPool = DECODERS,
 ) -> AsyncIterator[LocalSTTStream]:
-    """Load a decoder (in a worker thread) and yield the stream; on exit, finish the
-    audio already sent and end ``events()``."""
+    """Take a decoder from ``pool`` (loading one in a worker thread when none is
+    idle) and yield the stream; on exit, finish the audio already sent, end
+    ``events()`` and give the decoder back."""
     config = config or LocalSTTConfig()
     chosen = limiter or decoder_limiter()
-    engine = await trio.to_thread.run_sync(_Engine, config, limiter=chosen)
-    stream = LocalSTTStream(config, engine, chosen)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(stream.run)
-        try:
-            yield stream
-        finally:
-            await stream.aclose()
+    engine = await pool.acquire(config.decoder_kind, config.phrases, config.domain_sentences,
+                                chosen)
+    try:
+        stream = LocalSTTStream(config, engine, chosen)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream.run)
+            try:
+                yield stream
+            finally:
+                await stream.aclose()
+    finally:
+        pool.release(engine)
+
+
+async def prewarm_local_stt(config: LocalSTTConfig, count: int, *,
+                            pool: DecoderPool = DECODERS) -> None:
+    """Load decoders for streams like ``config`` until ``count`` are idle: before
+    serving, as each load stops the event loop for 0.15-0.35 s."""
+    await pool.fill(config.decoder_kind, count, decoder_limiter())

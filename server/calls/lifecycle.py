@@ -37,7 +37,10 @@ whole call, so whatever it writes at the end is written after the call's own
 tasks are gone, exactly once. Its methods never block.
 
 Malformed frames are counted, logged with the call id (the first few per
-call, then every hundredth) and skipped; the call continues.
+call, then every hundredth) and skipped; the call continues. Each one, and a
+call ended by the peer breaking the protocol (we closed with 1002, 1007, 1008
+or 1009), also counts in ``component_errors_total{telephony}``. A well-formed
+frame with an unknown event name is not an error (``Unknown``: ignored).
 
 Identifiers from ``start`` are checked before anything records them
 (``server.redact``): a ``call_sid``/``stream_sid`` (or a ``lead_id``/
@@ -89,6 +92,9 @@ END_REASONS = ("stop", "closed", "completed", "no_response", "idle", "limit", "t
 HANG_UP_REASONS = ("completed", "no_response")
 #: Close code for ``idle``, ``limit`` and ``start_timeout`` (policy violation).
 POLICY_VIOLATION = 1008
+#: Our close codes when the peer broke the protocol: frames wsproto rejects
+#: (1002, 1007 bad UTF-8), our caps (1008 rates and fragments, 1009 size).
+PROTOCOL_ERRORS = (1002, 1007, POLICY_VIOLATION, 1009)
 #: Custom parameters that are identifiers (checked; a phone number is not an id).
 ID_PARAMETERS = ("lead_id", "campaign_id")
 #: Exotel passes at most 3 custom parameters of at most 256 characters; a few
@@ -266,6 +272,8 @@ class _Call:
                     message = await self.ws.get_message()
                 except ConnectionClosed as closed:
                     self.close_code = closed.code
+                    if closed.by_us and closed.code in PROTOCOL_ERRORS:
+                        self.metrics.component_errors.labels(component="telephony").inc()
                     if closed.by_us and closed.code in (POLICY_VIOLATION, 1009):
                         self.peer_at_fault = True
                         log_event(log, logging.WARNING, "connection closed by a cap",
@@ -365,6 +373,7 @@ def _record_end(summary: CallSummary, metrics: ServerMetrics) -> None:
 def _count_bad(session: CallSession, counters: _Counters, why: str) -> None:
     counters.bad_frames += 1
     session.metrics.bad_frames.inc()
+    session.metrics.component_errors.labels(component="telephony").inc()
     n = counters.bad_frames
     if n <= _LOGGED_BAD_FRAMES or n % 100 == 0:
         log_event(log, logging.WARNING, "bad frame skipped", error=why[:200], count=n)

@@ -29,6 +29,10 @@ that ``voicebot serve`` hands to the server. Per call:
   slot is released (a drain therefore finishes the outcomes before the store
   service closes).
 
+Every failure of Redis for the call counts in ``component_errors_total{redis}``
+(the session's metrics): a lead lookup that failed or outran its deadline, an
+outage of the recorder's state writes, an outcome that did not reach Redis.
+
 The recording task runs shielded. Its only unbounded wait is for ``ended``,
 which ``server.calls.lifecycle`` signals in a ``finally`` before this context
 exits (and the exit signals it too, should it not have been); everything else is bounded
@@ -69,6 +73,7 @@ from server.calls.hook import (
     TurnReport,
 )
 from server.logs import log_event
+from server.metrics import ServerMetrics
 from server.store import (
     CallRecorder,
     LeadContext,
@@ -126,6 +131,7 @@ class StoreCallRecord:
         self._unwritten_latency: list[TurnLatency] = []
         self._summary: CallSummary | None = None
         self._ended = trio.Event()
+        self._metrics: ServerMetrics | None = None
 
     # -- server.calls.hook.CallRecord ---------------------------------------------
 
@@ -133,6 +139,7 @@ class StoreCallRecord:
         start = session.start
         if start is None or self._ids is not None:
             return
+        self._metrics = session.metrics
         # The session's ids are checked (server.redact) and unique among live calls.
         self._ids = _CallIds(
             call_sid=session.call_sid, stream_sid=session.stream_sid,
@@ -183,11 +190,15 @@ class StoreCallRecord:
     async def _record(self, ids: _CallIds) -> None:
         with trio.CancelScope(shield=True):  # see the module docstring
             lead = LeadContext(params=ids.params)
-            with trio.move_on_after(self._config.lead_deadline):
-                lead = await self._service.store.load_lead(ids.params, call_sid=ids.call_sid)
+            with trio.move_on_after(self._config.lead_deadline) as guard:
+                lead = await self._service.store.load_lead(
+                    ids.params, call_sid=ids.call_sid, on_failure=self._redis_failed)
+            if guard.cancelled_caught:
+                self._redis_failed()
             self._lead = lead
             self._lead_known.set()
-            async with self._service.open_call_recorder(ids.call_sid, ids.stream_sid) as rec:
+            async with self._service.open_call_recorder(
+                    ids.call_sid, ids.stream_sid, on_failure=self._redis_failed) as rec:
                 rec.record_nowait(self._snapshot(), transcript=self._unwritten_transcript,
                                   latency=self._unwritten_latency)
                 self._unwritten_transcript, self._unwritten_latency = [], []
@@ -197,6 +208,10 @@ class StoreCallRecord:
                 rec.finish_nowait(self._outcome(ids))
             log_event(log, logging.INFO, "call outcome handed off",
                       destination=rec.outcome_destination or "-")
+
+    def _redis_failed(self) -> None:
+        if self._metrics is not None:
+            self._metrics.component_errors.labels(component="redis").inc()
 
     def _transcript(self, report: TurnReport) -> list[TranscriptEntry]:
         now = self._service.clock()

@@ -8,7 +8,7 @@ raise ``StoreUnavailable``; callers decide whether to retry (the recorder does).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -73,8 +73,11 @@ class SessionStore(Protocol):
     async def write_outcome(self, outcome: Outcome) -> OutcomeReceipt:
         """Add the call's outcome to the stream and campaign stats, exactly once."""
 
-    async def load_lead(self, params: Mapping[str, str], *, call_sid: str) -> LeadContext:
+    async def load_lead(self, params: Mapping[str, str], *, call_sid: str,
+                        on_failure: Callable[[], None] | None = None) -> LeadContext:
         """Lead context from the custom parameters, enriched from ``lead:{lead_id}``
-        when present. Never raises and never waits past its own short deadline."""
+        when present. Never raises and never waits past its own short deadline; a
+        lookup that failed or timed out calls ``on_failure`` (a missing hash is
+        no failure)."""
 
     def statistics(self) -> StoreStatistics: ...

@@ -19,6 +19,10 @@ call's unwritten turn state goes to the retrier too (best effort, bounded). When
 call never set an outcome (abrupt end: socket dropped, no ``stop``, process
 shutting down), one is built from the newest snapshot.
 
+``on_failure`` (optional) is told each time Redis fails the call: once per
+outage of its state writes (however many retries it takes), and once when the
+outcome does not reach Redis (spilled or held).
+
 One caveat, by design: a turn write that times out may still land after we
 gave up on it; the retry then appends its transcript entries a second time.
 """
@@ -105,8 +109,10 @@ class CallRecorder:
         clock: Callable[[], datetime],
         health: StoreHealth | None = None,
         live_owner: str | None = None,
+        on_failure: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
+        self.on_failure = on_failure
         self.health = health
         self.live_owner = live_owner
         self.call_sid = call_sid
@@ -214,6 +220,11 @@ class CallRecorder:
         if not self.in_outage:
             log.warning("call %s: state write failed, buffering (%s)", self.call_sid, reason)
             self.in_outage = True
+            self._failed()
+
+    def _failed(self) -> None:
+        if self.on_failure is not None:
+            self.on_failure()
 
     # ------------------------------------------------------------ end of call
 
@@ -252,6 +263,7 @@ class CallRecorder:
                     self.call_sid, len(leftover.transcript), len(leftover.latency),
                 )
             if self.outcome_destination is None:
+                self._failed()
                 await self._hand_off(outcome)
 
     async def _hand_off(self, outcome: Outcome) -> None:
@@ -290,6 +302,7 @@ async def open_call_recorder(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     health: StoreHealth | None = None,
     live_owner: str | None = None,
+    on_failure: Callable[[], None] | None = None,
 ) -> AsyncIterator[CallRecorder]:
     """Record one call for the duration of the block (see the module docstring).
 
@@ -299,6 +312,7 @@ async def open_call_recorder(
     recorder = CallRecorder(
         store, call_sid, stream_sid, retrier=retrier, spill=spill,
         config=config or RecorderConfig(), clock=clock, health=health, live_owner=live_owner,
+        on_failure=on_failure,
     )
     body_exc: BaseException | None = None
     async with trio.open_nursery() as nursery:

@@ -326,7 +326,8 @@ class RedisSessionStore:
         self._counts.outcomes_over_cap += receipt.over_cap
         return receipt
 
-    async def load_lead(self, params: Mapping[str, str], *, call_sid: str) -> LeadContext:
+    async def load_lead(self, params: Mapping[str, str], *, call_sid: str,
+                        on_failure: Callable[[], None] | None = None) -> LeadContext:
         base = LeadContext(params=dict(params))
         lead_id = base.lead_id
         if lead_id is None:
@@ -345,6 +346,8 @@ class RedisSessionStore:
                 return LeadContext(params=base.params, enriched=True, **fields)
         self._counts.lead_lookups_ignored += 1
         log.warning("call %s: lead %s not enriched (%s)", call_sid, lead_id, reason)
+        if on_failure is not None:
+            on_failure()
         return base
 
     def statistics(self) -> StoreStatistics:

@@ -70,12 +70,12 @@ class StoreService:
     instance_id: str
 
     def open_call_recorder(
-        self, call_sid: str, stream_sid: str
+        self, call_sid: str, stream_sid: str, *, on_failure: Callable[[], None] | None = None,
     ) -> AbstractAsyncContextManager[CallRecorder]:
         return open_call_recorder(
             self.store, call_sid, stream_sid, spill=self.spill, retrier=self.retrier,
             config=self.recorder_config, clock=self.clock, health=self.health,
-            live_owner=self.instance_id,
+            live_owner=self.instance_id, on_failure=on_failure,
         )
 
 

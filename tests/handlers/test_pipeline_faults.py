@@ -15,6 +15,7 @@ the fallback reads), so the timing asserted is the pipeline's, not the CPU's.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import signal
@@ -229,6 +230,51 @@ async def test_an_elevenlabs_stall_falls_back_to_the_local_voice_at_the_first_au
     assert "You said: kitna hai total?" in generated(sims)
 
 
+async def test_an_elevenlabs_refusal_at_call_start_the_greeting_is_local_then_the_vendor_speaks(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cache = await local_voice_cache(*GREETING)
+    async with simulators() as sims:
+        el = sims.elevenlabs
+        el.inject_rate_limit(1.5)  # the call's first connection: 429, retry-after 1.5 s
+        run = await run_call(sims, LINES, cache=cache)
+    assert_answered_and_booked(run)
+    assert el.rate_limited == [pytest.approx(0.0, abs=0.1)]
+    assert counter(run, "component_errors", "tts") == 1
+    assert counter(run, "fallbacks", "tts") == 1
+    # The greeting was said in the local voice, whole; the session opened again in
+    # the background meanwhile, and every later reply came from the vendor.
+    assert run.record.turns[0].bot_text == " ".join(GREETING)
+    assert len(el.connections) == 1
+    said = generated(sims)
+    assert not set(GREETING) & set(said)
+    assert said == [*DISCOVERY, ANSWER_PRICE, "You said: kitna hai total?",
+                    "Done, I'll call you tomorrow at 6 PM.", "Thank you, sir, have a good day!"]
+
+
+async def test_an_elevenlabs_refusing_every_connection_the_call_is_local_and_retries_back_off(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cache = await local_voice_cache(*GREETING, *DISCOVERY)
+    async with simulators() as sims:
+        el = sims.elevenlabs
+        el.inject_rate_limit(1.5)
+        for _ in range(100):
+            el.inject_rate_limit(0.5)
+        run = await run_call(sims, LINES, cache=cache)
+    assert_answered_and_booked(run)  # no reply waited on the vendor
+    assert generated(sims) == []
+    assert not el.connections
+    # Tried again in the background only, ever more slowly: 1 s after the first
+    # refusal (but its retry-after is 1.5 s), then 2, 4, 8, 16 s apart.
+    tried = el.rate_limited
+    gaps = [later - earlier for earlier, later in itertools.pairwise(tried)]
+    assert gaps == pytest.approx([1.5, 2.0, 4.0, 8.0, 16.0][:len(gaps)], abs=0.05)
+    assert 4 <= len(tried) <= 6  # a call of about 30 s
+    assert counter(run, "component_errors", "tts") == len(tried)
+    assert counter(run, "fallbacks", "tts") == 1
+
+
 async def test_a_reply_superseded_while_its_sentence_waits_for_tts_does_not_end_the_call(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -310,6 +356,8 @@ async def test_redis_killed_mid_call_the_call_goes_on_and_its_outcome_is_replaye
             call_sid = run.record.session.call_sid
             # Redis was down when the call ended: its outcome went to the spill file.
             assert call_sid in spill.path.read_text("utf-8")
+            # Counted: the call's state writes failing (one outage), and its outcome.
+            assert counter(run, "component_errors", "redis") == 2
             redis_server.stop()
             redis_server = EmbeddedRedisServer(socket_dir=tmp_path)  # back, same socket
             redis_server.start()

@@ -21,7 +21,9 @@ from providers.stt.local import (
     decoder_limiter,
     normalise,
     open_local_stt,
+    prewarm_local_stt,
 )
+from providers.stt.local_decoders import DecoderPool
 
 RATE = 8000
 YES_NO = ("yes", "no", "yes i am interested", "no thank you", "not interested",
@@ -43,12 +45,13 @@ def caller(*parts: str | float, seed: int = 3) -> np.ndarray:
     return np.concatenate(pieces)
 
 
-async def transcribe(audio: np.ndarray, config: LocalSTTConfig,
-                     encode: bool = False) -> list[STTEvent]:
+async def transcribe(audio: np.ndarray, config: LocalSTTConfig, encode: bool = False,
+                     pool: DecoderPool | None = None) -> list[STTEvent]:
     events: list[STTEvent] = []
     payload = bytes(dsp.ulaw_encode(audio)) if encode else audio.tobytes()
     step = 800 if encode else 1600  # 100 ms frames, like Exotel's
-    async with open_local_stt(config) as stream, trio.open_nursery() as nursery:
+    async with open_local_stt(config, pool=pool or DecoderPool()) as stream, \
+            trio.open_nursery() as nursery:
 
         async def collect() -> None:
             async for event in stream.events():
@@ -160,6 +163,44 @@ async def test_cancelling_mid_stream_leaves_no_decoder_thread_busy() -> None:
     await trio.to_thread.run_sync(lambda: None, limiter=limiter)
     assert limiter.borrowed_tokens == 0
     assert stream_ref[0].decode_seconds > 0
+
+
+async def test_sequential_streams_reuse_one_decoder_and_hear_the_same() -> None:
+    pool = DecoderPool()
+    sentence = caller(0.5, "I would like to know more about the solar panels.", 1.0)
+    # The general LM: the search most sensitive to what a decoder kept from its
+    # last stream (the cepstral mean it adapted, noise statistics).
+    first = await transcribe(sentence, LocalSTTConfig(), pool=pool)
+    # A stream cut off mid-utterance leaves its decoder in one.
+    async with open_local_stt(LocalSTTConfig(), pool=pool) as stream:
+        await stream.send_audio(caller(0.5, "Call me later.", seed=5)[:6000].tobytes())
+        await trio.testing.wait_all_tasks_blocked()
+    again = await transcribe(sentence, LocalSTTConfig(), pool=pool)
+    assert pool.loaded == 1
+    assert finals(first)
+    assert finals(again) == finals(first)
+    assert [e for e in again if isinstance(e, Interim)] == [
+        e for e in first if isinstance(e, Interim)]
+
+
+async def test_pool_loads_only_for_streams_at_once_and_keeps_kinds_apart() -> None:
+    pool = DecoderPool(max_idle=1)
+    grammar = LocalSTTConfig(phrases=YES_NO)
+    await prewarm_local_stt(grammar, 1, pool=pool)
+    assert (pool.loaded, pool.idle(grammar.decoder_kind)) == (1, 1)
+    async with open_local_stt(grammar, pool=pool), open_local_stt(grammar, pool=pool):
+        assert pool.idle(grammar.decoder_kind) == 0
+    assert (pool.loaded, pool.idle(grammar.decoder_kind)) == (2, 1)  # one dropped
+    # A domain LM needs no general LM either: the same decoder, another search.
+    domain = LocalSTTConfig(domain_sentences=("call me later", "i am busy now"))
+    assert domain.decoder_kind == grammar.decoder_kind
+    events = await transcribe(caller(0.5, "Yes I am interested.", 1.0), grammar, pool=pool)
+    events += await transcribe(caller(0.5, "Call me later.", 1.0), domain, pool=pool)
+    assert pool.loaded == 2
+    heard = finals(events)
+    assert heard[0].startswith("yes")  # the grammar; "yes i" (as from a fresh decoder)
+    assert set(" ".join(heard[1:]).split()) <= {"call", "me", "later", "i", "am", "busy",
+                                                "now"}
 
 
 def test_config_rejects_unknown_encoding() -> None:

@@ -230,6 +230,30 @@ async def test_bad_utf8_closes_1007_and_the_code_is_recorded(
     assert (record.summaries[0].reason, record.summaries[0].close_code) == ("closed", 1007)
 
 
+async def test_skipped_frames_and_a_protocol_error_count_as_telephony_errors(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    record = Recorded()
+    server = server_with(record)
+    async with call(server) as client:
+        await client.send(TextMessage(start_frame()))
+        await client.send(TextMessage("{not json"))  # malformed: skipped
+        await client.send(TextMessage(json.dumps({"event": "media", "media": {"payload": "@"}})))
+        await client.send(TextMessage(start_frame()))  # a repeated start: ignored
+        await client.send(TextMessage(json.dumps({"event": "dtmf", "dtmf": {"digit": "5"}})))
+        await client.send(TextMessage(json.dumps({"event": "news"})))  # unknown: not an error
+        raw = client.conn.send(BytesMessage(b"\xc3", message_finished=False))
+        raw = bytes([raw[0] & 0xF0 | 0x1]) + raw[1:]  # bad UTF-8 in a text frame
+        raw += client.conn.send(BytesMessage(b"\x28", message_finished=True))
+        await client.stream.send_all(raw)
+        assert await closed_with(client) == 1007
+    [summary] = record.summaries
+    assert (summary.reason, summary.bad_frames) == ("closed", 3)
+    errors = server.metrics.registry.get_sample_value(
+        "voicebot_component_errors_total", {"component": "telephony"})
+    assert errors == 4  # three frames skipped, and the call ended by the peer's error
+
+
 async def test_echo_of_a_faster_than_real_time_speech_flood_hits_the_queue_cap(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -119,6 +119,11 @@ async def speak_and_wait_for_echo(ws: WebSocketConnection, call_sid: str) -> int
                 return len(base64.b64decode(message["media"]["payload"]))
 
 
+def redis_errors(calls: CallServer) -> float:
+    return calls.metrics.registry.get_sample_value(
+        "voicebot_component_errors_total", {"component": "redis"}) or 0.0
+
+
 async def read_until_closed(ws: WebSocketConnection) -> None:
     """Read (and drop) messages until the server closes; raises ``ConnectionClosed``."""
     with trio.fail_after(WAIT):
@@ -173,6 +178,7 @@ async def test_an_echo_call_leaves_one_outcome_and_a_session_with_ttl(
     assert 0 < latency.marks["first_media_sent"] - latency.marks["speech_end"] < 5
     assert not spill.path.exists()
     assert backend.campaign_stats("C7")["calls"] == 1
+    assert redis_errors(calls) == 0
 
 
 async def test_an_abrupt_close_is_recorded_as_closed_and_a_call_without_start_not_at_all(
@@ -245,6 +251,8 @@ async def test_with_redis_down_the_call_echoes_and_the_outcome_is_spilled_then_r
             await hang_up(ws, "CA-down")
         with trio.fail_after(WAIT):
             await calls.wait_idle()
+    # The lead lookup, the call's state writes (one outage) and its outcome failed.
+    assert redis_errors(calls) == 3
     # The service's exit spilled what its retrier still held.
     lines = [json.loads(line) for line in spill.path.read_text().splitlines()]
     assert [(x["call_sid"], x["end_reason"], x["turns"]) for x in lines] == [

@@ -130,6 +130,32 @@ async def test_redis_killed_mid_call_then_restarted(
     assert rec.outcome_destination == "redis"
 
 
+async def test_failures_are_reported_once_per_outage_and_for_an_outcome_not_in_redis(
+    killable_redis: KillableRedis, killable_store: RedisSessionStore, spill: SpillFile
+) -> None:
+    failures: list[int] = []
+    async with open_call_recorder(killable_store, "F1", "st-F1", spill=spill, config=FAST,
+                                  on_failure=lambda: failures.append(1)) as rec:
+        rec.record_nowait(snapshot("F1", turns=0), [entry(0)])
+        await wait_for(lambda: rec.turn_writes >= 1)
+        assert failures == []
+        killable_redis.kill()
+        for turn in range(1, 4):
+            rec.record_nowait(snapshot("F1", turns=turn), [entry(turn)])
+            await trio.sleep(0.1)  # retried with backoff meanwhile: still one outage
+        await wait_for(lambda: rec.in_outage)
+        assert len(failures) == 1
+        killable_redis.start()
+        await wait_for(lambda: not rec.in_outage)
+        killable_redis.kill()
+        rec.record_nowait(snapshot("F1", turns=4), [entry(4)])
+        await wait_for(lambda: rec.in_outage)
+        assert len(failures) == 2
+        rec.finish_nowait(outcome("F1"))
+    assert rec.outcome_destination == "spill"
+    assert len(failures) == 3  # the outcome did not reach Redis either
+
+
 async def test_buffer_drops_oldest_turn_data_but_never_the_outcome(
     killable_redis: KillableRedis, killable_store: RedisSessionStore, spill: SpillFile
 ) -> None:

@@ -32,7 +32,7 @@ from providers.llm.base import ChatModel
 from providers.llm.openai import OpenAIChat
 from providers.stt.base import STTStream
 from providers.stt.deepgram import open_deepgram
-from providers.stt.local import LocalSTTConfig, open_local_stt
+from providers.stt.local import LocalSTTConfig, open_local_stt, prewarm_local_stt
 from providers.tts.base import TTSSession
 from providers.tts.elevenlabs import open_elevenlabs
 from providers.tts.local import LocalTTSConfig, open_local_tts
@@ -92,6 +92,9 @@ class EngineSettings:
     #: what the local recognizer listens for (the playbook's ``[listen] phrases``;
     #: empty: pocketsphinx's general English model)
     local_phrases: tuple[str, ...] = ()
+    #: pocketsphinx decoders loaded before serving when the STT is local (a call
+    #: takes a ready one: loading stops the event loop, ``providers.stt.local_decoders``)
+    local_decoders: int = 2
 
     @classmethod
     def from_env(cls, choice: EngineChoice,
@@ -134,8 +137,7 @@ class Engines:
             from providers.stt.whisper import WhisperSTTConfig, open_whisper_stt  # an extra
 
             return open_whisper_stt(WhisperSTTConfig(sample_rate=sample_rate))
-        return open_local_stt(LocalSTTConfig(sample_rate=sample_rate,
-                                             phrases=self.settings.local_phrases))
+        return open_local_stt(local_stt_config(self.settings, sample_rate))
 
     def open_tts(self, name: TtsName, sample_rate: int,
                  usage: UsageCounter) -> AbstractAsyncContextManager[TTSSession]:
@@ -158,11 +160,18 @@ class Engines:
         return OpenAIChat(self.http, self.settings.openai, usage)
 
 
+def local_stt_config(settings: EngineSettings, sample_rate: int) -> LocalSTTConfig:
+    return LocalSTTConfig(sample_rate=sample_rate, phrases=settings.local_phrases)
+
+
 @asynccontextmanager
 async def open_engines(settings: EngineSettings,
                        cache: AudioCache | None = None) -> AsyncIterator[Engines]:
-    """The process's engines for the duration of the block."""
+    """The process's engines for the duration of the block; with the local STT,
+    ``local_decoders`` decoders are loaded first."""
     cache = cache or AudioCache()
+    if settings.choice.stt == "local" and settings.local_decoders:
+        await prewarm_local_stt(local_stt_config(settings, 8000), settings.local_decoders)
     if settings.choice.llm == "none":
         yield Engines(settings, None, cache)
         return

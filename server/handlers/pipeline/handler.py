@@ -4,8 +4,11 @@ On ``start`` it builds the call's parts and runs them in the call's nursery:
 
 * the ``Listener`` (created at once, so no audio is missed while the STT connects);
 * the paced ``Speaker`` at the call's rate;
-* the call's TTS session (the chosen engine; the local one if that cannot open)
-  and chat model, wrapped by a ``Voice``;
+* the call's TTS session (the chosen engine) and chat model, wrapped by a
+  ``Voice``. A vendor TTS that cannot open leaves the call in the local voice
+  while a background task opens it again, with backoff (``tts_reopen_s``
+  doubling up to ``tts_reopen_max_s``, at least its ``retry-after``); once it
+  is open the next reply speaks with it;
 * the ``Conversation``, which greets the caller as soon as the lead is known.
 
 Events go where they belong: ``media`` to the listener (never blocking),
@@ -27,12 +30,13 @@ import trio
 from dialogue.endpointing import EndpointHint
 from dialogue.playbook import Playbook
 from providers.exceptions import ProviderError
+from providers.reconnect import retry_after_of
 from providers.stt.turns import Turn
 from providers.tts.base import TTSSession
 from providers.usage import UsageCounter
 from server.calls.hook import CallSession, HandlerFactory
 from server.handlers.pipeline.conversation import Conversation
-from server.handlers.pipeline.engines import Engines
+from server.handlers.pipeline.engines import Engines, TtsName
 from server.handlers.pipeline.listener import Listener
 from server.handlers.pipeline.replies import PipelineOptions, ReplyContext
 from server.handlers.pipeline.reporting import TurnReporter
@@ -169,10 +173,13 @@ class PipelineHandler:
                 on_utterance_started=self._utterance_started))
             self._speaker_marks = speaker.on_mark
             tts_name = engines.choice.tts
-            tts = await self._open_tts(stack, tts_name, rate)
-            if tts is None:
-                tts_name = "local"
-                tts = await stack.enter_async_context(engines.open_tts("local", rate, self.usage))
+            failure: ProviderError | None = None
+            try:
+                tts: TTSSession | None = await self._open_tts(stack, tts_name, rate)
+            except ProviderError as exc:
+                if tts_name == "local":
+                    raise
+                tts, failure = None, exc
 
             async def open_local() -> TTSSession:
                 # Local sessions own no tasks, so any task may open one into the stack.
@@ -183,7 +190,11 @@ class PipelineHandler:
                           engines.cache if pipeline.options.audio_cache else None,
                           session.metrics, open_local,
                           first_audio_s=pipeline.options.tts_first_audio_s)
+            if failure is not None:
+                await voice.local_session()  # the greeting is said locally
             async with trio.open_nursery() as nursery:
+                if failure is not None:
+                    nursery.start_soon(self._reopen_tts, voice, tts_name, failure)
                 context = ReplyContext(voice, engines.chat(self.usage), pipeline.options,
                                        session.metrics, nursery)
                 conversation = Conversation(session, pipeline.playbook, speaker, context,
@@ -203,8 +214,8 @@ class PipelineHandler:
         if self.conversation is not None:
             self.conversation.utterance_started(utterance_id)
 
-    async def _open_tts(self, stack: AsyncExitStack, name: str, rate: int) -> TTSSession | None:
-        """The chosen TTS session, or ``None`` (logged, counted) when it cannot open."""
+    async def _open_tts(self, stack: AsyncExitStack, name: str, rate: int) -> TTSSession:
+        """The chosen TTS session; a vendor's failure to open is logged and counted."""
         engines = self.pipeline.engines
         try:
             return await stack.enter_async_context(
@@ -214,6 +225,30 @@ class PipelineHandler:
                 raise
             self.session.metrics.component_errors.labels(component="tts").inc()
             self.session.metrics.fallbacks.labels(component="tts").inc()
-            log_event(log, logging.WARNING, "tts unavailable; this call speaks locally",
+            log_event(log, logging.WARNING, "tts unavailable; speaking locally until it opens",
                       engine=name, error=f"{type(exc).__name__}: {exc}")
-            return None
+            raise
+
+    async def _reopen_tts(self, voice: Voice, name: TtsName, failure: ProviderError) -> None:
+        """Open the vendor session the call could not open at its start (module
+        docstring), hand it to ``voice`` and hold it until the call ends."""
+        options, metrics = self.pipeline.options, self.session.metrics
+        delay = options.tts_reopen_s
+        while True:
+            await trio.sleep(max(delay, retry_after_of(failure) or 0.0))
+            delay = min(2 * delay, options.tts_reopen_max_s)
+            try:
+                async with self.pipeline.engines.open_tts(name, self.session.sample_rate,
+                                                          self.usage) as tts:
+                    log_event(log, logging.INFO, "tts open again; later replies speak with it",
+                              engine=name)
+                    voice.vendor_opened(tts)
+                    try:
+                        await trio.sleep_forever()
+                    finally:
+                        voice.vendor_opened(None)
+            except ProviderError as exc:
+                failure = exc
+                metrics.component_errors.labels(component="tts").inc()
+                log_event(log, logging.INFO, "tts still unavailable", engine=name,
+                          error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)

@@ -72,6 +72,11 @@ class PipelineOptions:
     log_transcripts: bool = False
     #: a vendor TTS sentence with no audio this long is said by the local engine
     tts_first_audio_s: float = 1.0
+    #: a vendor TTS that could not open at the call's start is tried again in the
+    #: background this long after, then twice as long each time up to
+    #: ``tts_reopen_max_s`` (never sooner than its ``retry-after``)
+    tts_reopen_s: float = 1.0
+    tts_reopen_max_s: float = 30.0
     #: an uncertain turn's LLM reading (slots for the outcome) must answer within this
     refine_deadline_s: float = 2.0
 

@@ -12,6 +12,11 @@ no first audio within ``first_audio_s`` (1 s: the caller must hear something
 within 2 s of speaking) — makes the rest of that reply speak through the local
 engine (espeak-ng): the caller hears a plainer voice rather than silence. The
 next reply tries the vendor again.
+
+A vendor session that could not be opened at the call's start is no session
+yet (``tts=None``): replies are said locally until the handler, retrying in the
+background, hands one over (``vendor_opened``). A reply keeps the voice it
+began with.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ async def _one(text: str) -> AsyncIterator[str]:
 class Voice:
     """One call's voice (module docstring)."""
 
-    def __init__(self, tts: TTSSession, engine: str, voice: str, sample_rate: int,
+    def __init__(self, tts: TTSSession | None, engine: str, voice: str, sample_rate: int,
                  speaker: Speaker, cache: AudioCache | None, metrics: ServerMetrics,
                  local: LocalOpener, *, first_audio_s: float = 1.0) -> None:
         self._primary = tts
@@ -69,7 +74,10 @@ class Voice:
         """Queue one sentence of ``reply``; returns once all its audio is queued."""
         sentence = Sentence(text, reply.next_utterance_id())
         reply.marks.setdefault("tts_request", trio.current_time())
+        if self._primary is None:  # the vendor is not open (yet)
+            reply.tts_fallback = True
         if not reply.tts_fallback:
+            assert self._primary is not None
             try:
                 await self._say_with(self._primary, self._engine, reply, sentence,
                                      cached=cached)
@@ -82,8 +90,13 @@ class Voice:
                 log_event(log, logging.WARNING, "tts failed; this reply goes on in the local "
                           "voice", engine=self._engine, error=f"{type(exc).__name__}: {exc}")
                 reply.tts_fallback = True
-        local = await self._local_session()
+        local = await self.local_session()
         await self._say_with(local, "local", reply, sentence, cached=cached)
+
+    def vendor_opened(self, tts: TTSSession | None) -> None:
+        """The vendor session replies from the next one on speak with (``None``:
+        none any more)."""
+        self._primary = tts
 
     def _play(self, reply: Reply, sentence: Sentence, pcm: bytes, *, final: bool) -> None:
         """Queue a sentence's audio; the sentence joins ``reply.sentences`` with its
@@ -133,13 +146,14 @@ class Voice:
     async def prefetch(self, text: str) -> None:
         """Render a template sentence into the cache (errors only logged: it is a
         head start, the sentence will be rendered again when it is said)."""
-        if self._cache is None:
+        primary = self._primary
+        if self._cache is None or primary is None:
             return
         key = CacheKey(self._engine, self._voice, self._rate, text)
         if self._cache.peek(key) is not None:
             return
         try:
-            await self._cache.get(key, lambda: self._render(self._primary, text))
+            await self._cache.get(key, lambda: self._render(primary, text))
         except ProviderError as exc:
             log_event(log, logging.INFO, "prefetch failed", error=type(exc).__name__)
 
@@ -172,7 +186,8 @@ class Voice:
             resampler.reset()
         return resampler
 
-    async def _local_session(self) -> TTSSession:
+    async def local_session(self) -> TTSSession:
+        """The call's local session (opened on first use)."""
         if self._local is None:
             self._local = await self._local_opener()
         return self._local
