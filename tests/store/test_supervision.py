@@ -17,7 +17,7 @@ import pytest
 import trio
 import trio.testing
 
-from server.store.buffer import Backoff
+from server.store.buffer import RetryDelays
 from server.store.connection import StoreConfig
 from server.store.embedded import EmbeddedRedis, open_embedded_redis
 from server.store.exceptions import StoreUnavailable
@@ -290,7 +290,7 @@ async def test_a_restart_without_the_binary_backs_off_and_recovers_once_it_is_ba
     from server.store.connection import connect
 
     config = SupervisorConfig(check_interval=0.05, ping_deadline=0.5,
-                              restart_backoff=Backoff(initial=0.2, factor=2.0, maximum=1.0))
+                              restart_backoff=RetryDelays(initial=0.2, factor=2.0, maximum=1.0))
     health = StoreHealth()
     async with open_embedded_redis(tmp_path / "redis") as embedded:
         backend = RedisBackend(connect(embedded.url, store_config), store_config)
