@@ -16,8 +16,15 @@ order wins — the one the engine must act on:
    is ``not_interested``, and "no need…" stays a ``no_need`` objection (in INTRO
    only yes-answers are read this way)
 7. ``objection`` with its reason, in order authority, trust, competitor,
-   price, no_need, timing ("not interested, too costly" is a price objection)
-8. ``not_interested`` (declines with no reason)
+   price, no_need, timing ("not interested, too costly" is a price objection);
+   phrases where the caller claims the decision (``phrases.DECIDER``: "kisi se
+   poochne ki zaroorat nahi, main hi decide karunga") are blanked first, so
+   their "poochne" or "zaroorat nahi" is no objection; a turn opening with a
+   question word is never a timing objection ("what's the price after the
+   subsidy")
+8. ``not_interested`` (declines with no reason); then, in CLOSING, where the bot
+   reads back details, a yes/no opening that asks nothing and commits to nothing
+   new confirms or corrects them: ``affirm`` / ``deny``
 9. ``question`` about the call itself (recorded? a robot? which company? who
    gave you my number?)
 10. committed interest ("let's do it", "book kar do", "le lenge") — unless the
@@ -106,6 +113,17 @@ def _answer(plain: str, stage: Stage | None) -> IntentMatch | None:
     return None
 
 
+def _confirmation(plain: str) -> IntentMatch | None:
+    """In CLOSING the bot reads back details (address, email, a slot): a yes or no
+    opening that commits to nothing new answers it ("yes that's the right email",
+    "nahi ye email purana hai"), or None."""
+    if phrases.DENY_START.search(plain):
+        return IntentMatch(Intent.DENY, None, 0.8)
+    if phrases.AFFIRM.search(plain) and not phrases.COMMITTED.search(plain):
+        return IntentMatch(Intent.AFFIRM, None, 0.75)
+    return None
+
+
 def classify(plain: str, stage: Stage | None, *, has_timeline: bool) -> IntentMatch:
     """The intent of one turn (precedence in the module docstring).
 
@@ -132,11 +150,22 @@ def classify(plain: str, stage: Stage | None, *, has_timeline: bool) -> IntentMa
         answer = _answer(plain, stage)
         if answer is not None:
             return answer
+    # "kisi se poochne ki zaroorat nahi, main hi decide karunga" claims authority:
+    # its "poochne"/"zaroorat nahi" are not an objection.
+    unclaimed = phrases.DECIDER.sub(" ", plain)
+    asking = phrases.QUESTION_START.search(plain) is not None
     for objection, pattern in phrases.OBJECTIONS:
-        if pattern.search(plain):
+        # "what's the price after the subsidy" asks; it is no timing objection.
+        if objection is Objection.TIMING and asking:
+            continue
+        if pattern.search(unclaimed):
             return IntentMatch(Intent.OBJECTION, objection, 0.85)
     if phrases.NOT_INTERESTED.search(plain):
         return IntentMatch(Intent.NOT_INTERESTED, None, 0.9)
+    if stage is Stage.CLOSING and not greets and not phrases.ASKS.search(plain):
+        confirmed = _confirmation(plain)
+        if confirmed is not None:
+            return confirmed
     if phrases.CALL_QUESTION.search(plain):
         return IntentMatch(Intent.QUESTION, None, 0.85)
     if phrases.COMMITTED.search(plain):
