@@ -327,7 +327,7 @@ OBJECTIONS: Final = (
         r"abhi baad (?:me|mein)$",
         r"saal baad", r"mood nahi", r"sochne ka", r"after (?:the|my) \w+", r"not ready",
         r"not this time",
-        r"not now", r"baad (?:me|mein) sochenge", r"will look at it", r"ke baad (?:lenge|dekhenge)",
+        r"not now", r"not at the moment", r"later maybe", r"baad (?:me|mein) sochenge", r"will look at it", r"ke baad (?:lenge|dekhenge)",
         r"not this (?:month|week|quarter|year|time|season)", r"should wait", r"revisit",
         r"after (?:holi|diwali|eid|navratri|dussehra|pongal|onam|christmas|new year|festivals?"
         r"|the festival season)",
@@ -431,9 +431,22 @@ QUESTION_START: Final = re.compile(
     r"|the|your|you|i|we|they|he|she)|are|does|did|can|could|will|would|what|whats|why|how"
     r"|where|when|who|whom|which|kya|kaise|kab|kahan|kyun|kyon|kaun|am i)\b"
 )
+# A statement about the caller, their family or business, opening in the first
+# person ("we run two clinics", "main ek boutique chalati hoon", "hamari factory
+# Rajkot mein hai"): in DISCOVERY and QUALIFICATION a plain fact answering the bot.
+FACT_STATEMENT: Final = re.compile(
+    r"^(?:(?:sir|madam|ji|actually|basically|well|so|see|dekhiye|dekho|bhai) )*(?:we|i|im|i m"
+    r"|iam|ive|weve|were|our|my|us|hum|humlog|hum log|hamara|hamari|hamare|humara|humari"
+    r"|humare|main|mai|mera|meri|mere|apna|apni|mujhe|hume|humein|hamein|mujhko)\b"
+)
 UNSURE: Final = _rx(
     r"not sure", r"pakka nahi", r"pata nahi", r"shayad", r"maybe", r"may be", r"dont know",
     r"no idea", r"kuch keh nahi", r"decide nahi kiya",
+)
+# Words that may stand beside a hedge in a turn that only hedges ("pata nahi abhi").
+HEDGE_FILLERS: Final = _vocabulary(
+    "i im am abhi yet sir ji madam bhai yaar actually really honestly hmm um uh well so now"
+    " right haan toh to abhi tak ki kya bataun main mai"
 )
 LINE_OR_HOLD: Final = _rx(
     r"hold on", r"ek minute", r"1 minute", r"one minute", r"one second", r"1 second",

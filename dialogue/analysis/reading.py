@@ -36,6 +36,7 @@ _NO_TIMELINE_INTENTS: Final = frozenset({
     Intent.GREETING, Intent.BACKCHANNEL,
 })
 _UNRESOLVED_CALLBACK_CONFIDENCE: Final = 0.6
+_UNREAD_CONFIDENCE: Final = 0.6
 _ANSWERS_WHEN: Final = frozenset({Intent.AFFIRM, Intent.OTHER, Intent.BACKCHANNEL})
 _TIME_ANSWER: Final = IntentMatch(Intent.CALLBACK_REQUEST, None, 0.85)
 # A turn no rule family claimed that states a fact the slots can hold (an amount,
@@ -118,7 +119,9 @@ def read(
             slots["budget_inr"] = budget
     # In FOLLOW_UP_SCHEDULED the bot has asked when to call: a bare time answers it.
     answers_when = stage is Stage.FOLLOW_UP_SCHEDULED and intent in _ANSWERS_WHEN
-    cap = 1.0
+    # A hedge or a turn no rule read goes to the LLM by design, however sure the
+    # classifier is of its guess ("pata nahi", "the mango trees are flowering").
+    cap = _UNREAD_CONFIDENCE if rule.hedge or rule.confidence <= intents.UNREAD else 1.0
     if intent is Intent.CALLBACK_REQUEST or answers_when:
         callback_at = None if now is None else when.extract_callback_at(normal.numeric, now)
         if callback_at is not None:

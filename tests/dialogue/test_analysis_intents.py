@@ -193,6 +193,25 @@ def test_hedges_are_left_to_the_llm() -> None:
         assert got.confidence < LLM_BELOW_CONFIDENCE, text
 
 
+def test_a_turn_that_only_hedges_is_other_and_goes_to_the_llm() -> None:
+    for stage in (Stage.FOLLOW_UP_SCHEDULED, Stage.QUALIFICATION, None):
+        for text in ("pata nahi abhi", "not sure yet", "i dont know sir"):
+            got = analyze(text, stage, NOW)
+            assert got.intent is Intent.OTHER, (text, stage)
+            assert got.confidence < LLM_BELOW_CONFIDENCE, (text, stage)
+
+
+@pytest.mark.parametrize(
+    "text", ["we run a small bakery in Indore", "hum log steel ka kaam karte hain",
+             "my husband and I are both doctors", "hamara showroom highway pe hai"],
+)
+def test_a_first_person_statement_answers_an_open_question(text: str) -> None:
+    for stage in (Stage.DISCOVERY, Stage.QUALIFICATION):
+        got = analyze(text, stage, NOW)
+        assert got.intent is Intent.OTHER
+        assert got.confidence >= LLM_BELOW_CONFIDENCE, (text, stage)
+
+
 def test_a_time_answers_the_callback_question_only_in_follow_up() -> None:
     answer = "theek hai kal subah das baje"
     got = analyze(answer, Stage.FOLLOW_UP_SCHEDULED, NOW)
