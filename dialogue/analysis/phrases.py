@@ -327,7 +327,8 @@ OBJECTIONS: Final = (
         r"abhi baad (?:me|mein)$",
         r"saal baad", r"mood nahi", r"sochne ka", r"after (?:the|my) \w+", r"not ready",
         r"not this time",
-        r"not now", r"not at the moment", r"later maybe", r"baad (?:me|mein) sochenge", r"will look at it", r"ke baad (?:lenge|dekhenge)",
+        r"not now", r"not at the moment", r"later maybe", r"baad (?:me|mein) sochenge",
+        r"will look at it", r"ke baad (?:lenge|dekhenge)",
         r"not this (?:month|week|quarter|year|time|season)", r"should wait", r"revisit",
         r"after (?:holi|diwali|eid|navratri|dussehra|pongal|onam|christmas|new year|festivals?"
         r"|the festival season)",
