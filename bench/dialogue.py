@@ -315,7 +315,9 @@ def main(argv: list[str]) -> int:
         "",
         *_accuracy(sets),
         "",
-        "Per tuning split (`calib` was kept out of rule tuning and fits the calibration; "
+        "Per tuning split (`calib` was kept out of rule tuning and fits the calibration — "
+        "since issue 16 it is fresh turns written after the last rule change, and the "
+        "earlier calibration turns, looked at while widening the rules, are `calib0`; "
         "the classifier saw every split):",
         "",
         *_accuracy(per_split),

@@ -16,8 +16,15 @@ order wins — the one the engine must act on:
    is ``not_interested``, and "no need…" stays a ``no_need`` objection (in INTRO
    only yes-answers are read this way)
 7. ``objection`` with its reason, in order authority, trust, competitor,
-   price, no_need, timing ("not interested, too costly" is a price objection)
-8. ``not_interested`` (declines with no reason)
+   price, no_need, timing ("not interested, too costly" is a price objection);
+   phrases where the caller claims the decision (``phrases.DECIDER``: "kisi se
+   poochne ki zaroorat nahi, main hi decide karunga") are blanked first, so
+   their "poochne" or "zaroorat nahi" is no objection; a turn opening with a
+   question word is never a timing objection ("what's the price after the
+   subsidy")
+8. ``not_interested`` (declines with no reason); then, in CLOSING, where the bot
+   reads back details, a yes/no opening that asks nothing and commits to nothing
+   new confirms or corrects them: ``affirm`` / ``deny``
 9. ``question`` about the call itself (recorded? a robot? which company? who
    gave you my number?)
 10. committed interest ("let's do it", "book kar do", "le lenge") — unless the
@@ -30,12 +37,17 @@ order wins — the one the engine must act on:
 13. ``question`` (other questions about the caller or the company)
 14. ``other`` for line trouble, hold-ons and language requests
 15. ``question`` with low confidence for any turn opening with a question word
-    ("is it safe", "kab tak"); ``other`` with low confidence for hedges ("not
-    sure", "pata nahi", "maybe"); ``other`` for thanks/goodbye
+    ("is it safe", "kab tak"); ``other`` for a turn that only hedges ("not sure
+    yet", "pata nahi", "maybe"), low confidence for a hedge with more in it; both
+    go to the LLM (``reading`` caps their confidence); ``other`` for thanks/goodbye
 16. ``greeting`` (the whole turn is an opener: hello, namaste, ram ram)
 17. yes/no/acknowledgement openings (see ``classify_ack``)
-18. ``other`` with low confidence: nothing recognised (``reading`` raises it when
-    the turn states a fact the slots hold: an amount, a timeline, who decides).
+18. ``other`` for a first-person statement in DISCOVERY or QUALIFICATION ("we run
+    two clinics in Nagpur", "main ek boutique chalati hoon"): a plain fact
+    answering the bot's open question
+19. ``other`` with low confidence (``UNREAD``): nothing recognised (``reading``
+    raises it when the turn states a fact the slots hold: an amount, a timeline,
+    who decides).
 
 A rule reading below ``confidence.RULE_TRUSTED`` is left to the classifier.
 
@@ -53,15 +65,20 @@ from typing import Final, NamedTuple
 from dialogue.analysis import phrases
 from dialogue.model import Intent, Objection, Stage
 
-__all__ = ["IntentMatch", "classify"]
+__all__ = ["UNREAD", "IntentMatch", "classify"]
 
 
 class IntentMatch(NamedTuple):
-    """The winning rule: intent, objection type, and how sure the rule is."""
+    """The winning rule: intent, objection type, and how sure the rule is.
+
+    ``hedge``: the turn only hedges ("pata nahi", "not sure yet"): its intent is
+    ``other``, but it is worth the LLM's reading whatever the scores say.
+    """
 
     intent: Intent
     objection: Objection | None
     confidence: float
+    hedge: bool = False
 
 
 def _all_in(words: list[str], vocabulary: frozenset[str]) -> bool:
@@ -91,6 +108,11 @@ def classify_ack(plain: str, stage: Stage | None) -> IntentMatch | None:
 # yes/no answers it, whatever content follows ("nahi, decision papa lete hain").
 _ANSWER_STAGES: Final = frozenset({Stage.INTRO, Stage.DISCOVERY, Stage.QUALIFICATION})
 _DENY_STAGES: Final = frozenset({Stage.DISCOVERY, Stage.QUALIFICATION})
+# Stages where the bot has asked an open question: a first-person statement answers it.
+_FACT_STAGES: Final = frozenset({Stage.DISCOVERY, Stage.QUALIFICATION})
+#: The rule confidence of a turn no rule read: a hedge, or nothing recognised.
+UNREAD: Final = 0.4
+_HEDGE: Final = IntentMatch(Intent.OTHER, None, 0.8, hedge=True)
 
 
 def _answer(plain: str, stage: Stage | None) -> IntentMatch | None:
@@ -102,6 +124,17 @@ def _answer(plain: str, stage: Stage | None) -> IntentMatch | None:
             return IntentMatch(Intent.NOT_INTERESTED, None, 0.85)
         return IntentMatch(Intent.DENY, None, 0.8)
     if phrases.AFFIRM.search(plain):
+        return IntentMatch(Intent.AFFIRM, None, 0.75)
+    return None
+
+
+def _confirmation(plain: str) -> IntentMatch | None:
+    """In CLOSING the bot reads back details (address, email, a slot): a yes or no
+    opening that commits to nothing new answers it ("yes that's the right email",
+    "nahi ye email purana hai"), or None."""
+    if phrases.DENY_START.search(plain):
+        return IntentMatch(Intent.DENY, None, 0.8)
+    if phrases.AFFIRM.search(plain) and not phrases.COMMITTED.search(plain):
         return IntentMatch(Intent.AFFIRM, None, 0.75)
     return None
 
@@ -132,11 +165,22 @@ def classify(plain: str, stage: Stage | None, *, has_timeline: bool) -> IntentMa
         answer = _answer(plain, stage)
         if answer is not None:
             return answer
+    # "kisi se poochne ki zaroorat nahi, main hi decide karunga" claims authority:
+    # its "poochne"/"zaroorat nahi" are not an objection.
+    unclaimed = phrases.DECIDER.sub(" ", plain)
+    asking = phrases.QUESTION_START.search(plain) is not None
     for objection, pattern in phrases.OBJECTIONS:
-        if pattern.search(plain):
+        # "what's the price after the subsidy" asks; it is no timing objection.
+        if objection is Objection.TIMING and asking:
+            continue
+        if pattern.search(unclaimed):
             return IntentMatch(Intent.OBJECTION, objection, 0.85)
     if phrases.NOT_INTERESTED.search(plain):
         return IntentMatch(Intent.NOT_INTERESTED, None, 0.9)
+    if stage is Stage.CLOSING and not greets and not phrases.ASKS.search(plain):
+        confirmed = _confirmation(plain)
+        if confirmed is not None:
+            return confirmed
     if phrases.CALL_QUESTION.search(plain):
         return IntentMatch(Intent.QUESTION, None, 0.85)
     if phrases.COMMITTED.search(plain):
@@ -159,7 +203,10 @@ def classify(plain: str, stage: Stage | None, *, has_timeline: bool) -> IntentMa
     if phrases.QUESTION_START.search(plain):
         return IntentMatch(Intent.QUESTION, None, 0.6)
     if phrases.UNSURE.search(plain):
-        return IntentMatch(Intent.OTHER, None, 0.4)  # hedging: let the LLM read it
+        rest = phrases.UNSURE.sub(" ", plain).split()
+        if all(word in phrases.HEDGE_FILLERS for word in rest):
+            return _HEDGE  # only a hedge: other, and the LLM reads it
+        return IntentMatch(Intent.OTHER, None, UNREAD)  # a hedge with more: the classifier
     if _made_of(words, phrases.GOODBYE_WORDS, phrases.GOODBYE_CORE):
         return IntentMatch(Intent.OTHER, None, 0.6)
     if greets:
@@ -167,4 +214,6 @@ def classify(plain: str, stage: Stage | None, *, has_timeline: bool) -> IntentMa
     ack = classify_ack(plain, stage)
     if ack is not None:
         return ack
-    return IntentMatch(Intent.OTHER, None, 0.4)
+    if stage in _FACT_STAGES and phrases.FACT_STATEMENT.search(plain):
+        return IntentMatch(Intent.OTHER, None, 0.8)  # "we run two clinics in Nagpur"
+    return IntentMatch(Intent.OTHER, None, UNREAD)

@@ -16,7 +16,8 @@ package runs on one of two normal forms built here once per turn:
     ``plain`` with spoken numbers turned into digits for the money and time
     rules: English ("forty thousand" → ``40 thousand``, "two and a half lakh"
     → ``2.5 lakh``), Hindi ("nabbe hazaar" → ``90 hazaar``, "dedh lakh" →
-    ``1.5 lakh``, "saadhe chaar" → ``4.5``, "aadhe ghante" → ``0.5 ghante``) and
+    ``1.5 lakh``, "saadhe chaar" → ``4.5``, "sawa lakh" → ``1.25 lakh``, "aadhe
+    ghante" → ``0.5 ghante``) and
     the ASR confusions "too"/"to" for two and "for" for four, which are only
     read as numbers where a number is expected (after "at"/"after", or before
     a unit such as "hours", "baje", "lakh"). Words that are also ordinary words
@@ -107,6 +108,12 @@ _AMBIGUOUS_AFTER_AT: Final = re.compile(
     r"(?!\s+(?:the|a|an|me|us|you|your|my|our|him|her|them|it|this|that|some|sure)\b)"
 )
 _AND_A_HALF: Final = re.compile(r"\b(\d+)\s+and\s+a\s+half\b")
+_ONE_AND_A_HALF: Final = re.compile(r"\bone\s+and\s+a\s+half\b")
+# "sawa lakh" = 1.25 lakh, "paune lakh" = 0.75 lakh: the prefix alone before a scale.
+_BARE_PREFIX: Final = re.compile(
+    r"\b(?P<prefix>sawa|savva|sava|paune|pone)\s+(?=(?:lakhs?|lacs?|lacks?|lack|crores?|karod"
+    r"|karor|hazaar|hazar|hajar|thousand)\b)"
+)
 _POINT: Final = re.compile(r"\b(\d+)\s+point\s+(\d+)\b")
 _HALF_AN: Final = re.compile(r"\bhalf\s+an?\s+(?=hour|ghant)")
 _AN_HOUR: Final = re.compile(r"\ban?\s+(?=hour\b)")
@@ -155,8 +162,14 @@ def _plain(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+def _bare_prefix(match: re.Match[str]) -> str:
+    return _fmt(1 + _FRACTION_PREFIX[match["prefix"]]) + " "
+
+
 def _numeric(plain: str) -> str:
-    text = _AMBIGUOUS_BEFORE_UNIT.sub(_ambiguous_before_unit, plain)
+    text = _ONE_AND_A_HALF.sub("1.5", plain)
+    text = _BARE_PREFIX.sub(_bare_prefix, text)
+    text = _AMBIGUOUS_BEFORE_UNIT.sub(_ambiguous_before_unit, text)
     text = _AMBIGUOUS_AFTER_AT.sub(_ambiguous_after_at, text)
     text = _WORD_NUMBER.sub(_word_number, text)
     text = _HALF_AN.sub("0.5 ", text)

@@ -9,8 +9,9 @@ already digits. Two steps:
    at least 1,000 that is not followed by a counted noun ("1000 square feet",
    "1500 users") and not a clock time. A smaller scale may follow a larger one:
    "1 lakh 20 thousand" = 1,20,000. Scales: thousand/k/hazaar 10³, lakh 10⁵,
-   crore 10⁷. Ranges ("40 to 50 thousand", "4-5 lakh") share the trailing scale
-   and count as their upper bound — the most the caller says they can spend.
+   crore 10⁷ (and hundred/sau 10², "fifteen hundred"). Ranges ("40 to 50
+   thousand", "4-5 lakh") share the trailing scale and count as their upper
+   bound — the most the caller says they can spend.
 2. **Keep only the caller's budget.** Counts and capacities never become money
    (they have no scale or currency, or are under 1,000). An amount in a turn
    that complains about a price ("2 lakh? that's too much", "you said 3.5 lakh,
@@ -18,7 +19,13 @@ already digits. Two steps:
    has a budget cue ("my budget is only 1 lakh, this is way over"), in which
    case the amount nearest a budget cue wins. Without a price complaint every
    amount counts; with several, the one nearest a budget cue, else the first.
-   Per-month figures are kept as spoken ("15 hazaar mahine ka" → 15000).
+   Per-month figures are kept as spoken ("15 hazaar mahine ka" → 15000). An
+   amount that names a loan or cover ("teen lakh tak ka loan", "a loan of 8
+   lakh"), a bill, salary, turnover or rent is never a budget, and a plain
+   number or "N hundred" before a plural noun is a count ("3000 invoices").
+
+``budget_ceiling`` tells a budget stated as a ceiling ("only 2 lakh", "25k is our
+limit"): said to a quoted price it is a price objection (``reading``).
 """
 
 from __future__ import annotations
@@ -26,14 +33,17 @@ from __future__ import annotations
 import re
 from typing import Final, NamedTuple
 
-__all__ = ["Amount", "extract_budget", "find_amounts"]
+__all__ = ["Amount", "budget_ceiling", "extract_budget", "find_amounts"]
 
 _SCALES: Final[dict[str, int]] = {
     "k": 1_000, "thousand": 1_000, "thousands": 1_000, "hazaar": 1_000, "hazar": 1_000,
     "hajar": 1_000, "lakh": 100_000, "lakhs": 100_000, "lac": 100_000,
     "lacs": 100_000, "lack": 100_000, "lacks": 100_000, "crore": 10_000_000,
     "crores": 10_000_000, "cr": 10_000_000, "karod": 10_000_000, "karor": 10_000_000,
+    "hundred": 100, "sau": 100,
 }
+# A count can carry these scales too ("five hundred employees").
+_SMALL_SCALES: Final = frozenset({"hundred", "sau"})
 _SCALE_RE = r"(?:" + "|".join(sorted(_SCALES, key=len, reverse=True)) + r")"
 _NUM = r"\d+(?:\.\d+)?"
 
@@ -52,14 +62,19 @@ _COUNTED: Final = re.compile(
     r"|st|nd|rd|th|january|february|march|april|may|june|july|august|september|october"
     r"|november|december|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec)\b"
 )
+# A plain number followed by any plural noun is a count ("3000 invoices").
+_PLURAL: Final = re.compile(
+    r"\s*(?!(?:rupees|rupays|bucks|lakhs|lacs|lacks|crores|thousands|plus)\b)[a-z]{3,}s\b"
+)
 _CLOCK_BEFORE: Final = re.compile(r"(?:\bat|\bafter|\bby|:)\s*$")
 
 _BUDGET_CUE: Final = re.compile(
     r"\b(?:budget|can spend|could spend|spend|afford|can pay|can only pay|only pay|invest"
     r"|de sakt[aei]|de payenge|kar sakt[aei]|kar sakte|ja sakt[aei]|le sakt[aei]|tak|upto|up to"
-    r"|max|maximum|only|bas|sirf|mere paas|hamare paas|humare paas|paas hai|rakha|sanctioned"
+    r"|max|maximum|only|bas|sirf|mere paas|hamare paas|humare paas|(?<!aas )paas hai|rakha"
+    r"|sanctioned"
     r"|can go|go up|se upar nahi|se zyada nahi|ho jayega|have|kar payenge|kar paunga|at most"
-    r"|de paunga|afford kar\w*|chalega)\b"
+    r"|de paunga|afford kar\w*|chalega|(?:our|my|hamari|meri|humari) limit|limit hai)\b"
 )
 # Phrases that look like budget cues but complain about a price.
 _NOT_A_CUE: Final = re.compile(
@@ -76,6 +91,20 @@ _NOT_BUDGET: Final = re.compile(
     r"\b(?:loan|cover|sum insured|bill|limit|turnover|salary|income|fee|fees|kitn[aei])\b"
 )
 _NEAR: Final = 24
+# An amount that names the loan or cover itself ("teen lakh tak ka loan", "a loan of
+# 8 lakh") or a bill, salary or rent ("bill is only 800 a month") is never a
+# budget, whatever cue is near.
+_LOAN_AFTER: Final = re.compile(r"\s*(?:tak\s+)?(?:ka|ki|ke|of)?\s*(?:loan|cover|sum insured)\b")
+_LOAN_BEFORE: Final = re.compile(
+    r"\b(?:(?:loan|cover|sum insured)(?:\s+(?:of|amount|amount of|ka|ki))?"
+    r"|(?:bill|salary|income|turnover|rent)(?:\s+(?:is|hai|of|comes to))?"
+    r"(?:\s+(?:only|just|around|about|sirf|roughly))?)\s*$"
+)
+# A budget stated as a ceiling ("only 2 lakh", "50 thousand max", "25k is our limit").
+_CEILING: Final = re.compile(
+    r"\b(?:only|sirf|bas|max|maximum|at most|at the most|limit|se zyada nahi|se upar nahi"
+    r"|not more than|tak hi|was thinking|nahi de sakte)\b"
+)
 
 
 class Amount(NamedTuple):
@@ -95,9 +124,11 @@ def find_amounts(numeric: str) -> list[Amount]:
     amounts: list[Amount] = []
     for m in _AMOUNT.finditer(numeric):
         scale, cur, rupees = m["scale"], m["cur"], m["rupees"]
+        bare = not (cur or rupees) and (not scale or scale in _SMALL_SCALES)
+        if bare and (_COUNTED.match(numeric, m.end()) or _PLURAL.match(numeric, m.end())
+                     or _CLOCK_BEFORE.search(numeric, 0, m.start())):
+            continue
         if not (scale or cur or rupees):
-            if _COUNTED.match(numeric, m.end()) or _CLOCK_BEFORE.search(numeric, 0, m.start()):
-                continue
             plain_value = float(m["num"])
             if plain_value < 1000 or 1900 <= plain_value <= 2100:  # a count or a year
                 continue
@@ -117,6 +148,9 @@ def _cue_positions(numeric: str) -> list[int]:
 
 def _other_money(numeric: str, amount: Amount, cues: list[int]) -> bool:
     """Whether ``amount`` sits next to a loan/cover/bill word and no budget cue."""
+    if (_LOAN_AFTER.match(numeric, amount.end)
+            or _LOAN_BEFORE.search(numeric, max(0, amount.start - _NEAR), amount.start)):
+        return True
     start, end = max(0, amount.start - _NEAR), amount.end + _NEAR
     if not _NOT_BUDGET.search(numeric, start, end):
         return False
@@ -145,3 +179,9 @@ def extract_budget(numeric: str, *, asks_price: bool = False) -> int | None:
         )
 
     return min(amounts, key=distance).rupees
+
+
+def budget_ceiling(numeric: str) -> bool:
+    """Whether the turn states its budget as a ceiling ("our budget is only 2
+    lakh", "15k a month max"): said to a price, that is a price objection."""
+    return bool(_CEILING.search(numeric)) and extract_budget(numeric) is not None

@@ -23,12 +23,30 @@ def _vocabulary(words: str) -> frozenset[str]:
 
 
 _CALL = r"(?:call|calls|phone|ring|fone|cal)"
+# Someone other than the caller who may decide or must be asked.
 _OTHERS = (
-    r"(?:boss|manager|partner|partners|wife|husband|papa|father|dad|mother|mummy|mom|family"
-    r"|director|directors|management|board|senior|seniors|ghar wal[eo]|bhai sahab|bade bhai"
-    r"|malik|ceo|md|team|accounts|finance|purchase department|hr|committee|owner sahab|son|beta"
-    r"|daughter|beti|brother|bhai|uncle|chacha|in laws|sasur|head|purchase head|principal)"
+    r"(?:boss|bos|manager|partners?|co ?founders?|wife|husband|pati|patni|papa|pitaji|pita ji"
+    r"|father|dad|daddy|mother|mummy|mom|maa|parents|family|director|directors|management"
+    r"|board|seniors?|ghar ?w?aa?l(?:e|o|on|ey|a)|gharwal\w*|bhai sahab|bade bhai\w*|bhaiya"
+    r"|bhaiyya|malik|maalik|owners?|ceo|md|team(?: lead)?|accounts|finance|purchase department"
+    r"|procurement|hr|committee|owner sahab|son|beta|daughter|beti|brother|bhai|uncle|chacha"
+    r"|in laws|sasur|saas|head|purchase head|principal|society|trustees?|head office"
+    r"|regional office|chairman|secretary|cofounder|cfo|cto|coo|gm|general manager|vp"
+    r"|superiors?|higher ups|higher management|upar wal[eo]|seth|sethji|ammi|abbu|hubby"
+    r"|better half|mrs|mr)"
 )
+# What someone else does when they decide ("my wife decides", "papa lete hain",
+# "the committee will take a call", "my son handles all this").
+_DECIDES_3P = (
+    r"(?:decides?|decide (?:kar\w*|hoga|hogi)|will decide|(?:will |would |has to )?"
+    r"(?:take|takes) (?:the |all |such |these |those |final |a )*(?:decisions?|calls?)"
+    r"|approves?|signs? off|has the final say|(?:lete|leti|leta|karte|karti) (?:hai|hain|h)"
+    r"|karenge|karega|karegi|handles?|takes care of|looks? after|manages|dekhte|dekhti"
+    r"|sambhalte|sambhalti)"
+)
+_DECISION = r"(?:decision|desicion|decission|descision|desision|faisla|faisle)"
+# One of _OTHERS as a whole word, possessive or plural ("fathers", "papaji").
+_WHO = _OTHERS + r"(?:s|ji)?\b"
 
 DO_NOT_CALL: Final = _rx(
     r"dont (?:ever )?" + _CALL, r"do not " + _CALL, r"never " + _CALL, r"stop " + _CALL + r"\w*",
@@ -65,7 +83,8 @@ WRONG_PERSON: Final = _rx(
     r"not \w+ wrong number", r"reached a",
 )
 CALLBACK: Final = _rx(
-    _CALL + r" (?:me|him|us|karo|karna|kijiye|kariye|karein|karenge|kar lena|kar dena|kar do"
+    r"(?<!take the )(?<!takes the )(?<!make the )(?<!final )"
+    + _CALL + r" (?:me|him|us|karo|karna|kijiye|kariye|karein|karenge|kar lena|kar dena|kar do"
     r"|kar dijiye|kar lijiye|back|later|on|at|tomorrow|in|after|next|tonight)",
     _CALL + r" (?:\w+ ){0,2}(?:other time|another time|some time later)",
     r"(?:later|baad|baad me|baad mein|der|kal|parso|tomorrow|evening|morning|shaam|subah|raat"
@@ -82,10 +101,11 @@ BUSY: Final = _rx(
     r"in a meeting", r"meeting (?:me|mein) (?:hoon|hu|hun)",
     r"baat nahi kar (?:sakta|sakti|sakte|paunga|paungi)", r"baat nahi ho payegi",
     r"(?:cant|cannot|can not) talk", r"not a good time", r"bad time", r"time nahi hai",
-    r"office (?:me|mein) hoon", r"at work", r"hospital (?:me|mein)", r"in class",
+    r"office (?:me|mein) hoon", r"at work", r"hospital (?:me|mein)", r"in class(?! \d)",
     r"abhi nahi baat", r"baat nahi (?:ho|kar) (?:sakti|sakta|sakte|payegi|payega|paunga)",
     r"bahar hoon", r"(?:im|i am) outside", r"travell?ing", r"safar (?:me|mein)",
-    r"(?:in|at) (?:a |the )?meeting", r"middle of", r"kha (?:raha|rahi)", r"so (?:raha|rahi)",
+    r"(?:in|at) (?:a |the )?meeting", r"in the middle of", r"kha (?:raha|rahi)",
+    r"so (?:raha|rahi)",
     r"sleeping",
     r"middle of something", r"(?:kaam|work) (?:me|mein|kar raha|kar rahi)",
     r"free nahi", r"(?:another|other) call", r"mushkil", r"conference", r"in the gym",
@@ -98,40 +118,140 @@ BUSY: Final = _rx(
     r"(?:cant|cannot) (?:speak|really talk)", r"have to go", r"with a (?:customer|client|patient)",
     r"site pe hoon", r"dukh?aa?n pe (?:hu|hoon)", r"bheed", r"train (?:me|mein) hoon",
     r"school se lene", r"doctor ke paas", r"closing the shop", r"delivery right now",
-    r"not a good (?:moment|time)", r"lunch kar",
+    r"not a good (?:moment|time)", r"lunch kar", r"mehmaan aaye", r"guests (?:are )?(?:here|over)",
 )
 NO_NEED: Final = _rx(
-    r"(?:dont|do not|dont really) need", r"no need", r"zaroorat nahi", r"zarurat nahi",
+    r"(?:dont|do not|dont really) need(?! to (?:ask|check|consult|talk|discuss|run))",
+    r"no need(?! to (?:ask|check|consult))", r"zaroorat nahi", r"zarurat nahi",
     r"jarurat nahi", r"no use for", r"kaam chal jata", r"not needed", r"need nahi",
     r"koi kaam ka nahi", r"kis kaam ka", r"bill (?:\w+ )?kam aata",
-    r"(?:dont|do not) require", r"not required", r"no requirement", r"requirement nahi",
+    r"(?:dont|do not) require", r"not required", r"no (?:requirement|requirment|reqirement)",
+    r"requirement nahi",
     r"fine with what we have", r"happy with (?:what|our)", r"satisfied with",
     r"kaam chal raha", r"koi need nahi", r"never use", r"no point", r"ka kya karenge",
     r"(?:dont|do not) have any use", r"no use", r"makes no sense", r"(?:dont|do not) require",
     r"already (?:get|have) free", r"no requirement", r"kyun chahiye", r"software kyun",
-    r"(?:website|card|loan|insurance|purifier) nahi chahiye",
+    r"(?:website|card|loan|insurance|purifier|software|crm|app|solar|policy|plan|course"
+    r"|coaching|system|machine|connection|flat) nahi chahiye",
+    r"not useful", r"(?:koi|no) (?:use|fayda|faayda|benefit) nahi", r"pointless", r"no benefit",
+    r"why would (?:i|we) need", r"(?:to|toh|phir) (?:\w+ ){0,2}kis liye",
+    r"bina (?:iske|is ke|uske) (?:bhi )?(?:\w+ ){0,2}chal", r"(?:hardly|rarely|never) (?:ever )?"
+    r"(?:use|travel|need)",
+)
+# Someone else decides or must be asked: these set ``decision_maker`` false on any
+# turn, and make an ``authority`` objection.
+AUTHORITY_PEOPLE: Final = _rx(
+    r"(?<!aap )(?<!aap hi )(?<!ap )se (?:poochna|puchna|puchhna|poochne|puchne|pooch|puch"
+    r"|poochh|puchh|pooche|puche)\w*",
+    _WHO + r"(?: ji| sahab| saab)? se (?:baat|discuss|consult|salah|salaah|mashwara"
+    r"|permission|ijazat|approval)",
+    r"se (?:salah|salaah|mashwara|permission|ijazat|anumati) (?:leni|lena|lunga|lungi|karni"
+    r"|karna|lekar|le ke)",
+    r"(?:check|confirm|consult|discuss|talk|speak)(?: it| this| that)? (?:with|to) (?:my |our "
+    r"|the |his |her )?" + _WHO,
+    r"(?:ask|consult) (?:my |our |the |his |her )?" + _WHO, r"ask (?:him|her|them)",
+    r"discuss (?:it |this )?with (?:my|our|the)", r"have to ask",
+    r"not the decision maker", r"(?:im|i am|i m) not (?:the one who decides|authori[sz]ed"
+    r"|allowed|the (?:\w+ )?decision maker)",
+    r"not (?:my|mine) (?:call|decision)|(?:decision|call) is not mine|not my decision",
+    r"(?:my |mere |meri |hamare |humare |our |the |ye |yeh )?" + _WHO
+    + r"\w*(?: (?!i |main |mai |me )\w+)? " + _DECIDES_3P,
+    _DECISION + r" (?:\w+ ){0,3}" + _WHO,
+    r"(?:decision|call|say) (?:\w+ ){0,2}(?:is )?with (?:my|our|the|mere|hamare) " + _WHO,
+    r"without (?:my|our|the|his|her) (?:\w+ )?" + _WHO,
+    _WHO + r"(?: ji| sahab)? (?:ki|ka|ke) (?:haan|ha|permission|approval|ijazat|manzoori"
+    r"|sign|signature|okay|ok|consent|marzi|paisa)",
+    r"(?:unki|unka|unke|inki|uski|their|his|her) (?:permission|approval|ijazat|manzoori"
+    r"|consent|marzi)",
+    r"unka paisa", r"(?:unse|unhe|unko|inse|usse) (?:pooch|puch|baat)\w*",
+    r"(?:talk|speak) to (?:him|her)", r"(?:wife|husband)s okay", r"handles all these",
+    r"sabse (?:pooch|puch)\w*", r"ghar (?:me|mein) sab(?:se)? (?:pooch|puch)\w*",
+    r"(?:he|she|they|wahi|wohi|woh|wo|vo|unhi)(?: \w+)? (?:decides?|will decide|decide kar\w*"
+    r"|takes? (?:the |all |such |these )*decisions?|lete hain)",
+    r"(?:thats|its|it s|that is) (?:my |our |the )?" + _WHO + r"(?: s)? (?:department|area"
+    r"|domain|call|decision|job|headache)",
+    _WHO + r"(?: s)? (?:go ahead|okay|ok|nod|approval|permission|consent|sign off"
+    r"|signature|blessing|final word)",
+    r"i report to", r"(?:raay|rai|salah|salaah) (?:leni|lena|lunga|lungi|le ke|lekar)",
+)
+AUTHORITY: Final = re.compile(AUTHORITY_PEOPLE.pattern + "|" + _rx(
+    r"approval (?:from|chahiye|leni|lena|lagega|lagegi|needed|required|aayega|aaye|milega"
+    r"|ke baad)", r"run (?:it|this) (?:by|past)", r"(?:has|have|needs?) to (?:approve|decide"
+    r"|agree|sign off|go through)",
+    r"(?:needs?|requires?|get|take|wait for|without) (?:\w+ ){0,2}(?:approval|permission)",
+    r"approv(?:e|es|ed)", r"permission (?:chahiye|leni|lena|lagegi|lagega|needed|required)",
+    r"(?:get|got) (?:it |this )?cleared", r"cleared by", r"go through (?:our|my|the)",
+    r"(?:i|we) (?:just|only) work here", r"(?:im|i am|i m) (?:just|only) (?:an? |the )?(?:\w+ )?"
+    r"(?:employee|staff|manager|accountant|clerk|assistant)",
+    r"marzi", r"decide alone", r"(?:cant|cannot) decide",
+    r"decide nahi kar (?:sakta|sakti|sakte|paunga|paungi|payenge)",
+    r"decide (?:karenge|hoga|karega|karegi)", r"final say", r"decides on",
+    r"(?:decision|decide) (?:\w+ ){0,2}(?:lete|leti|karte) hain", r"mere ha+th (?:me|mein) nahi",
+    r"check with (?:our|my) \w+",
+).pattern)
+# The caller decides ("I decide", "main khud decide karta hoon", "final decision
+# mera hi hota hai", an owner or MD claiming authority). Checked before AUTHORITY:
+# "kisi se poochne ki zaroorat nahi, main hi decide karunga".
+_ME = r"(?:im|i am|i m|iam)"
+_TITLE = (
+    r"(?:owner|founder|co founder|cofounder|proprietor|director|md|ceo|malik|maalik|principal"
+    r"|chairman|head|managing partner|managing director|decision maker|desicion maker"
+    r"|decission maker|decider|authority)"
+)
+DECIDER: Final = _rx(
+    _ME + r" (?!not )(?:(?:the|a|an|only|sole|also|actually|just|one and only) )*(?:\w+ )?"
+    + _TITLE + r"(?! s\b)",
+    _ME + r" the one who (?:decides|signs|approves|pays|takes)",
+    r"i (?:(?:alone|only|myself|personally|can|do|also|always|usually|actually|just|solely"
+    r"|mostly) )*(?:decide|approve|sign off|sign (?:the|all)|take (?:all |the |these |such "
+    r"|final |every )*(?:decisions?|call)|make (?:all |the |these |final )*(?:decisions?|call)"
+    r"|have (?:the )?(?:full |final |complete )?(?:authority|say))",
+    r"i (?:handle|manage|look after|take care of|control|oversee) (?:all )?(?:the )?(?:\w+ )?"
+    r"(?:purchases?|purchasing|procurement|buying|decisions?|finances?|money matters|payments?"
+    r"|spending)",
+    r"(?:final )?(?:decision|call|say|approval|faisla) (?:\w+ ){0,2}is (?:mine|with me)",
+    r"(?:its|it s|is) (?:my|mine) (?:own )?(?:call|decision)",
+    r"(?:its|it s) my (?:own )?(?:company|business|bussiness|shop|clinic|firm|store|money|house"
+    r"|office|restaurant)",
+    r"(?:its|it s|only|just) me (?:only |alone )?who", r"me who decides",
+    _ME + r" the (?:person|one|guy|lady|man|woman) who (?:decides|signs|approves|pays|takes)",
+    r"(?:nobody|no one|noone) else",
+    r"i (?:handle|manage|look after|take care of|do) (?:it|everything|all of it|it all)(?: all)?"
+    r" (?:myself|alone|on my own)",
+    r"(?:dont|do not|no) need to (?:ask|check with|consult) (?:anyone|anybody)",
+    r"(?:dont|do not) have to ask (?:anyone|anybody)",
+    r"(?:nobody|no one|noone) else (?:is involved|decides|will decide)",
+    r"i own (?:the|this|a|my) (?:\w+ )?(?:company|business|shop|clinic|firm|store|restaurant"
+    r"|factory|house|school)",
+    r"as the (?:md|owner|ceo|director|proprietor|founder|head)",
+    r"(?:main|mai|mein) (?:(?:khud|hi|akela|akele|akeli) )*(?:(?:sab|sab kuch|saare|saara|sara) )?"
+    r"(?:\w+ )?(?:decide|decision|faisla|faisle) (?:kar|le|lu|leta|leti|lunga|lungi|karta|karti"
+    r"|karunga|karungi|lete|karte)\w*\b(?! nahi| nhi| na\b)",
+    _DECISION + r" (?:\w+ ){0,2}(?:main|mai) (?:hi |khud |khud hi )?(?:leta|leti|lunga|lungi"
+    r"|karta|karti|karunga|karungi|hoon|hu|hun)",
+    r"(?:mera|meri) (?:hi )?(?:decision|faisla|marzi|call|final decision|approval)",
+    r"(?:decision|faisla|marzi|approval|final say|call|final word) (?:bhi |to |toh |hi )?"
+    r"(?:mera|meri)\b(?! (?:\w+ )?" + _WHO + r")",
+    r"apni marzi", r"mera hi (?:hai|hota)",
+    r"(?:main|mai) hi (?:(?:sab|sab kuch|saara|sara) )?(?:dekhta|dekhti|sambhalta|sambhalti"
+    r"|owner|malik|maalik|handle|manage)",
+    r"(?:owner|malik|maalik|proprietor|md|director|principal|decision maker) (?:main|mai) (?:hi )?"
+    r"(?:hoon|hu|hun|hoo)",
+    r"(?:main|mai) (?:hi )?(?:\w+ ){0,3}(?:owner|malik|maalik|proprietor|md|director|principal"
+    r"|decision maker) (?:hoon|hu|hun|hoo)",
+    r"(?:owner|malik|maalik|proprietor) (?:hoon|hu|hun)",
+    r"kisi (?:aur )?(?:se )?(?:poochne|puchne|poochna|puchna|puchhne) (?:ki (?:zaroorat|zarurat"
+    r"|jarurat|need) )?nahi",
+    r"i sign off on", r"i (?:take|make) the (?:final )?call", r"managing director",
+    r"(?:decide|faisla|decision) (?:khud )?(?:karunga|karungi|kar lunga|kar lungi|lunga|lungi"
+    r"|karta (?:hoon|hu|hun)|karti (?:hoon|hu|hun)|leta (?:hoon|hu|hun)|leti (?:hoon|hu|hun))",
+    r"khud (?:hi )?decide kar\w*",
+    r"(?:faisla|decision) (?:bhi )?mera", r"sab (?:kuch )?main hi",
 )
 OBJECTIONS: Final = (
-    (Objection.AUTHORITY, _rx(
-        _OTHERS + r" se (?:poochna|puchna|puchhna|pooch|puch|baat|discuss|consult|salah)",
-        r"check with (?:my|our|the) " + _OTHERS, r"discuss (?:it |this )?with (?:my|our|the)",
-        r"talk to (?:my|our|the) " + _OTHERS, r"not the decision maker",
-        r"ask (?:my|our|the) " + _OTHERS, r"have to ask", r"ask (?:him|her|them)",
-        _OTHERS + r" handles", r"(?:unse|unhe|unko) (?:pooch|puch)\w*",
-        r"(?:im|i am) not (?:the one who decides|authori[sz]ed)", r"approval",
-        r"(?:my |mere |hamare |humare )?" + _OTHERS + r" (?:decide|decides|will decide"
-        r"|karenge decide|decide karenge|decide karte|takes? (?:the )?decision)",
-        r"decision (?:\w+ ){0,3}" + _OTHERS, r"unka paisa",
-        r"run it by", r"(?:has|have) to approve", r"approv\w*", r"unse baat kar\w*",
-        r"(?:has|have) to decide", r"check with (?:our|my) \w+", r"marzi", r"decide alone",
-        r"(?:cant|cannot) decide", r"decide (?:karenge|hoga|karega|karegi)", r"final say",
-        r"decides on", r"(?:decision|decide) (?:\w+ ){0,2}(?:lete|leti|karte) hain",
-        r"sabse (?:pooch|puch)\w*", r"mere haath (?:me|mein) nahi", r"permission leni",
-        r"(?:talk|speak) to (?:him|her)", r"(?:wife|husband)s okay", r"handles all these",
-        r"(?:papa|father|husband|wife|boss|partner)\w* (?:dekhte|dekhti|sambhalte)",
-    )),
+    (Objection.AUTHORITY, AUTHORITY),
     (Objection.TRUST, _rx(
-        r"fraud", r"froud", r"scam", r"scammer", r"cheat\w*", r"thag\w*", r"genuine", r"fake",
+        r"frauds?", r"froud", r"scams?", r"scammers?", r"cheat\w*", r"thag\w*", r"genuine", r"fake",
         r"trust (?:you|this|your)", r"can i trust", r"why should i trust",
         r"dont trust", r"trust nahi", r"proof", r"registered", r"reviews? dikha\w*",
         r"bharosa nahi", r"legit", r"spam", r"really from", r"kaise maan\w*", r"otp",
@@ -140,6 +260,10 @@ OBJECTIONS: Final = (
         r"real bank", r"mis ?sold", r"bad reviews", r"reviews .* terrible",
         r"(?:dont|do not) share",
         r"believe it", r"chit fund", r"office dekhenge", r"kya bharosa", r"sach batao",
+        r"kya guarantee", r"(?:company|gst|rbi|sebi|irdai) registration", r"what guarantee",
+        r"fishy", r"suspicious", r"shady", r"dodgy",
+        r"jhoo?th\w*", r"jhuth\w*", r"lies", r"lying", r"dhokh?a\w*", r"verify kar\w*",
+        r"(?:will|let me|first) verify", r"not (?:a )?real",
     )),
     (Objection.COMPETITOR, _rx(
         r"already (?:\w+ ){0,3}(?:use|uses|using|have|has|got|signed|liya|le liya|le rakha"
@@ -156,6 +280,13 @@ OBJECTIONS: Final = (
         r"(?:ca|bhai|broker) hi", r"usi se", r"using (?:\w+ ){0,3}for years",
         r"another (?:software|brand|installer)",
         r"pehle se (?:\w+ ){0,4}chal",
+        r"(?:current|existing|present) (?:provider|vendor|bank|insurer|supplier|agency|agent"
+        r"|broker|operator|installer|company)",
+        r"(?:our|my|hamara|humara|mera) (?:\w+ )?(?:agent|broker|vendor|provider|supplier|installer"
+        r"|agency) (?:handles|does|karta|sambhalta|takes care)",
+        r"(?:we|v) (?:r|are) using",
+        r"(?:got|had|get) (?:my|our|it|the) (?:\w+ )?(?:done|made|built|installed|designed)"
+        r" (?:\w+ ){0,3}(?:by|from|through)", r"all ready (?:have|using|got|taken|use)",
     )),
     (Objection.PRICE, _rx(
         r"expensive", r"mehe?nga", r"costly", r"too much", r"too high", r"bahut high",
@@ -172,6 +303,13 @@ OBJECTIONS: Final = (
         r"bahut upar", r"(?:bahut|too|very|kaafi) (?:zyada|jyada|high|hi)", r"aadhe daam",
         r"(?:quoted|charge|charges) (?:us )?(?:much )?less", r"kam (?:me|mein) (?:mil|de|bana)",
         r"mil jata hai", r"no way", r"bahut pad", r"our limit",
+        r"beyond (?:what|my|our)", r"to (?:high|costly|expensive)",
+        r"(?:is|its|thats|that is) (?:a lot|quite a lot|a bit much)", r"not at (?:this|that) price",
+        r"costs? (?:double|twice)", r"(?:itne|is price) (?:me|mein|pe) nahi",
+        r"(?:cant|cannot|can not) pay (?:that|this|so) much", r"that much (?:for|money)",
+        r"(?:bahut|too|very|kaafi|thoda|quite) heavy", r"out of (?:our|my) reach", r"pricey",
+        r"zyada lag", r"(?:itna|itne|utna|utne) (?:paisa |paise )?(?:nahi|nhi) (?:hai|hain|de|kar)",
+        r"itne paise", r"(?:very|too|bahut|kaafi) (?:costly|pricey)",
     )),
     (Objection.NO_NEED, NO_NEED),
     (Objection.TIMING, _rx(
@@ -189,7 +327,18 @@ OBJECTIONS: Final = (
         r"abhi baad (?:me|mein)$",
         r"saal baad", r"mood nahi", r"sochne ka", r"after (?:the|my) \w+", r"not ready",
         r"not this time",
-        r"not now", r"baad (?:me|mein) sochenge", r"will look at it", r"ke baad (?:lenge|dekhenge)",
+        r"not now", r"not at the moment", r"later maybe", r"baad (?:me|mein) sochenge",
+        r"will look at it", r"ke baad (?:lenge|dekhenge)",
+        r"not this (?:month|week|quarter|year|time|season)", r"should wait", r"revisit",
+        r"after (?:holi|diwali|eid|navratri|dussehra|pongal|onam|christmas|new year|festivals?"
+        r"|the festival season)",
+        r"(?:holi|diwali|eid|navratri|dussehra|pongal|onam|tyohar|tyohaar) ke baad",
+        r"wait (?:a bit|a while|for some time|kuch din)",
+        r"(?:kuch|thode|thoda|some|few|a few|do|teen|2|3) (?:\w+ )?(?:time|din|dino|mahine|mahino"
+        r"|months?|weeks?|saal) (?:baad|ke baad|later)", r"baad (?:me|mein) (?:lenge|le lenge)",
+        r"is waqt nahi", r"not the time", r"(?:peak|busy|wedding|festive|shaadi ka) season",
+        r"too soon", r"new financial year", r"after (?:\w+ ){0,2}months?", r"ke baad sochenge",
+        r"abhi (?:\w+ ){0,2}aane do", r"(?:wait|ruk) (?:\w+ )?(?:karenge|karte)",
     )),
 )
 NOT_INTERESTED: Final = _rx(
@@ -214,16 +363,19 @@ COMMITTED: Final = _rx(
     r"want to switch",
     r"(?:ill|i will|well|we will) take", r"move forward", r"go a ?head", r"deal pakki",
     r"ready hain", r"send the technician", r"activate", r"installed this week",
-    r"le lete", r"kar do shuru", r"keen on", r"yahi le", r"(?:block|book) the",
+    r"le lete", r"kar do shuru", r"keen on", r"yahi le", r"(?:block|book) (?:the|it|this|one)",
     r"want this", r"hum lena chahenge", r"lena chahenge", r"policy issue", r"taiyaar hoon",
     r"(?:wo|we) would (?:definitely )?like to", r"lets do the", r"lets start",
     r"shuru karo", r"process (?:my|the)", r"karwa (?:do|denge|dijiye)",
+    r"bana (?:do|dijiye)", r"banwa (?:do|dijiye|lete|denge)",
 )
 ASK_PRICE: Final = _rx(
     r"price", r"pricing", r"prices", r"cost", r"costs", r"rate", r"rates",
-    r"kitn[aei](?! (?:saal|sal|log|din|time|baje|branches|employees|years|members|ghante|pages))",
+    r"(?<!area )(?<!size )(?<!space )(?<!capacity )(?<!speed )(?<!warranty )(?<!tenure )"
+    r"kitn[aei](?! (?:saal|sal|log|din|time|baje|branches|employees|years|members|ghante|pages)\b)",
     r"how much", r"emi", r"installments?", r"charges?", r"fees?", r"premium",
-    r"kharcha", r"discount", r"priced", r"cheapest", r"kitne ka", r"paisa lagega", r"paise lagenge",
+    r"kharcha (?:kya|kitna|aayega|hoga|lagega)", r"discount", r"priced", r"cheapest", r"kitne ka",
+    r"paisa lagega", r"paise lagenge",
     r"offers?", r"scheme",
 )
 ASK_DETAILS: Final = _rx(
@@ -254,7 +406,8 @@ INTERESTED: Final = _rx(
 )
 CALL_QUESTION: Final = _rx(
     r"recording", r"recorded", r"robot", r"\bbot\b", r"kisne diya", r"kaise pata",
-    r"(?:get|got|find|found) my number", r"my number from", r"who gave you", r"number kahan",
+    r"(?:get|got|find|found) my (?:number|details|contact|info\w*)", r"my number from",
+    r"who gave you", r"number kahan",
     r"kis baare (?:me|mein) call", r"which company", r"kaun ?si company", r"konsi company",
     r"kis company", r"who is this", r"whos this", r"who are you",
     r"(?:whos|who is) (?:calling|speaking)",
@@ -279,9 +432,22 @@ QUESTION_START: Final = re.compile(
     r"|the|your|you|i|we|they|he|she)|are|does|did|can|could|will|would|what|whats|why|how"
     r"|where|when|who|whom|which|kya|kaise|kab|kahan|kyun|kyon|kaun|am i)\b"
 )
+# A statement about the caller, their family or business, opening in the first
+# person ("we run two clinics", "main ek boutique chalati hoon", "hamari factory
+# Rajkot mein hai"): in DISCOVERY and QUALIFICATION a plain fact answering the bot.
+FACT_STATEMENT: Final = re.compile(
+    r"^(?:(?:sir|madam|ji|actually|basically|well|so|see|dekhiye|dekho|bhai) )*(?:we|i|im|i m"
+    r"|iam|ive|weve|were|our|my|us|hum|humlog|hum log|hamara|hamari|hamare|humara|humari"
+    r"|humare|main|mai|mera|meri|mere|apna|apni|mujhe|hume|humein|hamein|mujhko)\b"
+)
 UNSURE: Final = _rx(
     r"not sure", r"pakka nahi", r"pata nahi", r"shayad", r"maybe", r"may be", r"dont know",
     r"no idea", r"kuch keh nahi", r"decide nahi kiya",
+)
+# Words that may stand beside a hedge in a turn that only hedges ("pata nahi abhi").
+HEDGE_FILLERS: Final = _vocabulary(
+    "i im am abhi yet sir ji madam bhai yaar actually really honestly hmm um uh well so now"
+    " right haan toh to abhi tak ki kya bataun main mai"
 )
 LINE_OR_HOLD: Final = _rx(
     r"hold on", r"ek minute", r"1 minute", r"one minute", r"one second", r"1 second",
@@ -319,10 +485,11 @@ AFFIRM: Final = re.compile(
     r"^(?:(?:hmm|uh|um|arre|oh|sir|madam|ok|okay|achha|accha|ji) )*(?:yes|yeah|yep|yup|haan|han"
     r"|ha|hanji|haanji|ji|correct|absolutely|bilkul|sahi|definitely|sure|of course|theek hai"
     r"|thik hai|ok|okay|speaking|achha|accha|perfect|great|excellent|wonderful|awesome|done"
-    r"|pakka|exactly|right)\b"
+    r"|pakka|exactly|right(?! now| away)|ya|yea)\b"
 )
 DENY_START: Final = re.compile(
     r"^(?:(?:uh|um|hmm|arre|are|sorry) )*(?:no|nahi|nahin|nai|na|naa|nope|nah)\b"
+    r"(?! (?:plans?|fixed|timeline|time ?frame|particular|requirement|requirment)\b)"
 )
 FILLERS: Final = re.compile(r"\b(?:uh|um|umm|arre|are|sir|madam|bhai|yaar)\b")
 ASKS: Final = _rx(

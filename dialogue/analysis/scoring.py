@@ -8,10 +8,12 @@ One JSON object per line::
      "split": "dev"}
 
 ``slots`` holds only the keys the caller stated (``budget_inr``,
-``callback_at``, ``timeline``, ``decision_maker``); ``split`` is ``dev`` (written
-before the rules), ``holdout``, ``holdout2``, ``holdout3`` (each written later and
-scored blind once before its failures were used to widen the rules) or
-``holdout4`` (written last, never used for tuning; see the benchmark report).
+``callback_at``, ``timeline``, ``decision_maker``); ``split`` is ``dev``, ``dev2``,
+``dev3`` (written to widen the rules), ``holdout`` … ``holdout5`` (each written
+later and scored blind once before its failures were used to widen the rules),
+``calib0`` (the first calibration turns, used for tuning since issue 16) or
+``calib`` (written after the last rule change, never tuned on; it fits the
+calibration).
 
 Metrics, every one over **all** lines of the set:
 

@@ -9,10 +9,13 @@ All run on the ``plain`` normal form after the intent is known.
   ``expressed_interest``, ``asked_price``, ``asked_details``, ``wants_demo``,
   ``has_budget``, ``near_timeline`` (immediate / this week / this month),
   ``decision_maker``.
-* ``decision_maker``: only when stated. True for "I decide", "I'm the owner",
-  "main hi decide karta hoon", "final decision mera hai" (even where the turn
-  was read as an authority objection); False for an authority objection or
-  "my boss decides".
+* ``decision_maker``: only when stated. False for an authority objection, or on
+  any turn where someone else decides or must be asked ("no, my brother decides",
+  "kal call karna, tab tak wife se baat kar lunga", "wife se baat karke decide
+  karunga": ``phrases.AUTHORITY_PEOPLE``, read outside the caller's own claims);
+  else true for "I decide", "I'm the owner", "main khud decide karta hoon",
+  "final decision mera hai", "kisi se poochne ki zaroorat nahi"
+  (``phrases.DECIDER``).
 * ``need``: a short phrase after "I/we need", "looking for", "… chahiye"
   (at most six words), never from a negative turn.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from dialogue.analysis import phrases
 from dialogue.model import Intent, Objection, Timeline
 
 __all__ = ["buying_signals", "decision_maker", "need", "sentiment"]
@@ -58,26 +62,6 @@ _DETAILS: Final = re.compile(r"\b(?:details?|brochure|whatsapp|email|mail|featur
 _DEMO: Final = re.compile(r"\bdemo\b")
 _NEAR: Final = frozenset({Timeline.IMMEDIATE, Timeline.THIS_WEEK, Timeline.THIS_MONTH})
 
-_DECIDER: Final = re.compile(
-    r"\b(?:(?:im|i am) the (?:owner|decision maker|director|md|ceo|proprietor|founder|boss"
-    r"|one who decides|malik)|main hi (?:owner|malik|decide|decision)|i (?:decide|take (?:all )?"
-    r"(?:the )?decisions?|make the decisions?)|(?:final )?decision (?:mera|meri)|mera hi decision"
-    r"|owner hoon|malik hoon|i own the (?:company|business|shop)"
-    r"|i (?:handle|manage|look after) (?:all )?(?:the )?(?:purchases?|purchasing|buying"
-    r"|decisions?|finances?)|(?:decision|faisla) main hi (?:leta|leti|karta|karti)"
-    r"|main hi (?:decision|faisla) (?:leta|leti)|managing director"
-    r"|(?:its|it s) my (?:company|call|business|shop)"
-    r"|i make the (?:call|decisions?)|(?:im|i m|i am) (?:the )?(?:owner|proprietor)|proprietor hoon"
-    r"|main hi (?:dekhta|dekhti|sambhalta|sambhalti)|faisla (?:bhi )?mera|as the (?:md|owner|ceo)"
-    r"|i take (?:these|all|the final) decisions?|owner main hi|so its my call|i sign off on"
-    r"|mera hi (?:hai|hota))\b"
-)
-_NOT_DECIDER: Final = re.compile(
-    r"\b(?:not the decision maker|(?:boss|wife|husband|partner|manager|papa|father|director"
-    r"|management) (?:decides|will decide|decide karenge|takes the decision)"
-    r"|(?:owner|partner|papa|father|boss|director|malik)\w* (?:decides|takes those|lete|leta)"
-    r"|decision (?:mere )?(?:papa|father|partner|boss)\w* (?:lete|leta|leti))\b"
-)
 _NEED: Final = re.compile(
     r"\b(?:(?:i|we|hum|hume|mujhe) (?:need|want|require)|looking for)\s+"
     r"(?!to\b|it\b|this\b|that\b)(?P<what>[a-z0-9 ]+)"
@@ -121,10 +105,13 @@ def buying_signals(
 
 def decision_maker(plain: str, objection: Objection | None) -> bool | None:
     """Whether the caller said they decide; None when they did not say."""
-    if _DECIDER.search(plain):
-        return True
-    if objection is Objection.AUTHORITY or _NOT_DECIDER.search(plain):
+    # Someone else must be asked, outside the caller's own claim ("kisi se poochne
+    # ki zaroorat nahi" is a claim): "wife se baat karke decide karunga" is false.
+    if objection is Objection.AUTHORITY or phrases.AUTHORITY_PEOPLE.search(
+            phrases.DECIDER.sub(" ", plain)):
         return False
+    if phrases.DECIDER.search(plain):
+        return True
     return None
 
 

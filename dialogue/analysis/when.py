@@ -27,7 +27,11 @@ first match wins:
 
 ``timeline`` runs on the ``plain`` form and only reads buying-plan phrases
 (callers saying when they will buy); callback phrases are never a timeline —
-the caller of ``extract_timeline`` skips it for callback turns.
+the caller of ``extract_timeline`` skips it for callback turns. A period phrase
+is not a timeline when it is ruled out ("not this year"), dates something done
+("we opened the branch this month", "is mahine kharcha ho gaya": a past-tense
+verb within 25 characters), or is the period a budget covers ("3 lakh is the
+budget for this year": money before it and no buying verb in the turn).
 """
 
 from __future__ import annotations
@@ -90,7 +94,9 @@ _DATE_TARIKH: Final = re.compile(
 # "on the 15th": a day of the month with no month named.
 _DATE_ORDINAL: Final = re.compile(r"\b(?P<d>\d{1,2})(?:st|nd|rd|th)\b")
 _PLUS2: Final = re.compile(r"\b(?:day after tomorrow|day after tmrw|parso|parson|parsoon)\b")
-_PLUS1: Final = re.compile(r"\b(?:tomorrow|tomorow|tommorow|tommorrow|tmrw|tmr|kal|kaal)\b")
+_PLUS1: Final = re.compile(
+    r"\b(?:tomorrow|tomorow|tommorow|tommorrow|tomoro|tomorro|tommoro|tmrw|tmrow|tmr|kal|kaal)\b"
+)
 _TODAY: Final = re.compile(r"\b(?:today|aaj|tonight)\b")
 _NEXT_WEEK: Final = re.compile(
     r"\b(?:next (?:week|weak)|agle (?:hafte|week|saptah)|agle hafta|next hafte)\b"
@@ -214,33 +220,69 @@ def extract_callback_at(numeric: str, now: datetime) -> datetime | None:
     return resolved
 
 
+_MONTH_WORD = r"(?:month|mnth|moth|mahina|mahine|mahiney)"
 _TIMELINES: Final = (
     (Timeline.NO_PLAN, re.compile(
-        r"\b(?:no (?:fixed )?plan|(?:koi|kuch) plan nahi|just exploring|just looking"
-        r"|sirf dekh rahe|abhi dekh rahe"
-        r"|not decided yet|no timeline)\b")),
+        r"\b(?:no (?:fixed |particular |such )?(?:plans?|timeline|time ?frame|date)"
+        r"|(?:koi|kuch) plan nahi|just (?:exploring|looking|checking|browsing)"
+        r"|(?:sirf|bas|abhi) dekh rahe|(?:not|havent|have not|nahi) decided (?:yet|when)"
+        r"|decide nahi kiya (?:kab|ki kab)|kab lenge (?:pata nahi|decide nahi)"
+        r"|nothing planned|not planned yet|(?:kuch|koi) socha nahi|just comparing)\b")),
     (Timeline.IMMEDIATE, re.compile(
         r"\b(?:immediately|right away|asap|as soon as possible|abhi chahiye|abhi ke abhi|jaldi se"
-        r"|jald se jald|turant|urgently|urgent|today itself|aaj hi)\b")),
+        r"|jald se jald|turant|urgently|urgent|today itself|aaj hi|jitn[ai] jaldi|jaldi chahiye"
+        r"|fauran|foran|fouran|(?:close|finali[sz]e|do|start|install|book|deliver)"
+        r" (?:it |this |the deal )?today)\b")),
     (Timeline.THIS_WEEK, re.compile(
-        r"\b(?:this (?:week|weak)|is hafte|iss hafte|is (?:week|weak)|iss week"
-        r"|within (?:a|this|1) week)\b")),
-    (Timeline.NEXT_QUARTER, re.compile(r"\b(?:next quarter|agle quarter)\b")),
+        r"\b(?:this (?:week|weak)|is hafte|iss hafte|isi hafte|is (?:week|weak)|iss week|isi week"
+        r"|within (?:a|this|1|the) week|this weekend|by the weekend|hafte ke andar)\b")),
+    (Timeline.NEXT_QUARTER, re.compile(
+        r"\b(?:next (?:quarter|quater|qtr)|agle (?:quarter|quater)|agla quarter"
+        r"|coming quarter)\b")),
     (Timeline.THIS_QUARTER, re.compile(
-        r"\b(?:this quarter|is quarter|iss quarter|before the quarter ends|quarter end tak)\b")),
-    (Timeline.NEXT_MONTH, re.compile(r"\b(?:next month|agle mahine|agle month)\b")),
+        r"\b(?:this quarter|is quarter|iss quarter|isi quarter|before the quarter ends"
+        r"|quarter end (?:tak|se pehle|ke pehle)|(?:before|by) (?:the )?quarter end"
+        r"|current quarter|(?:by|before) the end of (?:this|the) quarter)\b")),
+    (Timeline.NEXT_MONTH, re.compile(
+        r"\b(?:next " + _MONTH_WORD + r"|nxt month|agle (?:mahine|month|mahina)"
+        r"|aane wal[ea] (?:mahine|mahina|month)|coming month)\b")),
     (Timeline.THIS_MONTH, re.compile(
         r"\b(?:this month|is mahine|iss mahine|isi mahine|is month|within a month"
-        r"|month end tak)\b")),
+        r"|month end (?:tak|se pehle)|(?:by|before) (?:the )?month end|before the month ends"
+        r"|(?:by|before) the end of (?:this|the) month|mahine ke (?:end|aakhir|ant) tak)\b")),
     (Timeline.THIS_YEAR, re.compile(
         r"\b(?:this year|is saal|iss saal|by year end|by the end of the year|saal ke end tak"
-        r"|year end tak)\b")),
+        r"|year end tak|saal ke andar|saal khatam hone se pehle|within (?:this|the) year"
+        r"|before (?:the )?year end)\b")),
 )
 
 
 # "not this year", "this year nahi": a phrase the caller rules out.
 _NEGATED: Final = re.compile(r"\bnot\s+$")
 _NEGATED_AFTER: Final = re.compile(r"\s+nahi\b")
+# "I just started the business this month", "is mahine kharcha ho gaya": the
+# period of something done, not of a purchase to come.
+_PAST: Final = re.compile(
+    r"\b(?:started|joined|moved|opened|bought|purchased|took|renewed|spent|paid|shifted"
+    r"|launched|had|was|were|did|ho gaya|ho gayi|ho gaye|hua|hui|kar liya|le liya|liya"
+    r"|lagwaya|kharida|khareeda)\b"
+)
+_PAST_WINDOW: Final = 25
+# "2 lakh is our budget for this year": the period a budget covers.
+_MONEY_WORD: Final = re.compile(
+    r"(?:\b(?:budget|lakhs?|lacs?|lacks?|crores?|thousand|hazaa?r|k|rupees)\b|₹)"
+)
+_BUYING: Final = re.compile(
+    r"\b(?:buy|by|purchase|install|lena|lenge|le lenge|kharid\w*|lagwa\w*|karwa\w*|want|chahiye"
+    r"|need|plan\w*|finali[sz]e|karna|karenge|start|go ahead|decide|shift)\b"
+)
+
+
+def _about_purchase(plain: str, start: int, end: int) -> bool:
+    """Whether the phrase at ``start:end`` times a purchase to come (see above)."""
+    if _PAST.search(plain, max(0, start - _PAST_WINDOW), min(len(plain), end + _PAST_WINDOW)):
+        return False
+    return not (_MONEY_WORD.search(plain, 0, start) and not _BUYING.search(plain))
 
 
 def extract_timeline(plain: str) -> Timeline | None:
@@ -248,6 +290,7 @@ def extract_timeline(plain: str) -> Timeline | None:
     for timeline, pattern in _TIMELINES:
         m = pattern.search(plain)
         if (m is not None and not _NEGATED.search(plain, 0, m.start())
-                and not _NEGATED_AFTER.match(plain, m.end())):
+                and not _NEGATED_AFTER.match(plain, m.end())
+                and (timeline is Timeline.NO_PLAN or _about_purchase(plain, m.start(), m.end()))):
             return timeline
     return None

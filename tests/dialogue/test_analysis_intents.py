@@ -86,10 +86,70 @@ def test_case_and_punctuation_do_not_matter() -> None:
         ("my wife decides these things", False),
         ("i'm not the decision maker", False),
         ("we have 50 employees", None),
+        # the caller decides, in many shapes
+        ("i'm the person who signs off on vendors", True),
+        ("being the ceo i approve the tools", True),
+        ("main khud hi faisla karti hoon", True),
+        ("paisa mera hai, faisla bhi mera", True),
+        ("is baare mein faisla main hi lunga", True),
+        ("mujhe kisi se puchne ki zarurat nahi", True),
+        ("i don't need to check with anybody", True),
+        ("the call is mine", True),
+        # someone else decides or must be asked
+        ("mummy se poochke batati hoon", False),
+        ("ghar walon se baat karni padegi", False),
+        ("no, my uncle takes those decisions", False),
+        ("i can't sign without my co-founder", False),
+        ("my father's approval is needed", False),
+        ("that's my boss's call", False),
+        ("partner ki permission ke bina nahi", False),
+        ("wife se baat karke decide karunga", False),  # consults: not alone
+        ("kal call karna, tab tak papa se pooch lunga", False),
     ],
 )
 def test_decision_maker_only_when_stated(text: str, decides: bool | None) -> None:
     assert analyze(text, Stage.QUALIFICATION).slots.get("decision_maker") == decides
+
+
+@pytest.mark.parametrize(
+    ("text", "stage", "intent", "objection"),
+    [
+        # claiming the decision is a fact, not an authority or no-need objection
+        ("i don't need to ask anyone, i decide", Stage.QUALIFICATION, Intent.OTHER, None),
+        ("as md i approve purchases myself", Stage.QUALIFICATION, Intent.OTHER, None),
+        ("mere bhaiya ki haan chahiye", Stage.TRIAL_CLOSE, Intent.OBJECTION, Objection.AUTHORITY),
+        ("the owner decides, i only work here", Stage.PRESENTATION, Intent.OBJECTION,
+         Objection.AUTHORITY),
+        # a budget ceiling said to a price is a price objection; asked for, a fact
+        ("our budget is only 80k", Stage.PRESENTATION, Intent.OBJECTION, Objection.PRICE),
+        ("our budget is only 80k", Stage.QUALIFICATION, Intent.OTHER, None),
+        ("do lakh se zyada nahi", Stage.QUALIFICATION, Intent.OTHER, None),
+        ("ten thousand a month emi we can afford", Stage.QUALIFICATION, Intent.OTHER, None),
+        # a timing objection answering "when?" is a timeline fact
+        ("abhi koi plan nahi hai lene ka", Stage.QUALIFICATION, Intent.OTHER, None),
+        ("abhi koi plan nahi hai lene ka", Stage.TRIAL_CLOSE, Intent.OBJECTION, Objection.TIMING),
+        ("what's the emi after the down payment", Stage.PRESENTATION, Intent.ASK_PRICE, None),
+        # objection types in other words
+        ("sounds fishy to me", Stage.PRESENTATION, Intent.OBJECTION, Objection.TRUST),
+        ("premium to high for me", Stage.PRESENTATION, Intent.OBJECTION, Objection.PRICE),
+        ("we got our app built by another agency", Stage.PRESENTATION, Intent.OBJECTION,
+         Objection.COMPETITOR),
+        ("we are happy with our existing broker", Stage.PRESENTATION, Intent.OBJECTION,
+         Objection.COMPETITOR),
+        ("do teen mahine baad dekhenge", Stage.PRESENTATION, Intent.OBJECTION, Objection.TIMING),
+        ("a crm is pointless for a two man shop", Stage.PRESENTATION, Intent.OBJECTION,
+         Objection.NO_NEED),
+        # CLOSING reads back details: yes/no confirms or corrects them
+        ("yes same phone number", Stage.CLOSING, Intent.AFFIRM, None),
+        ("no, the pin code is different", Stage.CLOSING, Intent.DENY, None),
+        ("yes please book it", Stage.CLOSING, Intent.INTERESTED, None),
+    ],
+)
+def test_slot_aware_readings(
+    text: str, stage: Stage, intent: Intent, objection: Objection | None
+) -> None:
+    got = analyze(text, stage)
+    assert (got.intent, got.objection) == (intent, objection)
 
 
 def test_sentiment_and_signals() -> None:
@@ -131,6 +191,25 @@ def test_hedges_are_left_to_the_llm() -> None:
     for text in ["I'm not sure", "pata nahi", "maybe", "is it safe"]:
         got = analyze(text, Stage.TRIAL_CLOSE, NOW)
         assert got.confidence < LLM_BELOW_CONFIDENCE, text
+
+
+def test_a_turn_that_only_hedges_is_other_and_goes_to_the_llm() -> None:
+    for stage in (Stage.FOLLOW_UP_SCHEDULED, Stage.QUALIFICATION, None):
+        for text in ("pata nahi abhi", "not sure yet", "i dont know sir"):
+            got = analyze(text, stage, NOW)
+            assert got.intent is Intent.OTHER, (text, stage)
+            assert got.confidence < LLM_BELOW_CONFIDENCE, (text, stage)
+
+
+@pytest.mark.parametrize(
+    "text", ["we run a small bakery in Indore", "hum log steel ka kaam karte hain",
+             "my husband and I are both doctors", "hamara showroom highway pe hai"],
+)
+def test_a_first_person_statement_answers_an_open_question(text: str) -> None:
+    for stage in (Stage.DISCOVERY, Stage.QUALIFICATION):
+        got = analyze(text, stage, NOW)
+        assert got.intent is Intent.OTHER
+        assert got.confidence >= LLM_BELOW_CONFIDENCE, (text, stage)
 
 
 def test_a_time_answers_the_callback_question_only_in_follow_up() -> None:

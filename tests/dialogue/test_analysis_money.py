@@ -41,6 +41,12 @@ from dialogue.model import Stage
         ("12 lakhs", 1_200_000),
         ("40 to 50 thousand", 50_000),  # a range counts as its upper bound
         ("4-5 lakh", 500_000),
+        ("sawa lakh", 125_000),
+        ("paune lakh", 75_000),
+        ("one and a half lakh", 150_000),
+        ("twelve hundred", 1_200),
+        ("paanch sau", 500),
+        ("2 thousand 5 hundred", 2_500),
     ],
 )
 def test_money_forms(text: str, rupees: int) -> None:
@@ -61,6 +67,12 @@ def test_money_forms(text: str, rupees: int) -> None:
         "2 lakh? that's too much",  # a price quoted back
         "you said 3.5 lakh na that is out of budget",
         "itna mehenga 80 hazaar",
+        "we process 4000 orders a month",  # a count: any plural noun
+        "five hundred employees",
+        "paanch lakh tak ka loan chahiye",  # the loan itself, whatever the cue
+        "i want a loan of 12 lakh",
+        "salary is only 40 thousand",
+        "turnover 3 crore ke aas paas hai",
     ],
 )
 def test_not_a_budget(text: str) -> None:
@@ -90,3 +102,7 @@ def test_no_budget_from_do_not_call_turn() -> None:
     got = analyze("i paid 50000 already, stop calling me")
     assert got.intent == "do_not_call"
     assert "budget_inr" not in got.slots
+
+
+def test_our_limit_is_a_budget() -> None:
+    assert extract_budget(normalize("45k is our limit").numeric) == 45_000
