@@ -72,6 +72,19 @@ def looks_like_phone(value: str) -> bool:
     return 7 <= digits <= 15
 
 
+def mask_phones_in_text(text: str) -> str:
+    """``text`` with every run that looks like a phone number (7–15 digits, with
+    separators) masked as :func:`mask_phone` does: for transcripts in logs."""
+    def masked(match: re.Match[str]) -> str:
+        run = match.group(0)
+        if not 7 <= sum(ch.isdigit() for ch in run) <= 15:
+            return run
+        body = run.strip(" .-(")  # separators around it are not part of the number
+        start = run.index(body)
+        return run[:start] + mask_phone(body) + run[start + len(body):]
+    return _PHONE.sub(masked, text)
+
+
 def mask_phone_values(values: Mapping[str, str]) -> dict[str, str]:
     """A copy of ``values`` with every value that looks like a phone number masked."""
     return {key: mask_phone(value) if looks_like_phone(value) else value

@@ -18,7 +18,7 @@ from server.store.records import LeadContext
 from server.telephony.softphone import Line
 from tests.handlers.pipeline_harness import NOW, run_call, simulators
 
-UNSURE = "maybe the price of a scooter"  # at the budget question: ask_price, 0.63
+UNSURE = "hmm something like a scooter maybe"  # at the budget question: other, 0.6
 LINES = [Line("haan ji, boliye"), Line("yes, bill is high"),
          Line("yes it's my own house, I decide"), Line(UNSURE),
          Line("I am busy right now, call me back tomorrow evening")]

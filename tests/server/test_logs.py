@@ -140,3 +140,12 @@ def test_a_workers_lines_carry_its_index_and_a_field_cannot_forge_it(json_lines:
         assert (record["worker"], record["f_worker"]) == (2, 9)
     else:
         assert " logger=test.worker worker=2 call_id=- msg=listening f_worker=9" in line
+
+
+def test_phone_numbers_in_transcripts_are_masked_and_the_words_kept() -> None:
+    from server.redact import mask_phones_in_text
+
+    text = "call me on +91 98765 43210. or 080-4711 2233, my budget is 50000 rupees"
+    assert mask_phones_in_text(text) == (
+        "call me on ******3210. or ******2233, my budget is 50000 rupees")
+    assert mask_phones_in_text("kal 6 baje, 2 lakh") == "kal 6 baje, 2 lakh"

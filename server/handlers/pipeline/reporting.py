@@ -28,6 +28,7 @@ from server.calls.hook import CallSession, DialogueReport, TurnReport
 from server.handlers.pipeline.reply import Reply
 from server.metrics import ServerMetrics
 from server.playout.speaker import Speaker
+from server.redact import mask_phones_in_text
 from server.store.records import LATENCY_MARKS
 
 log = logging.getLogger(__name__)
@@ -149,11 +150,11 @@ class TurnReporter:
                        "confidence": round(pending.analysis.confidence, 2),
                        "caller_chars": len(pending.text)}
             if self.log_transcripts:
-                fields["caller_text"] = pending.text
-        if self.log_transcripts:
-            fields["bot_text"] = reply.text
+                fields["caller_text"] = mask_phones_in_text(pending.text)
+        if self.log_transcripts:  # words, never whole phone numbers
+            fields["bot_text"] = mask_phones_in_text(reply.text)
             if heard_text is not None:
-                fields["heard_text"] = heard_text
+                fields["heard_text"] = mask_phones_in_text(heard_text)
         if log.isEnabledFor(logging.INFO):
             log.info("turn", extra={"fields": fields})
 
