@@ -59,7 +59,9 @@ WebSocket port (SO_REUSEPORT) under a parent that serves the control port
 series with a worker="0".."N-1" label), runs the one embedded redis-server,
 replays the spill file, restarts a worker that dies, and on SIGTERM drains
 them all together. --max-calls is then the TOTAL over all workers; the
-per-peer handshake cap is per worker, and so is each worker's audio cache.
+per-peer handshake cap is per worker, and so is each worker's audio cache
+(the parent passes each call /exotel/url announces on to every worker, so
+whichever gets the socket has the greeting rendered: --announce-render).
 
 Call state (sessions, transcripts, outcomes) goes to Redis at REDIS_URL; without
 it an embedded redis-server is started (needs no setup). Redis being down
