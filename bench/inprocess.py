@@ -13,7 +13,7 @@ so the virtual clock would jump while the thread runs.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -150,23 +150,35 @@ async def simulators(*, llm_answers: Mapping[str, str] | None = None,
         yield Sims(dg, el, oa)
 
 
+def sim_settings(sims: Sims, *, llm: bool = True) -> EngineSettings:
+    """The engine settings that point every vendor at ``sims``."""
+    choice = EngineChoice("deepgram", "elevenlabs", "openai" if llm else "none")
+    return EngineSettings(
+        choice, DeepgramConfig(url=sims.deepgram.url),
+        ElevenLabsConfig(url=sims.elevenlabs.url, api_key=Secret("k"), voice_id="en-us"),
+        OpenAIConfig(base_url=sims.openai.base_url))
+
+
 async def run_call(sims: Sims, lines: list[Line], *, llm: bool = True,
                    options: PipelineOptions | None = None, rate: int = 8000,
                    lead: LeadContext | None = None, clock: datetime = NOW,
                    config: ServerConfig | None = None,
                    playbook: Playbook | None = None,
                    cache: AudioCache | None = None,
-                   call_record: CallRecordFactory | None = None) -> CallRun:
+                   call_record: CallRecordFactory | None = None,
+                   resource: str | None = None,
+                   around_call: Callable[[Pipeline], AbstractAsyncContextManager[object]]
+                   | None = None,
+                   ) -> CallRun:
     """One call: ``lines`` said to the pipeline; the Deepgram sim hears each
     line's text. ``cache``: the process's template audio cache (default: empty).
     ``call_record``: a real record (e.g. the session store's) told everything
-    too; ``CallRun.record`` keeps a copy either way."""
+    too; ``CallRun.record`` keeps a copy either way. ``resource``: the upgrade
+    URL's path and query (default ``/media?sample-rate={rate}``).
+    ``around_call``: entered with the process's pipeline before the caller
+    dials and left after the call (e.g. ``/exotel/url`` announcing it)."""
     sims.deepgram.script(*[line.text for line in lines if line.text and line.dtmf is None])
-    choice = EngineChoice("deepgram", "elevenlabs", "openai" if llm else "none")
-    settings = EngineSettings(
-        choice, DeepgramConfig(url=sims.deepgram.url),
-        ElevenLabsConfig(url=sims.elevenlabs.url, api_key=Secret("k"), voice_id="en-us"),
-        OpenAIConfig(base_url=sims.openai.base_url))
+    settings = sim_settings(sims, llm=llm)
     record = Recorded(lead)
 
     @asynccontextmanager
@@ -183,11 +195,12 @@ async def run_call(sims: Sims, lines: list[Line], *, llm: bool = True,
         server = CallServer(config or ServerConfig(), pipeline.handler_factory(),
                             call_record=open_record)
         client_stream, server_stream = trio.testing.memory_stream_pair()
-        async with trio.open_nursery() as nursery:
+        async with around_call(pipeline) if around_call else nullcontext(), \
+                trio.open_nursery() as nursery:
             nursery.start_soon(serve_connection, server.handle_request, WebSocketLimits(),
                                server_stream)
             ws = await wrap_client_stream(nursery, client_stream, "test",  # type: ignore[arg-type]
-                                          f"/media?sample-rate={rate}")
+                                          resource or f"/media?sample-rate={rate}")
             report = await talk(ws, lines, sample_rate=rate)
             await ws.aclose()
             with trio.fail_after(30):

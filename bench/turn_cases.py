@@ -31,7 +31,10 @@ Stages of a turn answering a caller line (``template``, ``template_first``, ``ll
 
 The greeting: ``opening`` (``start`` handled → greeting decided: the lead, the
 opening line), ``tts_first_audio``, ``first_media``, and ``greeting`` (whole:
-the caller sends ``start`` → the greeting's first audio arrives).
+the caller sends ``start`` → the greeting's first audio arrives). Its audio is
+not cached (``greeting``: a lead name the process has not said yet), or was
+rendered when ``/exotel/url`` announced the call ``ANNOUNCED_S`` before its
+socket opened (``greeting_announced``: ``server.handlers.pipeline.announce``).
 
 Barge-in and backchannel (whole figures at the caller, counted from the
 start of the caller's first frame of speech, ``speech_began``): ``talkover``
@@ -44,7 +47,8 @@ paused reply plays on). The server marks none of these moments itself.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -54,7 +58,9 @@ import trio.testing
 from bench.inprocess import IST, CallRun, run_call, simulators
 from providers.sim.openai_sim import split_tokens
 from server.calls.hook import TurnReport
-from server.handlers.pipeline import AudioCache
+from server.handlers.pipeline import AudioCache, Pipeline
+from server.handlers.pipeline.announce import open_announcer
+from server.metrics import ServerMetrics
 from server.store.records import LeadContext
 from server.telephony.softphone import CallReport, Line, LineResult
 
@@ -126,7 +132,9 @@ Figures = Callable[[CallRun, SimLatencies], list[Figure]]
 class TurnCase:
     """A scripted call and how to read its figures. ``warm_cache``: a first
     call renders the template audio into the process's cache, so the measured
-    call's template lines are cached, as in a process that has run a while."""
+    call's template lines are cached, as in a process that has run a while.
+    ``announce_s``: the call is announced (``/exotel/url``) this long before
+    its socket opens."""
 
     name: str
     what: str
@@ -134,6 +142,7 @@ class TurnCase:
     stages: tuple[str, ...]
     figures: Figures
     warm_cache: bool = False
+    announce_s: float | None = None
 
 
 def _ms(seconds: float) -> float:
@@ -206,7 +215,7 @@ def _reply_figures(run: CallRun, lat: SimLatencies, text: str, *, llm: bool,
             _v2v(line)]
 
 
-def _greeting_figures(run: CallRun, lat: SimLatencies) -> list[Figure]:
+def _greeting_figures(run: CallRun, lat: SimLatencies, *, cached: bool = False) -> list[Figure]:
     greeting = run.record.turns[0] if run.record.turns else None
     if greeting is None or greeting.caller_text or run.report.greeting_at is None:
         raise CaseError("the call did not begin with the greeting")
@@ -214,7 +223,7 @@ def _greeting_figures(run: CallRun, lat: SimLatencies) -> list[Figure]:
     return [
         Figure("opening", _ms(_mark(greeting, "decided") - call_started), 0.0),
         _share("tts_first_audio", greeting, "decided", "tts_first_audio",
-               _ms(lat.tts_first_byte_s)),
+               0.0 if cached else _ms(lat.tts_first_byte_s)),
         _share("first_media", greeting, "tts_first_audio", "first_media_sent"),
         Figure("greeting", _ms(run.report.greeting_at - run.report.started_at)),
     ]
@@ -274,17 +283,28 @@ BACKCHANNEL = "haan"
 #: would be an answer, over a statement it is a backchannel).
 TO_PITCH = ("haan ji, boliye", "yes, bill is high", "yes it's my own house, I decide",
             "around two lakh", "this month itself")
+#: The announced greeting's call opens its socket this long after ``/exotel/url``
+#: answered: more than the render takes on the simulators (their 200 ms first
+#: byte; the frames follow back to back), so the whole greeting is cached by
+#: ``start``. With less, the call waits for the rest of that render.
+ANNOUNCED_S = 0.5
 #: Both barge into a reply, 1.5 s in. Not into the greeting: its frames go out
 #: on the very instants the caller's frames do (both count from ``start``), and
 #: which of two tasks due at one instant runs first is trio's random choice.
 INTO_REPLY_S = 1.5
+GREETING_STAGES = ("opening", "tts_first_audio", "first_media", "greeting")
 REPLY_STAGES = ("endpoint", "decide", "tts_first_audio", "first_media", "v2v")
 LLM_STAGES = ("endpoint", "preempt", "llm_first_token", "first_sentence", "tts_first_audio",
               "first_media", "v2v")
 
 CASES: Mapping[str, TurnCase] = {case.name: case for case in (
     TurnCase("greeting", "call start -> the greeting's first audio at the caller (uncached)",
-             (), ("opening", "tts_first_audio", "first_media", "greeting"), _greeting_figures),
+             (), GREETING_STAGES, _greeting_figures),
+    TurnCase("greeting_announced", f"the same, the call announced by /exotel/url "
+             f"{ANNOUNCED_S} s before its socket opened: the greeting rendered then",
+             (), GREETING_STAGES,
+             lambda run, lat: _greeting_figures(run, lat, cached=True),
+             announce_s=ANNOUNCED_S),
     TurnCase("template", "a template reply with its audio cached (a process that has run a "
              "while): 'haan ji, boliye' -> the discovery question",
              (Line("haan ji, boliye"),), REPLY_STAGES,
@@ -311,15 +331,33 @@ CASES: Mapping[str, TurnCase] = {case.name: case for case in (
 )}
 
 
+async def _lead(params: Mapping[str, str], call_sid: str) -> LeadContext:
+    return LEAD
+
+
+def _announced(delay: float) -> Callable[[Pipeline], AbstractAsyncContextManager[object]]:
+    """``run_call``'s ``around_call``: the call announced ``delay`` before it dials."""
+
+    @asynccontextmanager
+    async def around(pipeline: Pipeline) -> AsyncIterator[None]:
+        async with open_announcer(pipeline, ServerMetrics(), _lead) as announcer:
+            announcer.announce_nowait({"call_sid": "bench", "lead_id": "bench"}, RATE)
+            await trio.sleep(delay)
+            yield
+
+    return around
+
+
 async def run_case_call(case: TurnCase, lat: SimLatencies,
                         cache: AudioCache | None = None) -> CallRun:
     """One call of ``case`` against simulators at ``lat``."""
     answers = {PRICE_QUESTION: PRICE_ANSWER, BARGE_IN: PRICE_ANSWER}
+    around = _announced(case.announce_s) if case.announce_s is not None else None
     async with simulators(llm_answers=answers, dg_latency=lat.stt_final_s,
                           ttft=lat.llm_first_token_s, tokens_per_s=lat.llm_tokens_per_s,
                           tts_first_byte=lat.tts_first_byte_s) as sims:
         return await run_call(sims, list(case.lines), lead=LEAD, clock=NOW, rate=RATE,
-                              cache=cache)
+                              cache=cache, around_call=around)
 
 
 def measure_case(case: TurnCase, run: CallRun, lat: SimLatencies) -> list[Figure]:

@@ -59,6 +59,7 @@ ENV_VARS: dict[str, str] = {
     "vad_finalize": "VOICEBOT_VAD_FINALIZE",
     "pause_finalize": "VOICEBOT_PAUSE_FINALIZE",
     "audio_cache": "VOICEBOT_AUDIO_CACHE",
+    "announce_render": "VOICEBOT_ANNOUNCE_RENDER",
     "first_clause_words": "VOICEBOT_FIRST_CLAUSE_WORDS",
 }
 
@@ -165,13 +166,16 @@ class ServerConfig:
     # finalize() at our VAD's end of speech (and, for a streaming STT, already
     # at the caller's pause, held until that end), the per-process template
     # audio cache, and a first clause released at a comma after this many words
-    # (0: whole sentences only).
+    # (0: whole sentences only). The greeting rendered into that cache when
+    # /exotel/url announces the call (``announce_render``; see
+    # ``renders_at_announce``).
     preempt: bool = True
     adaptive_endpointing: bool = True
     vad_finalize: bool = True
     pause_finalize: bool = True
     audio_cache: bool = True
     first_clause_words: int = 0
+    announce_render: bool = True
 
     def __post_init__(self) -> None:
         for name in ("ws_path", "twilio_path"):
@@ -198,6 +202,12 @@ class ServerConfig:
                     "OUR_BASE_URL carries credentials, so /exotel/url would hand them to "
                     "anyone: set VOICEBOT_CONTROL_AUTH=user:pass (--control-auth) and give "
                     "Exotel https://user:pass@host/exotel/url")
+
+    @property
+    def renders_at_announce(self) -> bool:
+        """Whether ``/exotel/url`` starts rendering the announced call's greeting:
+        ``announce_render``, for the pipeline (not echo), into its audio cache."""
+        return self.announce_render and self.audio_cache and not self.echo
 
 
 def _base_url_parts(url: str) -> SplitResult:

@@ -41,6 +41,10 @@ The conversation pipeline's (``server.handlers.pipeline``):
   ``resumed`` (the caller went on speaking)
 - ``early_ends_total{result}``          adaptive endpointing's turns ended at the
   caller's first pause: ``ended``, and ``cut_off`` when the caller went on after it
+- ``announce_renders_total{result}``    greetings rendered when ``/exotel/url``
+  announced the call (``server.handlers.pipeline.announce``): ``rendered``,
+  ``cached``, ``dropped`` (over the in-flight cap), ``skipped`` (the lead lookup
+  failed), ``failed``
 - ``turns_total{intent}``               caller turns by analysed intent
 - ``call_cost_usd``                     per call, from its usage (``dialogue.call_cost``)
 """
@@ -147,6 +151,10 @@ class ServerMetrics:
         self.preemptions = Counter(
             "voicebot_preemptions", "LLM replies started before the turn was confirmed, "
             "by result", ["result"], registry=reg,
+        )
+        self.announce_renders = Counter(
+            "voicebot_announce_renders", "Greetings rendered when the call was announced "
+            "(/exotel/url), by result", ["result"], registry=reg,
         )
         self.call_cost = Histogram(
             "voicebot_call_cost_usd", "Cost of a call (vendor usage at playbook prices)",

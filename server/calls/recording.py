@@ -46,6 +46,11 @@ What echo mode records (it has no dialogue, so reports no progress): stage
 was recognised: nothing is invented), turns = utterances echoed, and per turn
 the ``speech_end`` → ``first_media_sent`` timestamps.
 
+The lead lookup itself is ``look_up_lead``; ``lead_lookup(service)`` is the
+same lookup for ``/exotel/url``'s announce-time greeting
+(``server.handlers.pipeline.announce``), so the greeting rendered before the
+socket opens is the one the call will say.
+
 A call that ends before ``start`` (connected, then closed, or no ``start``
 within the deadline) has no ids and writes nothing; that is logged. A
 ``start`` whose ``call_sid`` is missing or invalid is recorded under a
@@ -55,7 +60,7 @@ generated id (``server.calls.lifecycle``).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -110,6 +115,47 @@ class _CallIds:
     caller: str  # masked
     params: Mapping[str, str]
     started_at: datetime
+
+
+async def look_up_lead(
+    service: StoreService, params: Mapping[str, str], *, call_sid: str,
+    config: CallRecordConfig, on_failure: Callable[[], None],
+) -> LeadContext:
+    """The lead ``params`` name (``lead:{lead_id}``), as a call looks it up:
+    ``load_lead`` within the store's own deadline, guarded by ``config.
+    lead_deadline``. A lookup that failed or outran either deadline calls
+    ``on_failure`` (once) and gives the custom parameters alone; the store
+    logs it with ``call_sid``. Also what ``/exotel/url``'s announce-time
+    greeting uses (``server.handlers.pipeline.announce``), so both see the
+    same lead."""
+    lead = LeadContext(params=dict(params))
+    with trio.move_on_after(config.lead_deadline) as guard:
+        lead = await service.store.load_lead(params, call_sid=call_sid, on_failure=on_failure)
+    if guard.cancelled_caught:
+        on_failure()
+    return lead
+
+
+def lead_lookup(
+    service: StoreService, config: CallRecordConfig | None = None,
+) -> Callable[[Mapping[str, str], str], Awaitable[LeadContext | None]]:
+    """``look_up_lead`` as the announce-time greeting takes it
+    (``server.handlers.pipeline.announce.LeadLookup``): ``(params, call_sid)``
+    → the lead, or ``None`` when the lookup failed."""
+    config = config or CallRecordConfig()
+
+    async def look_up(params: Mapping[str, str], call_sid: str) -> LeadContext | None:
+        failed = False
+
+        def fail() -> None:
+            nonlocal failed
+            failed = True
+
+        lead = await look_up_lead(service, params, call_sid=call_sid, config=config,
+                                  on_failure=fail)
+        return None if failed else lead
+
+    return look_up
 
 
 class StoreCallRecord:
@@ -189,12 +235,8 @@ class StoreCallRecord:
 
     async def _record(self, ids: _CallIds) -> None:
         with trio.CancelScope(shield=True):  # see the module docstring
-            lead = LeadContext(params=ids.params)
-            with trio.move_on_after(self._config.lead_deadline) as guard:
-                lead = await self._service.store.load_lead(
-                    ids.params, call_sid=ids.call_sid, on_failure=self._redis_failed)
-            if guard.cancelled_caught:
-                self._redis_failed()
+            lead = await look_up_lead(self._service, ids.params, call_sid=ids.call_sid,
+                                      config=self._config, on_failure=self._redis_failed)
             self._lead = lead
             self._lead_known.set()
             async with self._service.open_call_recorder(

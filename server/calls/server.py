@@ -50,7 +50,7 @@ from server import logs
 from server.calls.hook import CallRecordFactory, CallSummary, HandlerFactory
 from server.calls.lifecycle import LiveCallIds, run_call
 from server.config import SAMPLE_RATES, ServerConfig
-from server.control.app import ControlApp
+from server.control.app import ControlApp, OnAnnounce
 from server.control.http import serve_control
 from server.exceptions import ConnectionClosed, RequestError
 from server.http_target import split_target
@@ -339,6 +339,7 @@ async def serve_until_signalled(
     store_up: Callable[[], bool] | None = None,
     metrics: ServerMetrics | None = None,
     parent: ParentLink | None = None,
+    on_announce: OnAnnounce | None = None,
     task_status: trio.TaskStatus[Running] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """The whole server: calls, control HTTP, loop-lag monitor; drain on a signal.
@@ -349,11 +350,15 @@ async def serve_until_signalled(
     thread (signal handling). ``call_record`` records each call (the session
     store); a call counts as finished once its state was handed off.
     ``store_up`` (the embedded Redis' health) turns ``/readyz`` 503 while false.
+    ``on_announce`` is told of each call ``/exotel/url`` answers (the
+    pipeline's announce-time greeting, ``server.handlers.pipeline.announce``).
 
     ``parent``: this process is a worker of ``voicebot serve --workers N``. It
     listens with ``SO_REUSEPORT`` and shares the call limit (``parent.
     call_slots``), serves no control port (it reports readiness and metrics to
-    the parent instead), and drains when its parent is gone as on a signal.
+    the parent instead), and drains when its parent is gone as on a signal;
+    the calls its parent's ``/exotel/url`` announces reach ``on_announce``
+    over the link.
     """
     metrics = metrics or ServerMetrics()
     with trio.open_signal_receiver(*signals) as received:
@@ -363,7 +368,8 @@ async def serve_until_signalled(
                                shared_port=parent is not None,
                                call_slots=parent.call_slots if parent is not None else None)
             await nursery.start(calls.serve)
-            app = ControlApp(config, metrics, lambda: calls.ready, store_up)
+            app = ControlApp(config, metrics, lambda: calls.ready, store_up,
+                             on_announce=on_announce)
             control_port = 0
             if parent is None:
                 control_port = await nursery.start(serve_control, app, config)
@@ -380,13 +386,14 @@ async def serve_until_signalled(
             nursery.start_soon(partial(serve_signals, received, stop, cancel_calls,
                                        grace=config.grace))
             if parent is not None:
-                nursery.start_soon(_stop_when_parent_gone, parent, stop)
+                nursery.start_soon(_stop_when_parent_gone, parent, stop, on_announce)
             await stop.wait()
             cancelled = await calls.drain(config.grace)
             log_event(log, logging.INFO, "drained", cancelled_calls=cancelled)
             nursery.cancel_scope.cancel()
 
 
-async def _stop_when_parent_gone(parent: ParentLink, stop: trio.Event) -> None:
-    await parent.wait_parent_gone()
+async def _stop_when_parent_gone(parent: ParentLink, stop: trio.Event,
+                                 on_announce: OnAnnounce | None) -> None:
+    await parent.wait_parent_gone(on_announce)
     stop.set()

@@ -10,6 +10,7 @@ import resource
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -18,6 +19,7 @@ from providers.groups import sole_error
 from server.calls.hook import HandlerFactory
 from server.calls.server import serve_until_signalled
 from server.config import ENV_VARS, ServerConfig, build_config
+from server.control.app import OnAnnounce
 from server.exceptions import ConfigError
 from server.handlers.pipeline import (
     EngineSettings,
@@ -26,10 +28,19 @@ from server.handlers.pipeline import (
     choose_engines,
     open_engines,
 )
+from server.handlers.pipeline.announce import (
+    Announcer,
+    LeadLookup,
+    open_announce_hook,
+    params_lead,
+)
 from server.logs import configure_logging, log_event
 from server.metrics import ServerMetrics
 from server.workers.link import WorkerIdentity
 from server.workers.worker import ParentLink, die_with_parent
+
+if TYPE_CHECKING:
+    from server.store import StoreService
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +59,9 @@ WebSocket port (SO_REUSEPORT) under a parent that serves the control port
 series with a worker="0".."N-1" label), runs the one embedded redis-server,
 replays the spill file, restarts a worker that dies, and on SIGTERM drains
 them all together. --max-calls is then the TOTAL over all workers; the
-per-peer handshake cap is per worker, and so is each worker's audio cache.
+per-peer handshake cap is per worker, and so is each worker's audio cache
+(the parent passes each call /exotel/url announces on to every worker, so
+whichever gets the socket has the greeting rendered: --announce-render).
 
 Call state (sessions, transcripts, outcomes) goes to Redis at REDIS_URL; without
 it an embedded redis-server is started (needs no setup). Redis being down
@@ -137,6 +150,9 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         "--vad-finalize)")
     add("--audio-cache", action=argparse.BooleanOptionalAction, default=None,
         help="keep template sentences' audio per process (default on)")
+    add("--announce-render", action=argparse.BooleanOptionalAction, default=None,
+        help="render the lead's greeting into the audio cache when /exotel/url announces "
+        "the call, before its socket opens (default on; needs --audio-cache)")
     add("--first-clause-words", type=int, metavar="N",
         help="let the LLM's first clause go to the TTS at a comma after N words "
         "(default 0: whole sentences)")
@@ -177,17 +193,37 @@ def pipeline_options(config: ServerConfig) -> PipelineOptions:
 
 
 @asynccontextmanager
-async def _open_handlers(config: ServerConfig,
-                         conversation: _Conversation | None) -> AsyncIterator[HandlerFactory]:
-    """Echo mode's handler, or the pipeline's with the process's engines open."""
+async def _open_pipeline(config: ServerConfig,
+                         conversation: _Conversation | None) -> AsyncIterator[Pipeline | None]:
+    """The pipeline with the process's engines open (``None`` in echo mode)."""
     if conversation is None:
-        from server.handlers.echo import EchoHandler
-
-        yield EchoHandler
+        yield None
         return
     options = pipeline_options(config)
     async with open_engines(conversation.settings) as engines:
-        yield Pipeline(engines, conversation.playbook, options).handler_factory()
+        yield Pipeline(engines, conversation.playbook, options)
+
+
+def _handler_factory(pipeline: Pipeline | None) -> HandlerFactory:
+    """The pipeline's handler, or echo mode's."""
+    if pipeline is None:
+        from server.handlers.echo import EchoHandler
+
+        return EchoHandler
+    return pipeline.handler_factory()
+
+
+def _on_announce(announcer: Announcer | None) -> OnAnnounce | None:
+    return announcer.announce_nowait if announcer is not None else None
+
+
+def _lead_lookup(service: StoreService | None) -> LeadLookup:
+    """How the announce-time greeting finds the lead: as the call does."""
+    if service is None:
+        return params_lead
+    from server.calls.recording import lead_lookup  # with the store, lazily
+
+    return lead_lookup(service)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -297,27 +333,33 @@ def freeze_startup_heap() -> None:
 
 async def _serve(config: ServerConfig, conversation: _Conversation | None,
                  worker: WorkerIdentity | None) -> None:
-    async with _open_handlers(config, conversation) as factory:
+    async with _open_pipeline(config, conversation) as pipeline:
         if worker is None:
-            await _serve_with(config, factory)
+            await _serve_with(config, pipeline)
             return
         parent = ParentLink(worker, config.max_calls)
         try:
-            await _serve_with(config, factory, parent)
+            await _serve_with(config, pipeline, parent)
         finally:
             parent.close()
 
 
-async def _serve_with(config: ServerConfig, factory: HandlerFactory,
+async def _serve_with(config: ServerConfig, pipeline: Pipeline | None,
                       parent: ParentLink | None = None) -> None:
     """Serve until signalled; with the store, open it first and close it after
     the drain (outcomes of drained calls are handed off before it closes).
 
-    ``parent``: this process is a worker, whose parent replays the spill file.
+    ``parent``: this process is a worker, whose parent replays the spill file
+    (and forwards the calls its ``/exotel/url`` announces).
     """
+    factory = _handler_factory(pipeline)
+    metrics = ServerMetrics()
     if not config.store:
         log_event(log, logging.INFO, "call store off: nothing is recorded")
-        await serve_until_signalled(config, factory, parent=parent)
+        async with open_announce_hook(config, pipeline, metrics,
+                                      _lead_lookup(None)) as announcer:
+            await serve_until_signalled(config, factory, metrics=metrics, parent=parent,
+                                        on_announce=_on_announce(announcer))
         return
     from server.calls.recording import store_call_record
     from server.store import open_store_service
@@ -326,12 +368,14 @@ async def _serve_with(config: ServerConfig, factory: HandlerFactory,
     async with open_store_service(replay_elsewhere=replay_elsewhere) as service:
         log_event(log, logging.INFO, "call store ready", redis=service.url,
                   embedded=service.embedded, instance=service.instance_id)
-        metrics = ServerMetrics()
         service.health.listen(lambda up: metrics.redis_up.set(1 if up else 0))
         # Our own redis-server down means this process cannot record: take it out
         # of rotation. A shared REDIS_URL down is every process's problem, so
         # readiness stays (calls still run and spill).
         store_up = (lambda: service.health.up) if service.embedded else None
-        await serve_until_signalled(config, factory, call_record=store_call_record(service),
-                                    store_up=store_up, metrics=metrics, parent=parent)
+        async with open_announce_hook(config, pipeline, metrics,
+                                      _lead_lookup(service)) as announcer:
+            await serve_until_signalled(config, factory, call_record=store_call_record(service),
+                                        store_up=store_up, metrics=metrics, parent=parent,
+                                        on_announce=_on_announce(announcer))
     log_event(log, logging.INFO, "call store closed")

@@ -12,7 +12,11 @@ connection, bounded in size and time, each connection its own error boundary).
   ``--workers N``: every worker's, see ``server.workers.metrics``)
 - ``GET|POST /exotel/url``  ``{"url": "wss://…/media?…"}`` for Exotel's Voicebot
   applet (dynamic URL). Call details come from the query string, or from a
-  form-encoded / JSON body on POST.
+  form-encoded / JSON body on POST. Each answered request also *announces*
+  the call (``on_announce``, with the custom parameters and the URL's sample
+  rate): the pipeline renders the lead's greeting before the socket opens
+  (``server.handlers.pipeline.announce``). The hook returns at once and the
+  answer is the same whatever it does.
 - anything else: 404 (unknown path) or 405 (known path, wrong method); a
   malformed target or body 400, a body over the size cap 413.
 
@@ -66,6 +70,8 @@ from server.redact import wire_id
 
 log = logging.getLogger(__name__)
 
+#: The sample rate the answered stream URL names.
+ANNOUNCED_SAMPLE_RATE = 8000
 MAX_CUSTOM_PARAMETERS = 3
 MAX_CUSTOM_VALUE_CHARS = 256
 #: Deepest JSON nesting a POST body may have (Exotel sends a flat object).
@@ -195,24 +201,32 @@ class ControlMetrics(Protocol):
     def render(self) -> bytes: ...
 
 
+#: Told of each call ``/exotel/url`` answered: its custom parameters (checked
+#: ids) and sample rate. Synchronous, must not block or raise.
+OnAnnounce = Callable[[Mapping[str, str], int], None]
+
+
 class ControlApp:
     """Routes one parsed request to a response; no I/O (easy to test).
 
     ``is_ready`` is the call server's drain state; ``store_up`` (optional)
     whether the embedded redis-server answers; ``not_ready_reason`` (optional)
-    the 503 body's word when not ready (default ``draining``).
+    the 503 body's word when not ready (default ``draining``); ``on_announce``
+    (optional) is told of each call the dynamic URL was answered for.
     """
 
     def __init__(
         self, config: ServerConfig, metrics: ControlMetrics, is_ready: Callable[[], bool],
         store_up: Callable[[], bool] | None = None, *,
         not_ready_reason: Callable[[], str] | None = None,
+        on_announce: OnAnnounce | None = None,
     ) -> None:
         self._config = config
         self._metrics = metrics
         self._is_ready = is_ready
         self._store_up = store_up
         self._not_ready_reason = not_ready_reason
+        self._on_announce = on_announce
 
     def respond(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes
@@ -255,7 +269,10 @@ class ControlApp:
         if self._config.our_base_url is None:
             return Response(503, b"OUR_BASE_URL is not configured\n")
         parameters = custom_parameters(_request_details(query, headers, body))
-        url = stream_url(self._config.our_base_url, self._config.ws_path, parameters)
+        url = stream_url(self._config.our_base_url, self._config.ws_path, parameters,
+                         sample_rate=ANNOUNCED_SAMPLE_RATE)
         log_event(log, logging.INFO, "dynamic stream url issued",
                   call_sid=parameters.get("call_sid", "-"))
+        if self._on_announce is not None:
+            self._on_announce(parameters, ANNOUNCED_SAMPLE_RATE)
         return Response(200, json.dumps({"url": url}).encode(), "application/json")

@@ -14,7 +14,11 @@ Over the socket pair the worker writes one JSON object per line:
 - ``SpillNotice`` when it wrote outcomes to the spill file: the parent is the
   one process that replays it.
 
-The parent writes nothing; the worker reads only to notice the parent's
+The parent writes one kind of line, ``Announce``: its ``/exotel/url`` answered
+for a call (the custom parameters and sample rate), so that every worker can
+render that call's greeting before the socket lands on one of them
+(``server.handlers.pipeline.announce``; ``encode_announce``/
+``decode_announce``). Otherwise the worker reads only to notice the parent's
 death (end of file). Lines are capped at ``MAX_LINE_BYTES``.
 """
 
@@ -102,6 +106,46 @@ class SpillNotice:
 
 
 LinkMessage = StatusReport | SpillNotice
+
+#: The most custom parameters an ``Announce`` carries (Exotel passes three).
+MAX_ANNOUNCED_PARAMETERS = 3
+#: The longest announced parameter value (Exotel's limit).
+MAX_ANNOUNCED_VALUE_CHARS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Announce:
+    """Parent → worker: ``/exotel/url`` was answered for a call with these
+    custom parameters (ids checked by the parent) at ``sample_rate``."""
+
+    parameters: Mapping[str, str]
+    sample_rate: int
+
+
+def encode_announce(announce: Announce) -> bytes:
+    """One line (newline included)."""
+    data = {"kind": "announce", "parameters": dict(announce.parameters),
+            "sample_rate": announce.sample_rate}
+    return json.dumps(data, separators=(",", ":")).encode() + b"\n"
+
+
+def decode_announce(line: bytes) -> Announce:
+    """The announce on one line (without its newline); ``LinkError`` if malformed."""
+    try:
+        data = json.loads(line)
+        if data["kind"] != "announce":
+            raise ValueError(f"unknown kind {data['kind']!r}")
+        parameters, rate = data["parameters"], data["sample_rate"]
+        if not (isinstance(parameters, dict) and len(parameters) <= MAX_ANNOUNCED_PARAMETERS
+                and all(isinstance(k, str) and isinstance(v, str)
+                        and len(v) <= MAX_ANNOUNCED_VALUE_CHARS
+                        for k, v in parameters.items())):
+            raise ValueError("malformed parameters")
+        if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
+            raise ValueError("malformed sample rate")
+        return Announce(parameters, rate)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise LinkError(f"unreadable parent message: {exc}") from exc
 
 
 def collect_families(registry: Collector) -> tuple[MetricFamily, ...]:

@@ -15,6 +15,8 @@ The parent's own metrics carry no ``worker`` label:
 - ``voicebot_control_rejections_total{reason}``  the control port is the parent's
 - ``voicebot_worker_up{worker}``   1 while that worker runs and reports ready, else 0
 - ``voicebot_worker_restarts_total{worker}``  restarts after an unexpected exit
+- ``voicebot_announces_dropped_total{worker}``  calls ``/exotel/url`` announced
+  that were not passed on to that worker (its queue was full: it does not read)
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ class PoolMetrics:
         self.worker_restarts = Counter(
             "voicebot_worker_restarts", "Worker processes restarted after an unexpected exit",
             ["worker"], registry=reg,
+        )
+        self.announces_dropped = Counter(
+            "voicebot_announces_dropped", "Announced calls not passed on to a worker "
+            "(its queue was full)", ["worker"], registry=reg,
         )
         #: worker index → the families of its latest report
         self.worker_families: dict[int, tuple[MetricFamily, ...]] = {}

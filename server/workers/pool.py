@@ -23,13 +23,19 @@
 ``ready()`` (for ``/readyz``) is true only while not draining and every
 worker runs, reports (no report older than ``stale_after``) and says it is
 ready.
+
+``announce_nowait`` passes a call that ``/exotel/url`` announced on to every
+worker that has started (the kernel picks the one its socket lands on), each
+through a queue of ``ANNOUNCE_QUEUE`` lines: a worker that does not read
+loses announces (``voicebot_announces_dropped_total{worker}``), never holds
+the parent.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +44,13 @@ import trio
 from server.logs import log_event
 from server.store.buffer import RetryDelays
 from server.workers.exceptions import WorkerStartError
-from server.workers.link import LinkMessage, SpillNotice, StatusReport
+from server.workers.link import (
+    Announce,
+    LinkMessage,
+    SpillNotice,
+    StatusReport,
+    encode_announce,
+)
 from server.workers.metrics import PoolMetrics
 from server.workers.process import WorkerLaunch, WorkerProcess, describe_status
 
@@ -59,8 +71,13 @@ class PoolTimings:
         default_factory=lambda: RetryDelays(initial=0.5, factor=2.0, maximum=30.0))
 
 
+#: Announces queued for one worker before more are dropped.
+ANNOUNCE_QUEUE = 16
+
+
 class _Seat:
-    """One worker index: its current process and what it last said."""
+    """One worker index: its current process, what it last said, and the
+    queue of lines to send it."""
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -68,6 +85,7 @@ class _Seat:
         self.report: StatusReport | None = None
         self.reported_at = 0.0
         self.started_at = 0.0
+        self.outbox: trio.MemorySendChannel[bytes] | None = None
 
     @property
     def started(self) -> bool:
@@ -128,6 +146,18 @@ class WorkerPool:
                 return f"worker {seat.index} not ready"
         return ""
 
+    def announce_nowait(self, parameters: Mapping[str, str], sample_rate: int) -> None:
+        """Pass a call ``/exotel/url`` announced on to every started worker
+        (module docstring); never blocks."""
+        line = encode_announce(Announce(dict(parameters), sample_rate))
+        for seat in self._seats:
+            if seat.outbox is None or not seat.started:
+                continue
+            try:
+                seat.outbox.send_nowait(line)
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                self.metrics.announces_dropped.labels(worker=str(seat.index)).inc()
+
     # -- running -------------------------------------------------------------
 
     async def serve(self) -> None:
@@ -174,14 +204,19 @@ class WorkerPool:
         index = str(seat.index)
         self.metrics.worker_up.labels(worker=index).set(0)
         log_event(log, logging.INFO, "worker started", worker=seat.index, pid=process.pid)
+        outbox, lines = trio.open_memory_channel[bytes](ANNOUNCE_QUEUE)
+        seat.outbox = outbox
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(process.receive_messages,
                                    lambda message: self._received(seat, message))
+                nursery.start_soon(process.send_lines, lines)
                 nursery.start_soon(self._watch, seat, process)
                 status = await process.wait()
                 nursery.cancel_scope.cancel()
         finally:
+            seat.outbox = None
+            outbox.close()
             await process.aclose()
             was_ready = seat.started
             seat.process = None

@@ -133,6 +133,16 @@ class WorkerProcess:
                     continue
                 handle(message)
 
+    async def send_lines(self, lines: trio.MemoryReceiveChannel[bytes]) -> None:
+        """Write each line from ``lines`` to the worker, until the channel or
+        the link closes."""
+        async with lines:
+            async for line in lines:
+                try:
+                    await self._link.send_all(line)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+
     async def aclose(self) -> None:
         """Kill the worker if it still runs, reap it, close our descriptors."""
         with trio.CancelScope(shield=True):

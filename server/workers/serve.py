@@ -12,7 +12,9 @@ In order, it
    lost-call sweeper on this host;
 3. serves the control port: ``/readyz`` 200 only while every worker is ready
    (and the embedded Redis answers), ``/metrics`` every worker's registry with
-   a ``worker`` label (``server.workers.metrics``);
+   a ``worker`` label (``server.workers.metrics``), ``/exotel/url`` with each
+   call it answers passed on to every worker (``WorkerPool.announce_nowait``:
+   whichever one the socket lands on has the greeting rendered);
 4. starts the workers (``server.workers.pool``) with its own settings in their
    environment (``server.config.config_environment``) and keeps them running;
 5. on the first SIGTERM/SIGINT drains them together (each gets SIGTERM at
@@ -139,7 +141,8 @@ async def _serve_pool(config: ServerConfig, pool: WorkerPool, port: int,
     has drained the workers."""
     store_up = (lambda: store.health.up) if store is not None and store.embedded else None
     app = ControlApp(config, pool.metrics, pool.ready, store_up,
-                     not_ready_reason=pool.not_ready_reason)
+                     not_ready_reason=pool.not_ready_reason,
+                     on_announce=pool.announce_nowait if config.renders_at_announce else None)
     async with trio.open_nursery() as nursery:
         control_port: int = await nursery.start(serve_control, app, config)
         nursery.start_soon(pool.serve)

@@ -5,7 +5,9 @@ gap: on Linux the kernel sends us SIGTERM when the parent dies
 (``PR_SET_PDEATHSIG``, set by ``die_with_parent`` first thing, before the slow
 start-up), which drains like any SIGTERM; everywhere, the end of file on the
 link (``ParentLink.wait_parent_gone``) drains too, once trio runs. Either way
-live calls get the grace period, then the worker exits.
+live calls get the grace period, then the worker exits. The same read hands
+the calls the parent announces (``server.workers.link.Announce``) to the
+pipeline's announce-time greeting.
 """
 
 from __future__ import annotations
@@ -22,14 +24,18 @@ from typing import Protocol
 import trio
 from prometheus_client.registry import Collector
 
+from server.control.app import OnAnnounce
 from server.logs import log_event
 from server.store.embedded import PR_SET_PDEATHSIG
+from server.workers.exceptions import LinkError
 from server.workers.link import (
     REPORT_INTERVAL,
+    LineBuffer,
     SpillNotice,
     StatusReport,
     WorkerIdentity,
     collect_families,
+    decode_announce,
     encode_message,
 )
 from server.workers.slots import SharedCallSlots
@@ -37,6 +43,8 @@ from server.workers.slots import SharedCallSlots
 log = logging.getLogger(__name__)
 
 _LINK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+#: The longest line the parent sends (an announce is well under 1 KiB).
+MAX_PARENT_LINE_BYTES = 4096
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -103,11 +111,23 @@ class ParentLink:
                 await self._wake.wait()
             self._wake = trio.Event()
 
-    async def wait_parent_gone(self) -> None:
-        """Return once the parent has exited (the link's end of file)."""
+    async def wait_parent_gone(self, on_announce: OnAnnounce | None = None) -> None:
+        """Return once the parent has exited (the link's end of file). Meanwhile
+        each call the parent announces goes to ``on_announce`` (dropped without
+        it); a line that cannot be read is logged and skipped."""
+        lines = LineBuffer(MAX_PARENT_LINE_BYTES)
         try:
-            while await self._stream.receive_some(4096):
-                pass  # the parent sends nothing; ignore it if it ever does
+            while data := await self._stream.receive_some(65536):
+                for line in lines.feed(data):
+                    try:
+                        if isinstance(line, LinkError):
+                            raise line
+                        announce = decode_announce(line)
+                    except LinkError as exc:
+                        log_event(log, logging.ERROR, "parent message skipped", error=str(exc))
+                        continue
+                    if on_announce is not None:
+                        on_announce(announce.parameters, announce.sample_rate)
         except _LINK_ERRORS:
             pass
         log_event(log, logging.WARNING, "parent process gone, draining",

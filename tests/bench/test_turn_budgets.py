@@ -59,7 +59,8 @@ def test_shipped_file_budgets_every_case_on_virtual_time_and_some_in_real_time()
 
 
 @pytest.mark.parametrize(("table", "error"), [
-    ("[turn.nope]\nv2v_ms = 1\n", r"turn\.nope: no such case \(cases: greeting, template"),
+    ("[turn.nope]\nv2v_ms = 1\n",
+     r"turn\.nope: no such case \(cases: greeting, greeting_announced, template"),
     ("[turn.backchannel]\ntalkover_ms = 1\nresume_ms = 2\nclear_ms = 3\n",
      r"turn\.backchannel\.clear_ms: not a budget of this case \(keys: talkover_ms, resume_ms\)"),
     ("[turn.backchannel]\ntalkover_ms = 1\nresume = 2\n",
@@ -168,6 +169,26 @@ def test_a_cached_template_saves_exactly_the_tts_first_byte() -> None:
     first, cached = _figures("template_first"), _figures("template")
     assert first["v2v"].measured_ms - cached["v2v"].measured_ms == pytest.approx(200.0)
     assert cached["tts_first_audio"] == Figure("tts_first_audio", 0.0, 0.0)
+
+
+def test_an_announced_greeting_saves_exactly_the_tts_first_byte() -> None:
+    plain, announced = _figures("greeting"), _figures("greeting_announced")
+    assert plain["greeting"].measured_ms - announced["greeting"].measured_ms == 200.0
+    assert announced["tts_first_audio"] == Figure("tts_first_audio", 0.0, 0.0)
+
+
+@pytest.mark.parametrize(("announce_s", "greeting_ms"), [(0.0, 200.0), (0.1, 100.0),
+                                                          (0.2, 0.0), (1.0, 0.0)])
+def test_a_greeting_announced_shortly_before_start_waits_for_the_rest_of_its_render(
+    announce_s: float, greeting_ms: float,
+) -> None:
+    case = dataclasses.replace(CASES["greeting_announced"], announce_s=announce_s)
+    run = run_on_virtual_time(case)
+    assert {f.stage: f for f in measure_case(case, run, REFERENCE)}["greeting"] == Figure(
+        "greeting", greeting_ms)
+    # One render of each sentence, the announce's, whatever the call found.
+    texts = [text for log in run.sims.elevenlabs.connections for _, text in log.generations]
+    assert len(texts) == len(set(texts)) == 3
 
 
 def test_a_case_whose_call_goes_otherwise_fails_with_the_reason() -> None:

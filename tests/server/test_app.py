@@ -136,6 +136,20 @@ def test_speed_switches_reach_the_pipeline_from_flags_and_environment() -> None:
         build_config({}, {"VOICEBOT_FIRST_CLAUSE_WORDS": "-1"})
 
 
+def test_the_announce_time_greeting_is_on_by_default_and_off_by_flag_or_environment() -> None:
+    def config(argv: list[str], env: dict[str, str]) -> ServerConfig:
+        args = build_parser().parse_args(["serve", *argv])
+        return build_config({name: getattr(args, name) for name in ENV_VARS}, env)
+
+    assert config([], {}).renders_at_announce
+    assert not config(["--no-announce-render"], {}).renders_at_announce
+    assert not config([], {"VOICEBOT_ANNOUNCE_RENDER": "off"}).renders_at_announce
+    assert config(["--announce-render"], {"VOICEBOT_ANNOUNCE_RENDER": "0"}).renders_at_announce
+    # Nothing to render into, or nothing that greets: off whatever the flag says.
+    assert not config(["--no-audio-cache"], {}).renders_at_announce
+    assert not config(["--echo"], {}).renders_at_announce
+
+
 def test_workers_come_from_the_flag_or_the_environment_and_default_to_one() -> None:
     def workers(argv: list[str], env: dict[str, str]) -> int:
         args = build_parser().parse_args(["serve", *argv])

@@ -26,6 +26,7 @@ class Control:
     base: str
     state: dict[str, bool]
     metrics: ServerMetrics
+    announced: list[tuple[dict[str, str], int]]
 
 
 @pytest.fixture
@@ -34,10 +35,12 @@ async def control() -> AsyncIterator[Control]:
                           control_auth=BasicAuth("exotel", "pw"))
     metrics = ServerMetrics()
     state = {"ready": True}
-    app = ControlApp(config, metrics, lambda: state["ready"])
+    announced: list[tuple[dict[str, str], int]] = []
+    app = ControlApp(config, metrics, lambda: state["ready"],
+                     on_announce=lambda params, rate: announced.append((dict(params), rate)))
     async with trio.open_nursery() as nursery:
         port = await nursery.start(serve_control, app, config)
-        yield Control(f"http://127.0.0.1:{port}", state, metrics)
+        yield Control(f"http://127.0.0.1:{port}", state, metrics, announced)
         nursery.cancel_scope.cancel()
 
 
@@ -88,9 +91,23 @@ async def test_exotel_url_get_carries_call_details_as_custom_parameters(
     assert query == {"sample-rate": "8000", "call_sid": "c" * 32, "lead_id": "lead-42",
                      "campaign_id": "diwali"}
     # What the call server makes of that URL is what the store records.
-    _, _, params = parse_target(f"{url.path}?{url.query}")
+    _, rate, params = parse_target(f"{url.path}?{url.query}")
     lead = LeadContext(params=params)
     assert (lead.lead_id, lead.campaign_id) == ("lead-42", "diwali")
+    # ...and what the call is announced with (its greeting rendered ahead).
+    assert control.announced == [(params, rate)]
+
+
+async def test_only_an_answered_exotel_url_announces_the_call(control: Control) -> None:
+    refused = await _request("GET", control.base + "/exotel/url", params={"CallSid": "a"},
+                             auth=("exotel", "wrong"))
+    malformed = await _request("POST", control.base + "/exotel/url", content=b"{",
+                               headers={"content-type": "application/json"})
+    assert (refused.status_code, malformed.status_code) == (401, 400)
+    assert control.announced == []
+    answered = await _request("POST", control.base + "/exotel/url", data={"CallSid": "b"})
+    assert answered.status_code == 200
+    assert control.announced == [({"call_sid": "b"}, 8000)]
 
 
 async def test_exotel_url_post_form_and_json_bodies(control: Control) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 import pytest
+import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from server.exceptions import ConfigError
@@ -10,15 +14,19 @@ from server.metrics import ServerMetrics
 from server.workers.exceptions import LinkError
 from server.workers.link import (
     WORKER_ENV,
+    Announce,
     LineBuffer,
     SpillNotice,
     StatusReport,
     WorkerIdentity,
     collect_families,
+    decode_announce,
     decode_message,
+    encode_announce,
     encode_message,
 )
 from server.workers.metrics import PoolMetrics
+from server.workers.worker import ParentLink
 
 
 def test_a_worker_identity_survives_the_environment() -> None:
@@ -61,6 +69,48 @@ def test_messages_survive_encoding_as_one_line_each() -> None:
 def test_an_unreadable_message_is_a_link_error(line: bytes) -> None:
     with pytest.raises(LinkError):
         decode_message(line)
+
+
+def test_an_announce_survives_encoding_as_one_line() -> None:
+    announce = Announce({"call_sid": "CA1", "lead_id": "L7", "campaign_id": "C"}, 8000)
+    line = encode_announce(announce)
+    assert line.endswith(b"\n")
+    assert line.count(b"\n") == 1
+    assert decode_announce(line[:-1]) == announce
+
+
+@pytest.mark.parametrize("line", [
+    b"", b"[]", b'{"kind": "status"}', b'{"kind": "announce", "sample_rate": 8000}',
+    b'{"kind": "announce", "parameters": {"a": 1}, "sample_rate": 8000}',
+    b'{"kind": "announce", "parameters": {"a": "1", "b": "2", "c": "3", "d": "4"}, '
+    b'"sample_rate": 8000}',
+    b'{"kind": "announce", "parameters": {"a": "' + b"x" * 257 + b'"}, "sample_rate": 8000}',
+    b'{"kind": "announce", "parameters": {}, "sample_rate": true}',
+    b'{"kind": "announce", "parameters": {}, "sample_rate": -8000}',
+])
+def test_an_unreadable_announce_is_a_link_error(line: bytes) -> None:
+    with pytest.raises(LinkError):
+        decode_announce(line)
+
+
+async def test_a_worker_hands_its_parents_announces_on_and_skips_unreadable_lines() -> None:
+    parent, worker = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    link = ParentLink(WorkerIdentity(0, os.getpid(), worker.detach()), max_calls=0)
+    first = Announce({"call_sid": "CA1", "lead_id": "L7"}, 8000)
+    second = Announce({"call_sid": "CA2"}, 8000)
+    stream = encode_announce(first) + b"garbage\n" + encode_announce(second)
+    got: list[Announce] = []
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(link.wait_parent_gone,
+                               lambda params, rate: got.append(Announce(params, rate)))
+            for k in range(0, len(stream), 17):  # lines split across reads
+                parent.sendall(stream[k:k + 17])
+                await trio.sleep(0.001)
+            parent.close()  # the parent is gone: the wait returns
+    finally:
+        link.close()
+    assert got == [first, second]
 
 
 @pytest.mark.parametrize("chunk", [1, 17, 159, 160, 161, 509, 1 << 20])

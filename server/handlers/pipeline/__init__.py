@@ -4,7 +4,8 @@
 turns), ``conversation`` (decide, barge-in, silence, the end), ``replies`` and
 ``voice`` (saying a decision: template audio from ``audio_cache`` or the LLM's
 streamed sentences through the TTS), ``reply`` (one reply's sentences and what
-was heard), ``reporting`` (turn records, metrics, logs), ``handler`` (wiring).
+was heard), ``reporting`` (turn records, metrics, logs), ``handler`` (wiring),
+``announce`` (the greeting rendered when ``/exotel/url`` announces the call).
 """
 
 from server.handlers.pipeline.audio_cache import AudioCache, CacheKey

@@ -109,6 +109,7 @@ from server.handlers.pipeline.reply import Reply
 from server.handlers.pipeline.reporting import CallerTurn, TurnReporter
 from server.logs import log_event
 from server.playout.speaker import Speaker
+from server.store.records import LeadContext
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,18 @@ def _recorded(before: CallState | None, after: CallState) -> Mapping[str, str] |
     if before is not None and before.history and before.history[-1] is said:
         return None
     return said
+
+
+def greeting(playbook: Playbook, lead: LeadContext, clock: Callable[[], datetime]) -> Decision:
+    """The call's first decision: a new dialogue state for ``lead`` and the
+    playbook's opening line. What a call says first, and what ``/exotel/url``
+    renders ahead of it (``server.handlers.pipeline.announce``): one function,
+    so both say the same words."""
+    values = {k: v for k, v in (("name", lead.name), ("company", lead.company),
+                                ("product_interest", lead.product_interest),
+                                ("language", lead.language)) if v}
+    state = new_call_state(playbook, values, clock())
+    return opening(state, clock())
 
 
 @dataclass(slots=True)
@@ -392,13 +405,9 @@ class Conversation:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             lead = await self.session.lead()
-            lead_values = {k: v for k, v in (("name", lead.name), ("company", lead.company),
-                                              ("product_interest", lead.product_interest),
-                                              ("language", lead.language)) if v}
-            self.state = new_call_state(self.playbook, lead_values, self.clock())
             decided = trio.current_time()
-            self._answer(opening(self.state, self.clock()), None, {"decided": decided},
-                         greeting=True)
+            self._answer(greeting(self.playbook, lead, self.clock), None,
+                         {"decided": decided}, greeting=True)
             async for item in self._inbox:
                 if isinstance(item, Silence):
                     self._on_silence()

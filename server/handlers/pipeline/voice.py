@@ -158,20 +158,7 @@ class Voice:
             log_event(log, logging.INFO, "prefetch failed", error=type(exc).__name__)
 
     async def _render(self, tts: TTSSession, text: str) -> bytes:
-        # A render runs beside live speech (prefetch) and may be abandoned, so it
-        # resamples with a stream of its own.
-        resampler = None if tts.sample_rate == self._rate else \
-            StreamResampler(tts.sample_rate, self._rate)
-        resumed = _resumed_replies(tts)
-        parts = []
-        async with aclosing(tts.speak(_one(text))) as chunks:
-            async for chunk in chunks:
-                parts.append(_to_call_rate(resampler, chunk))
-        parts.append(_flush(resampler))
-        audio = b"".join(parts)
-        if _resumed_replies(tts) != resumed:  # a sentence restarted meanwhile: not kept
-            raise OneOff(audio)
-        return audio
+        return await render_sentence(tts, text, self._rate)
 
     def _resampler(self, tts: TTSSession) -> StreamResampler | None:
         """The call's resampling stream from ``tts``'s rate, reset: a sentence
@@ -191,6 +178,26 @@ class Voice:
         if self._local is None:
             self._local = await self._local_opener()
         return self._local
+
+
+async def render_sentence(tts: TTSSession, text: str, sample_rate: int) -> bytes:
+    """One template sentence's whole audio at ``sample_rate``, for the audio
+    cache. Raises ``OneOff`` (with the audio) when the session restarted a
+    reply meanwhile: a piece of it repeats, so it is not to be kept."""
+    # A render runs beside live speech (prefetch) or before the call (announce)
+    # and may be abandoned, so it resamples with a stream of its own.
+    resampler = None if tts.sample_rate == sample_rate else \
+        StreamResampler(tts.sample_rate, sample_rate)
+    resumed = _resumed_replies(tts)
+    parts = []
+    async with aclosing(tts.speak(_one(text))) as chunks:
+        async for chunk in chunks:
+            parts.append(_to_call_rate(resampler, chunk))
+    parts.append(_flush(resampler))
+    audio = b"".join(parts)
+    if _resumed_replies(tts) != resumed:  # a sentence restarted meanwhile: not kept
+        raise OneOff(audio)
+    return audio
 
 
 def _to_call_rate(resampler: StreamResampler | None, chunk: bytes) -> bytes:
