@@ -475,6 +475,7 @@ class ElevenLabsSession:
 
     def _unanswered_close(self) -> None:
         self._unanswered += 1
+        self.socket.reply_done()
         if self._unanswered == 1:
             log.warning("elevenlabs: no isFinal within %.1f s of close_context after a "
                         "reply's audio; such replies end at their audio (logged once per "

@@ -323,6 +323,11 @@ class SessionSocket:
                     if only is not None:
                         return
 
+    def reply_done(self) -> None:
+        """A reply's audio all came without an isFinal to say so (a settled close
+        left unanswered): the connection works, as when an isFinal comes."""
+        self._failures = 0
+
     # -- cancelled replies the vendor may still be generating -------------------------
 
     def cancelled_unheard(self, context: str, epoch: int, finals_due: int) -> None:

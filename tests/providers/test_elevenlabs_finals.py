@@ -7,6 +7,7 @@ last frame: its context is closed then, and the close's isFinal ends it."""
 from __future__ import annotations
 
 import logging
+import math
 from contextlib import aclosing
 from typing import Any
 
@@ -15,7 +16,7 @@ import trio
 import trio.testing
 
 from providers.exceptions import DeadlineExceeded
-from providers.sim.elevenlabs_audio import render
+from providers.sim.elevenlabs_audio import frame_bytes, render
 from providers.sim.elevenlabs_sim import open_elevenlabs_sim
 from providers.sim.latency import Fixed
 from providers.tts.elevenlabs import open_elevenlabs
@@ -209,3 +210,28 @@ async def test_a_pause_between_generations_longer_than_the_settle(
     else:
         assert (stats.settled_replies, log.discarded) == (1, [context])
         assert len(audio) == pytest.approx(first, rel=0.05)
+
+
+async def test_finals_at_close_unanswered_replies_still_count_as_completed_between_drops(
+    autojump_clock: Any,
+) -> None:
+    # No isFinal ever comes (every close unanswered), and the socket drops once
+    # per reply: each drop is the first since a completed reply, so the session
+    # reconnects every time (max_reconnects limits drops in a row only).
+    text = "Okay, thanks."
+    frames = math.ceil(len(render(text + " ", "pcm_8000", "en-us"))
+                       / frame_bytes(0.25, "pcm_8000"))
+    assert frames >= 2
+    async with open_elevenlabs_sim(finals_per_flush=False, ttfb=Fixed(0.2)) as sim:
+        sim.inject_missing_final(100)
+        sim.inject_drop(after_frames=1)  # the first reply's second frame
+        for _ in range(4):  # then, on each new socket: a reply whole, a frame of the next
+            sim.inject_drop(after_frames=frames + 1)
+        async with open_elevenlabs(config_for(sim)) as session:
+            replies = [await say(session, [text]) for _ in range(5)]
+            stats = session.statistics()
+    assert [c.fault for c in sim.connections] == ["drop"] * 5 + [None]
+    assert stats.reconnects == 5
+    assert stats.resumed_replies == 5
+    assert all(len(reply) > 8000 for reply in replies)
+    assert stats.unanswered_closes == 5
