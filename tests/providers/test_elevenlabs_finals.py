@@ -235,3 +235,24 @@ async def test_finals_at_close_unanswered_replies_still_count_as_completed_betwe
     assert stats.resumed_replies == 5
     assert all(len(reply) > 8000 for reply in replies)
     assert stats.unanswered_closes == 5
+
+
+async def test_finals_at_close_a_socket_lost_after_the_settle_ends_the_reply_unrepeated(
+    autojump_clock: Any,
+) -> None:
+    # The close goes unanswered and the socket is lost meanwhile (the sim's idle
+    # close, 0.9 s after the close): the reply's audio had all come, so it ends
+    # there; nothing of it is said again.
+    async with open_elevenlabs_sim(finals_per_flush=False, ttfb=Fixed(0.2),
+                                   idle_timeout=0.9) as sim, \
+            open_elevenlabs(config_for(sim)) as session:
+        sim.inject_missing_final()
+        start = trio.current_time()
+        audio = await say(session, ["Hello there."])
+        took = trio.current_time() - start
+        stats = session.statistics()
+    log = sim.connections[0]
+    assert log.errors == ["input_timeout_exceeded"]
+    assert audio == sent_pcm(sim, reply_contexts(sim)[0])
+    assert took == pytest.approx(0.2 + SETTLE + 0.9, abs=1e-9)  # the close, then the loss
+    assert (stats.resumed_replies, stats.unanswered_closes, stats.settled_replies) == (0, 0, 1)
