@@ -136,15 +136,20 @@ async def simulators(*, llm_answers: Mapping[str, str] | None = None,
                      ttft: float = 0.4, tts_first_byte: float = 0.2,
                      dg_latency: float = 0.0, tokens_per_s: float = 60.0,
                      llm_responder: Callable[[Mapping[str, Any]], str] | None = None,
+                     tts_finals_per_flush: bool = True,
                      ) -> AsyncIterator[Sims]:
     """The three vendor simulators; the LLM answers ``llm_answers`` by the last
     user message, else ``llm_responder(request body)``, else an echo. Latencies
     are fixed: ``dg_latency`` before every Deepgram message (so a final comes
     that long after ``Finalize``), the LLM's first token after ``ttft`` and one
     token (a word) every ``1 / tokens_per_s`` after it, the TTS's first audio
-    ``tts_first_byte`` after each sentence is sent."""
+    ``tts_first_byte`` after each sentence is sent. ``tts_finals_per_flush``:
+    the ElevenLabs sim answers every ``flush`` with ``isFinal`` (True), or only
+    a closed context, as the live service is reported to (False; see
+    :mod:`providers.sim.elevenlabs_ws`)."""
     async with open_deepgram_sim(latency=Fixed(dg_latency)) as dg, \
-            open_elevenlabs_sim(ttfb=Fixed(tts_first_byte)) as el, \
+            open_elevenlabs_sim(ttfb=Fixed(tts_first_byte),
+                                finals_per_flush=tts_finals_per_flush) as el, \
             open_openai_sim(ttft=Fixed(ttft), token_gap=Fixed(1 / tokens_per_s),
                             canned=dict(llm_answers or {}), responder=llm_responder) as oa:
         yield Sims(dg, el, oa)

@@ -137,7 +137,17 @@ class ElevenLabsConfig:
     """ElevenLabs TTS. ``url`` is the HTTP base; ``ws_url`` derives the WebSocket base.
     ``reconnect_deadline``: after a transient loss of the socket under a reply,
     how long reconnect attempts (backoff, ``retry-after``) may go on before the
-    reply fails with ``DeadlineExceeded(deadline="reconnect")``."""
+    reply fails with ``DeadlineExceeded(deadline="reconnect")``.
+
+    ``settle_deadline`` and ``close_final_deadline`` (multi-context mode, while
+    the vendor has not answered a ``flush`` with ``isFinal`` on this session):
+    once all of a reply's text is out and its audio has come, that long with no
+    new frame means the audio is complete — ``close_context`` goes out — and
+    the context's ``isFinal`` is awaited at most ``close_final_deadline`` after
+    the last frame (the reply ends either way). ``settle_deadline`` must exceed
+    the vendor's gap between two generations of one context (about a first
+    byte) and stay well under ``first_byte_deadline``; see
+    :mod:`providers.tts.elevenlabs`."""
 
     url: str = DEFAULT_ELEVENLABS_URL
     api_key: Secret = Secret("")
@@ -148,6 +158,12 @@ class ElevenLabsConfig:
     first_byte_deadline: float = 3.0
     close_deadline: float = 3.0
     reconnect_deadline: float = 5.0
+    settle_deadline: float = 0.5
+    close_final_deadline: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.settle_deadline < self.first_byte_deadline:
+            raise ValueError("settle_deadline must be within 0..first_byte_deadline")
 
     @property
     def ws_url(self) -> str:

@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--elevenlabs-key", help="require the 'xi-api-key' header")
     parser.add_argument("--elevenlabs-ttfb", default="fixed:0.2", type=parse_latency,
                         help="time to first audio byte of each reply")
+    parser.add_argument("--elevenlabs-finals", choices=("flush", "close"), default="flush",
+                        help="multi-stream-input: answer every flush with isFinal (flush, "
+                             "the default), or only a context's end: close_context, "
+                             "close_socket (close, as the live service is reported to)")
     return parser
 
 
@@ -73,7 +77,8 @@ async def serve(args: argparse.Namespace) -> None:
             port = await nursery.start(openai.serve, args.host, args.openai_port)
             print(f"openai sim: OPENAI_BASE_URL=http://{args.host}:{port}/v1", flush=True)
         if args.elevenlabs_port is not None:
-            eleven = ElevenLabsSim(api_key=args.elevenlabs_key, ttfb=args.elevenlabs_ttfb)
+            eleven = ElevenLabsSim(api_key=args.elevenlabs_key, ttfb=args.elevenlabs_ttfb,
+                                   finals_per_flush=args.elevenlabs_finals == "flush")
             port = await nursery.start(eleven.serve, args.host, args.elevenlabs_port)
             print(f"elevenlabs sim: ELEVENLABS_URL=http://{args.host}:{port}", flush=True)
 

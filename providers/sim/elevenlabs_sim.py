@@ -13,7 +13,8 @@ Endpoints, as the real service speaks them:
   is a keep-alive, ``close_context`` drops the context's unflushed text and, once
   its flushed text is spoken (the vendor finishes what was flushed), sends
   ``{"isFinal": true, "contextId"}``; ``close_socket`` finishes everything and
-  closes 1000. Frames carry ``contextId``.
+  closes 1000. Frames carry ``contextId``. Whether a bare ``flush`` is answered
+  with ``isFinal`` too is a knob (``finals_per_flush``, below).
 - ``POST /v1/text-to-speech/{voice}/stream?output_format=…`` (HTTP): body
   ``{text, model_id, voice_settings}``, chunked audio.
 
@@ -22,9 +23,9 @@ close 1008: wrong or missing ``xi-api-key`` (``invalid_api_key``), a first
 message that is not the single-space init, bad JSON or binary frames
 (``invalid_message``), too many contexts, and ``inactivity_timeout`` (query, 20 s
 default) without any client message (``input_timeout_exceeded``). Generation
-is sequential per socket, ``isFinal`` follows every flush, and
-``close_context`` stops a speaking context (details in
-:mod:`providers.sim.elevenlabs_ws`).
+is sequential per socket, ``isFinal`` follows every flush (by default) and
+every closed context, and ``close_context`` stops a speaking context (details
+in :mod:`providers.sim.elevenlabs_ws`).
 
 Fault knobs (constructor options, or ``inject_*`` calls that each apply to the
 next connection or request, in order — the server-level call tests use the same):
@@ -33,6 +34,14 @@ next connection or request, in order — the server-level call tests use the sam
   service does; False lets contexts speak concurrently;
 - ``close_context_discards`` (False): ``close_context`` on a context that has
   not sent audio yet drops its flushed-but-unsent audio (an empty reply);
+- ``finals_per_flush`` (True): multi-stream-input answers every ``flush`` with
+  ``isFinal`` once its audio is out; False: only a context's end
+  (``close_context``, ``close_socket``) is answered, once its remaining audio
+  is out — the live-like behaviour (see :mod:`providers.sim.elevenlabs_ws`);
+  ``python -m providers.sim --elevenlabs-finals flush|close``;
+- :meth:`ElevenLabsSim.inject_missing_final` ``(count)``: the next ``count``
+  ``isFinal`` frames (any connection) are never sent — a close the vendor
+  does not answer;
 - :meth:`ElevenLabsSim.inject_internal_error` ``(after_frames)``: the next
   WebSocket connection sends ``{"message": "…not charged…", "error":
   "internal_error", "code": 1008}`` and closes 1008 just before its
@@ -103,6 +112,7 @@ class ElevenLabsSim:
         idle_timeout: float | None = None,
         sequential: bool = True,
         close_context_discards: bool = False,
+        finals_per_flush: bool = True,
         on_frame_sent: Callable[[float, dict[str, Any]], None] | None = None,
     ) -> None:
         self.api_key = api_key
@@ -113,6 +123,7 @@ class ElevenLabsSim:
         self.idle_timeout = idle_timeout  # overrides the query's inactivity_timeout
         self.sequential = sequential
         self.close_context_discards = close_context_discards
+        self.finals_per_flush = finals_per_flush
         self.on_frame_sent = on_frame_sent
         self.connections: list[ConnectionLog] = []
         self.http_requests: list[dict[str, Any]] = []
@@ -122,6 +133,7 @@ class ElevenLabsSim:
         self._rate_limits: deque[tuple[float, int]] = deque()
         self._faults: deque[Fault] = deque()
         self.silent_generations = 0  # see inject_silent_generation
+        self.missing_finals = 0  # see inject_missing_final
         self._stalls: deque[float] = deque()
 
     @property
@@ -147,6 +159,10 @@ class ElevenLabsSim:
     def inject_silent_generation(self, count: int = 1) -> None:
         """The next ``count`` generations produce no audio (isFinal still follows)."""
         self.silent_generations += count
+
+    def inject_missing_final(self, count: int = 1) -> None:
+        """The next ``count`` isFinal frames (any connection) are not sent."""
+        self.missing_finals += count
 
     def inject_stall(self, seconds: float) -> None:
         """The next generation waits ``seconds`` more before its first audio

@@ -11,10 +11,24 @@ next one (``sequential=False``: one worker per context, contexts speak
 concurrently). A job speaks base64 audio frames with alignment on the first
 frame of each generation.
 
-``isFinal`` (multi-stream-input): after each ``flush`` of a context, once the
-audio of everything flushed so far has gone out, ``{"isFinal": true,
-"contextId"}`` — one per flush, in order (the context stays open); and once more
-when the context is closed. stream-input sends ``{"isFinal": true}`` after EOS.
+``isFinal`` (multi-stream-input), one of two behaviours (``ElevenLabsSim.
+finals_per_flush``), because both are reported and a client must handle either:
+
+- per flush (the default, our reading of the API so far): after each ``flush``
+  of a context, once the audio of everything flushed so far has gone out,
+  ``{"isFinal": true, "contextId"}`` — one per flush, in order (the context
+  stays open); and once more when the context is closed;
+- at the context's end only (``finals_per_flush=False``, live-like): a bare
+  ``flush`` is not answered; ``close_context`` (or ``close_socket``) is, with
+  one ``isFinal`` once the context's remaining audio has gone out. The
+  vendor's AsyncAPI for ``multi-stream-input`` describes ``FinalOutputMulti``
+  ``{isFinal: true, contextId}`` as "the final message for the context", and an
+  integrator verified on the live API (bolna-ai/bolna PR #790, 2026-06) that
+  "flush alone yields no isFinal; flush + close_context yields exactly one
+  isFinal with complete audio".
+
+stream-input sends ``{"isFinal": true}`` after EOS either way. An injected
+missing final (``ElevenLabsSim.inject_missing_final``) is never sent.
 
 ``close_context`` (what the live service does depends on timing; the sim makes
 it deterministic):
@@ -83,6 +97,7 @@ class ConnectionLog:
     generations: list[tuple[str | None, str]] = field(default_factory=list)
     audio: dict[str | None, bytearray] = field(default_factory=dict)  # raw bytes sent
     finals: list[str | None] = field(default_factory=list)
+    missing_finals: list[str | None] = field(default_factory=list)  # injected, not sent
     errors: list[str] = field(default_factory=list)
     close_code: int | None = None
     closed_by_client: bool = False
@@ -241,7 +256,7 @@ class WebSocketSession:
                 schedule=tuple(schedule) if schedule else self.schedule)
         self._append(context_id, text if isinstance(text, str) else "",
                      bool(data.get("flush")))
-        if data.get("flush"):
+        if data.get("flush") and self.sim.finals_per_flush:
             self._queue("final", context_id)  # the end of this flush's audio
         return True
 
@@ -311,6 +326,9 @@ class WebSocketSession:
                     context.pending -= 1
                 elif context.stopped and not closing:
                     continue
+                elif self.sim.missing_finals > 0:  # an injected loss of this isFinal
+                    self.sim.missing_finals -= 1
+                    self.log.missing_finals.append(context_id)
                 else:  # an isFinal
                     self.log.finals.append(context_id)
                     await self._send({"isFinal": True} if not self.multi else

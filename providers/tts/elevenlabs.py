@@ -8,16 +8,44 @@ implementing :class:`providers.tts.base.TTSSession`. Two modes
   call, opened up front and kept alive (``{"text": "", "context_id"}`` on the
   session's idle context whenever nothing was sent for ``keepalive_interval``).
   Each :meth:`~ElevenLabsSession.speak` is one context: its text pieces (flushed
-  per chunk or only at the end, see ``flush_each_chunk``), then ``flush``; the
-  vendor answers every flush with ``isFinal`` once its audio is out, and the
-  reply ends at the ``isFinal`` of its last flush. Only then is
-  ``close_context`` sent — never right after ``flush``, where the vendor may drop
-  the flushed audio — or on barge-in, so that the vendor stops generating (it
-  generates one context at a time per socket); exactly once either way. Audio
-  still arriving for a closed context is dropped. A context closed before any
-  of its audio came may be generated all the same (the live service often
-  speaks flushed text after such a close): a reply starting while the vendor
-  may still be on it goes to a fresh socket instead of waiting behind it
+  per chunk or only at the end, see ``flush_each_chunk``), then ``flush``. How
+  the reply ends depends on the vendor, and both ways have been reported, so
+  the client works with either:
+
+  - *flushes answered*: the vendor answers every flush with ``isFinal`` once
+    its audio is out (our reading of the API, and the simulator's default);
+    the reply ends at the ``isFinal`` of its last flush, and only then is
+    ``close_context`` sent;
+  - *only the context's end answered* (the vendor's AsyncAPI calls
+    ``{isFinal, contextId}`` "the final message for the context", and an
+    integrator found on the live API that a bare flush yields none, flush +
+    ``close_context`` exactly one, with all the audio): once all of the
+    reply's text is out and audio came after its last piece, no frame for
+    ``settle_deadline`` (0.5 s) means its audio is complete (a generation's
+    audio comes faster than real time, frame after frame); then
+    ``close_context`` goes out, and the context's ``isFinal`` (after any audio
+    still to come) ends the reply. Without that ``isFinal`` within
+    ``close_final_deadline`` of the last frame the reply ends all the same
+    (``unanswered_closes``, logged once per session), as it does when the
+    socket is lost meanwhile (nothing to resume). This costs the reply's
+    *end* ``settle_deadline`` (plus the close's round trip), not its first
+    audio nor the audio heard: a streaming caller asks for its next sentence
+    that much later, while this one still plays — but one who waits for the
+    whole reply before playing it (the call's audio cache of template
+    sentences) hears it that much later.
+
+  Until an ``isFinal`` the client did not close for has come (then the vendor
+  answers flushes, and settling is off for the session), a reply may settle.
+  A settle is wrong only if the vendor pauses longer than ``settle_deadline``
+  between two generations of one reply; its close then stops the rest.
+  ``close_context`` is never sent right after ``flush`` (the vendor may drop
+  the flushed audio), only once the audio is out, or on barge-in so that the
+  vendor stops generating (it generates one context at a time per socket);
+  exactly once either way. Audio still arriving for a closed context is
+  dropped. A context closed before any of its audio came may be generated all
+  the same (the live service often speaks flushed text after such a close): a
+  reply starting while the vendor may still be on it goes to a fresh socket
+  instead of waiting behind it
   (:class:`~providers.tts.elevenlabs_socket.SessionSocket`, ``fresh_sockets``).
 - **single** (``stream-input``): a connection per reply — init, text, flush, EOS
   ``{"text": ""}``, audio until ``{"isFinal": true}``. Barge-in closes that
@@ -36,12 +64,16 @@ the reply (and, in multi mode, every later one) raises a typed error —
 ``QuotaExceeded``, ``StreamClosed`` — for the call handler to fall back on; no
 error of the session is raised into the caller's nursery. A reply whose last
 ``isFinal`` comes without any audio raises :class:`~providers.exceptions.EmptyReply`;
-so does, in multi mode, one flushed piece of a reply that got no audio before its
-own ``isFinal`` (``EmptyReply.piece`` / ``.text`` name it), at that ``isFinal``:
-the pieces before it were heard, the rest of the reply is stopped (its context
-closed). That needs a flush per piece (``flush_each_chunk``, the default);
-without it, and in single mode, only a reply with no audio at all is detected
-(see :mod:`~providers.tts.elevenlabs_reply`).
+so does, in multi mode with flushes answered, one flushed piece of a reply that
+got no audio before its own ``isFinal`` (``EmptyReply.piece`` / ``.text`` name
+it), at that ``isFinal``: the pieces before it were heard, the rest of the reply
+is stopped (its context closed). That needs a flush per piece
+(``flush_each_chunk``, the default); without it, and in single mode, only a
+reply with no audio at all is detected (see :mod:`~providers.tts.elevenlabs_reply`).
+From a vendor that does not answer flushes, a silent piece cannot be told (the
+reply settles on the audio of the others), and a reply with no audio at all
+gets no ``isFinal`` to tell it either: it fails at the first-byte deadline
+(``DeadlineExceeded``, ``first_byte``).
 
 Audio is yielded as PCM16LE at :attr:`ElevenLabsSession.sample_rate` (μ-law /
 A-law formats are expanded). Usage: characters of text sent (text re-sent after
@@ -52,12 +84,14 @@ Deadlines (from :class:`~providers.config.ElevenLabsConfig`): ``connect``; the
 first audio of a reply (or of its resumption) must come within
 ``first_byte_deadline`` of its text, and once all text is sent no gap between
 frames may exceed it (:class:`~providers.exceptions.DeadlineExceeded`
-``first_byte`` / ``idle``); ``reconnect_deadline`` bounds an outage.
+``first_byte`` / ``idle``); ``reconnect_deadline`` bounds an outage;
+``settle_deadline`` and ``close_final_deadline`` end a settled reply (above).
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
@@ -92,6 +126,8 @@ from providers.usage import UsageCounter
 
 VENDOR: Final = wire.VENDOR
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class ElevenLabsStatistics:
@@ -102,7 +138,11 @@ class ElevenLabsStatistics:
     ``resumed_replies`` how many times a reply went on after a lost socket;
     ``reconnect_seconds`` each outage of the session socket (multi mode);
     ``fresh_sockets`` how many times a reply replaced the session socket rather
-    than wait behind a cancelled reply the vendor may still be generating."""
+    than wait behind a cancelled reply the vendor may still be generating;
+    ``settled_replies`` the multi-mode replies whose audio was taken as complete
+    once it settled (the vendor not answering flushes), and ``unanswered_closes``
+    those of them whose ``close_context`` got no ``isFinal`` within
+    ``close_final_deadline`` (they ended all the same)."""
 
     replies: int
     cancelled: int
@@ -115,6 +155,8 @@ class ElevenLabsStatistics:
     empty_replies: int = 0
     reconnect_seconds: tuple[float, ...] = ()
     fresh_sockets: int = 0
+    settled_replies: int = 0
+    unanswered_closes: int = 0
 
 
 class ElevenLabsSession:
@@ -138,6 +180,11 @@ class ElevenLabsSession:
         self._characters = 0
         self._audio_bytes = 0
         self._first_audio: list[float] = []
+        #: multi: the vendor answered a flush with isFinal on this session, so it
+        #: answers every flush: replies end by counting finals, never by settling
+        self._flush_finals = False
+        self._settled = 0
+        self._unanswered = 0
 
     @property
     def sample_rate(self) -> int:
@@ -156,7 +203,8 @@ class ElevenLabsSession:
             dropped_frames=self.socket.dropped, reconnects=self.socket.reconnects,
             first_audio_delays=tuple(self._first_audio), resumed_replies=self._resumed,
             empty_replies=self._empty, reconnect_seconds=tuple(self.socket.reconnect_seconds),
-            fresh_sockets=self.socket.replaced,
+            fresh_sockets=self.socket.replaced, settled_replies=self._settled,
+            unanswered_closes=self._unanswered,
         )
 
     # -- the TTSSession interface ---------------------------------------------------
@@ -176,7 +224,14 @@ class ElevenLabsSession:
         finished = False
         try:
             while True:
-                item = await self._next(receive, run.attempt)
+                item = await self._next(receive, run)
+                if item is None:  # quiet: the audio settled, or its close went unanswered
+                    if not run.settled:
+                        await self._settle(run)
+                        continue
+                    self._unanswered_close()
+                    finished = True
+                    return
                 if isinstance(item, TextPiece | TextEnd):
                     if isinstance(item, TextPiece):
                         run.reply.pieces.append(item.text)
@@ -202,6 +257,11 @@ class ElevenLabsSession:
                     attempt = run.attempt
                     if attempt is None or (multi and item.context_id != attempt.context):
                         continue
+                    if run.settled:  # the isFinal of a settled reply's close: all said
+                        finished = True
+                        return
+                    if multi:
+                        self._flush_finals = True  # an isFinal we did not close for
                     silent = attempt.final() if multi else None
                     if silent is not None:  # that piece's audio was dropped
                         self._empty += 1
@@ -222,6 +282,9 @@ class ElevenLabsSession:
                         return
                 elif isinstance(item, Lost):
                     if run.attempt is not None and item.token == run.attempt.token:
+                        if run.settled:  # its audio had all come: nothing to resume
+                            finished = True
+                            return
                         await self._restart(run, item.error)
                 elif isinstance(item, TextFailed):
                     raise item.error
@@ -241,16 +304,26 @@ class ElevenLabsSession:
     # -- replies ----------------------------------------------------------------------
 
     async def _next(self, receive: trio.MemoryReceiveChannel[ReplyItem],
-                    attempt: Attempt | None) -> ReplyItem:
-        """The reply's next item, within the first-byte / idle deadline."""
+                    run: ReplyRun) -> ReplyItem | None:
+        """The reply's next item, within the first-byte / idle deadline; None
+        once it has been quiet for ``settle_deadline`` (a reply that may settle
+        — :meth:`ReplyRun.may_settle`, from a vendor not seen to answer flushes)
+        or, after that settled close, for ``close_final_deadline``."""
+        attempt = run.attempt
         limit = self.config.first_byte_deadline
-        deadline = math.inf
+        deadline = quiet = math.inf
         if attempt is not None and attempt.text_at is not None and not attempt.audio:
             deadline = attempt.text_at + limit
         elif attempt is not None and attempt.ended:
             deadline = trio.current_time() + limit
-        with trio.move_on_at(deadline):
+            if run.settled:
+                quiet = trio.current_time() + self.config.close_final_deadline
+            elif self.options.multi_context and not self._flush_finals and run.may_settle():
+                quiet = trio.current_time() + self.config.settle_deadline
+        with trio.move_on_at(min(deadline, quiet)):
             return await receive.receive()
+        if quiet <= deadline:
+            return None
         which = "first_byte" if attempt is None or not attempt.audio else "idle"
         raise DeadlineExceeded(f"no elevenlabs audio within {limit:g} s ({which})",
                                vendor=VENDOR, deadline=which, seconds=limit)
@@ -295,11 +368,12 @@ class ElevenLabsSession:
                 context = attempt.context
                 settings = self.options.voice_settings if attempt.sent == 0 and context else None
                 if flush and context is not None:
-                    attempt.flushes += 1  # each one earns an isFinal
+                    attempt.flushes += 1  # each one may earn an isFinal (module docstring)
                     attempt.flushed.append(attempt.first_piece + attempt.sent)
                 await self._send(run, wire.text_message(piece, flush=flush, context_id=context,
                                                         voice_settings=settings))
                 attempt.sent += 1
+                attempt.awaiting_audio = True
                 characters = len(piece) - 1  # the trailing space we added is not billed
                 self._characters += characters
                 self.usage.add_tts_characters(characters)
@@ -324,7 +398,7 @@ class ElevenLabsSession:
             attempt.context = f"{self.socket.id}-{next(self._numbers)}"
             self.socket.routes[attempt.context] = run.out
         run.attempt = attempt
-        run.closed = False
+        run.closed = run.settled = False
 
     async def _send(self, run: ReplyRun, message: str) -> None:
         attempt = run.attempt
@@ -392,17 +466,34 @@ class ElevenLabsSession:
         run.closed = True
         await self.socket.close_context(attempt.context, attempt.token)
 
+    async def _settle(self, run: ReplyRun) -> None:
+        """The attempt's audio settled: close its context (now, not at a flush:
+        its audio is out) and wait for the isFinal that answers the close."""
+        await self._close_context(run)
+        run.settled = True
+        self._settled += 1
+
+    def _unanswered_close(self) -> None:
+        self._unanswered += 1
+        self.socket.reply_done()
+        if self._unanswered == 1:
+            log.warning("elevenlabs: no isFinal within %.1f s of close_context after a "
+                        "reply's audio; such replies end at their audio (logged once per "
+                        "session)", self.config.close_final_deadline)
+
     async def _stop(self, run: ReplyRun) -> None:
         """Multi mode: end the current attempt's context before its end, once. If
         none of its audio came, the vendor may generate it anyway: the socket
-        remembers it (``SessionSocket.cancelled_unheard``)."""
+        remembers it (``SessionSocket.cancelled_unheard``) with the isFinals
+        still due — one per flush not yet answered and one for the close from a
+        vendor known to answer flushes, else only the close's."""
         attempt = run.attempt
         closed = run.closed
         await self._close_context(run)
         if (attempt is not None and not closed and run.closed and not attempt.audio
                 and attempt.context is not None and attempt.token is not None):
-            self.socket.cancelled_unheard(attempt.context, attempt.token,
-                                          attempt.flushes - attempt.finals + 1)
+            due = attempt.flushes - attempt.finals + 1 if self._flush_finals else 1
+            self.socket.cancelled_unheard(attempt.context, attempt.token, due)
 
     async def _release(self, run: ReplyRun, finished: bool) -> None:
         """The reply is over: barge-in (not ``finished``) stops the vendor."""

@@ -319,16 +319,23 @@ class SessionSocket:
                     self._heard.add(frame.context_id or "")
                 route.send_nowait(frame)
                 if isinstance(frame, wire.FinalFrame):
-                    self._failures = 0  # a flush completed: the connection works
+                    self._failures = 0  # a flush or a context completed: it works
                     if only is not None:
                         return
+
+    def reply_done(self) -> None:
+        """A reply's audio all came without an isFinal to say so (a settled close
+        left unanswered): the connection works, as when an isFinal comes."""
+        self._failures = 0
 
     # -- cancelled replies the vendor may still be generating -------------------------
 
     def cancelled_unheard(self, context: str, epoch: int, finals_due: int) -> None:
         """A reply's ``context`` (on connection ``epoch``) was closed before any of
         its audio came; the vendor may still generate it, ``finals_due`` isFinals
-        to come (one per flush not yet answered, one for the close)."""
+        to come (from a vendor that answers flushes, one per flush not yet
+        answered and one for the close; from one that does not, or not yet seen
+        to, the close's one)."""
         if self._ws is not None and epoch == self._epoch:
             self._unheard[context] = finals_due
 
@@ -386,8 +393,9 @@ class SessionSocket:
 
     async def close_context(self, context: str, epoch: int) -> None:
         """Tell the vendor to end ``context`` (made on connection ``epoch``):
-        after its last isFinal, or on barge-in so it stops generating. Shielded and
-        short; a context of a lost connection is gone already."""
+        once its audio is out (its last isFinal, or settled), or on barge-in so it
+        stops generating. Shielded and short; a context of a lost connection is
+        gone already."""
         with trio.CancelScope(shield=True), trio.move_on_after(self.config.close_deadline):
             ws = self._ws
             if ws is not None and self._epoch == epoch:

@@ -14,11 +14,13 @@ Two WebSocket endpoints share one message family:
   ``context_id`` on every client message and ``contextId`` on every server frame;
   ``close_context`` ends one context (barge-in) without closing the socket, an
   empty text ``{"text": "", "context_id"}`` keeps a context alive (it is *not*
-  EOS here), ``close_socket`` ends everything. Each ``flush`` of a context is
-  answered, once its audio is out, by ``{"isFinal": true, "contextId": …}``
-  (the context stays open); a context is closed after the ``isFinal`` of its
-  last flush, or at once on barge-in — a close right after a flush may lose the
-  flushed audio. Generation is sequential per socket.
+  EOS here), ``close_socket`` ends everything. ``{"isFinal": true,
+  "contextId": …}`` comes once a context's audio is out: reportedly either
+  after each ``flush`` (the context stays open) or only when the context ends
+  (``close_context`` / ``close_socket``, after its remaining audio) —
+  :mod:`providers.tts.elevenlabs` handles both. A context is closed once its
+  audio is out, or at once on barge-in — a close right after a flush may lose
+  the flushed audio. Generation is sequential per socket.
 
 Variants seen in public samples and parsed here: ``isFinal``/``is_final``,
 ``contextId``/``context_id``, alignment durations under ``charDurationsMs`` or

@@ -169,6 +169,35 @@ async def test_deepgram_down_for_good_switches_the_call_to_the_local_stt(
 # -- TTS ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("finals_per_flush", [True, False],
+                         ids=["finals_per_flush", "finals_at_close"])
+async def test_a_whole_call_with_either_elevenlabs_isfinal_behaviour_needs_no_fallback(
+    finals_per_flush: bool, autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Not a fault: ElevenLabs answers every flush with isFinal, or (as the live
+    # service is reported to) only a closed context; the client handles both
+    # (providers.tts.elevenlabs: the reply then ends 0.5 s after its audio).
+    async with simulators(tts_finals_per_flush=finals_per_flush) as sims:
+        run = await run_call(sims, LINES)
+    assert_answered_and_booked(run)
+    assert counter(run, "component_errors", "tts") == 0
+    assert counter(run, "fallbacks", "tts") == 0
+    # Every sentence came from the vendor, once, on the call's one socket.
+    assert generated(sims) == [*GREETING, *DISCOVERY, ANSWER_PRICE, "You said: kitna hai total?",
+                               "Done, I'll call you tomorrow at 6 PM.",
+                               "Thank you, sir, have a good day!"]
+    [log] = sims.elevenlabs.connections
+    assert log.discarded == []
+    greeting, _discovery, answer, _goodbye = run.record.turns
+    # An LLM sentence streams: its first audio is the vendor's first byte either
+    # way. A template sentence not yet in the audio cache is played once
+    # rendered whole, so it also waits for the reply's end: the settle.
+    streamed = answer.marks["tts_first_audio"] - answer.marks["first_sentence"]
+    assert streamed == pytest.approx(0.2, abs=1e-6)
+    rendered = greeting.marks["tts_first_audio"] - greeting.marks["tts_request"]
+    assert rendered == pytest.approx(0.2 if finals_per_flush else 0.2 + 0.5, abs=1e-6)
+
+
 @pytest.mark.parametrize("fault", ["internal_error", "drop", "silent"])
 async def test_an_elevenlabs_error_on_a_reply_speaks_it_locally_then_the_vendor_again(
     fault: str, autojump_clock: trio.testing.MockClock,

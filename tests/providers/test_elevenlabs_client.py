@@ -26,6 +26,12 @@ KEY = "xi-test-key"
 HELLO = ["Hello, this is Asha from Acme Solar.", "Do you have a minute?"]
 
 
+#: The two ways multi-stream-input answers with isFinal, both reported and both
+#: handled (providers.sim.elevenlabs_ws): every flush, or only a context's end.
+FINALS = pytest.mark.parametrize("finals_per_flush", [True, False],
+                                 ids=["finals_per_flush", "finals_at_close"])
+
+
 def collect_rejected_sockets() -> None:
     """trio-websocket 0.12 never closes the client socket of a refused handshake
     (``ConnectionRejected``); collect it here, where that known leak is expected,
@@ -73,8 +79,12 @@ def reply_contexts(sim: ElevenLabsSim, connection: int = 0) -> list[str]:
     return seen
 
 
-async def test_multi_context_reply_protocol_audio_and_usage(autojump_clock: Any) -> None:
-    async with open_elevenlabs_sim(api_key=KEY, ttfb=Fixed(0.2)) as sim:
+@FINALS
+async def test_multi_context_reply_protocol_audio_and_usage(
+    autojump_clock: Any, finals_per_flush: bool,
+) -> None:
+    async with open_elevenlabs_sim(finals_per_flush=finals_per_flush,
+                                   api_key=KEY, ttfb=Fixed(0.2)) as sim:
         usage = UsageCounter()
         async with open_elevenlabs(config_for(sim), usage) as session:
             audio = await say(session, HELLO)
@@ -124,13 +134,14 @@ async def test_output_formats_decode_to_pcm16(
     assert 0.8 < len(audio) / (2 * rate) < 3.0
 
 
+@FINALS
 async def test_barge_in_cancels_one_reply_and_the_next_uses_the_same_socket(
-    autojump_clock: Any,
+    autojump_clock: Any, finals_per_flush: bool,
 ) -> None:
     long_reply = [f"This is sentence number {n} of a long answer." for n in range(6)]
     # No gap between frames: the rest of the first generation is already on its
     # way when the caller barges in, and must be dropped.
-    async with open_elevenlabs_sim(frame_gap=Fixed(0.0)) as sim:
+    async with open_elevenlabs_sim(finals_per_flush=finals_per_flush, frame_gap=Fixed(0.0)) as sim:
         async with open_elevenlabs(config_for(sim)) as session:
             async with aclosing(session.speak(pieces(long_reply))) as audio:
                 async for _chunk in audio:
@@ -148,8 +159,11 @@ async def test_barge_in_cancels_one_reply_and_the_next_uses_the_same_socket(
     assert stats.dropped_frames > 0
 
 
-async def test_cancel_scope_around_speak_leaves_no_task_behind(autojump_clock: Any) -> None:
-    async with open_elevenlabs_sim(ttfb=Fixed(1.0)) as sim:
+@FINALS
+async def test_cancel_scope_around_speak_leaves_no_task_behind(
+    autojump_clock: Any, finals_per_flush: bool,
+) -> None:
+    async with open_elevenlabs_sim(finals_per_flush=finals_per_flush, ttfb=Fixed(1.0)) as sim:
         async with open_elevenlabs(config_for(sim)) as session:
             await trio.testing.wait_all_tasks_blocked()
             baseline = len(session._nursery.child_tasks)
@@ -164,8 +178,11 @@ async def test_cancel_scope_around_speak_leaves_no_task_behind(autojump_clock: A
         assert session.statistics().fresh_sockets == 1
 
 
-async def test_keepalive_holds_an_idle_session_open(autojump_clock: Any) -> None:
-    async with open_elevenlabs_sim() as sim:
+@FINALS
+async def test_keepalive_holds_an_idle_session_open(
+    autojump_clock: Any, finals_per_flush: bool,
+) -> None:
+    async with open_elevenlabs_sim(finals_per_flush=finals_per_flush) as sim:
         async with open_elevenlabs(config_for(sim)) as session:
             await trio.sleep(70)  # three and a half idle timeouts
             audio = await say(session, ["Still there?"])
@@ -177,9 +194,13 @@ async def test_keepalive_holds_an_idle_session_open(autojump_clock: Any) -> None
     assert audio == sent_pcm(sim, reply_contexts(sim)[0])
 
 
-async def test_idle_close_reconnects_for_the_next_reply(autojump_clock: Any) -> None:
+@FINALS
+async def test_idle_close_reconnects_for_the_next_reply(
+    autojump_clock: Any, finals_per_flush: bool,
+) -> None:
     # The sim closes after 5 s idle, long before our keep-alive is due.
-    async with open_elevenlabs_sim(idle_timeout=5.0) as sim, open_elevenlabs(
+    async with open_elevenlabs_sim(finals_per_flush=finals_per_flush,
+                                   idle_timeout=5.0) as sim, open_elevenlabs(
             config_for(sim)) as session:
         await trio.sleep(8)
         audio = await say(session, ["Hello again."])

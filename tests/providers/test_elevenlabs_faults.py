@@ -24,6 +24,7 @@ from providers.tts.elevenlabs import ElevenLabsSession, open_elevenlabs
 from providers.tts.elevenlabs_http import stream_speech
 from providers.tts.elevenlabs_wire import StreamOptions
 from tests.providers.test_elevenlabs_client import (
+    FINALS,
     HELLO,
     collect_rejected_sockets,
     config_for,
@@ -72,10 +73,11 @@ async def test_single_mode_reply_error_does_not_end_the_session(
     assert second == sent_pcm(sim, None, 2)
 
 
+@FINALS
 async def test_in_band_internal_error_reconnects_and_resumes_the_reply(
-    autojump_clock: Any,
+    autojump_clock: Any, finals_per_flush: bool,
 ) -> None:
-    async with open_elevenlabs_sim(ttfb=Fixed(0.2)) as sim:
+    async with open_elevenlabs_sim(finals_per_flush=finals_per_flush, ttfb=Fixed(0.2)) as sim:
         sim.inject_internal_error(after_frames=2)  # inside the first sentence
         async with open_elevenlabs(config_for(sim)) as session:
             start = trio.current_time()
@@ -97,10 +99,12 @@ async def test_in_band_internal_error_reconnects_and_resumes_the_reply(
     assert times[0] - start == pytest.approx(0.2, abs=1e-3)
 
 
+@FINALS
 async def test_context_closed_only_after_its_isfinal_so_a_discarding_vendor_keeps_the_audio(
-    autojump_clock: Any,
+    autojump_clock: Any, finals_per_flush: bool,
 ) -> None:
-    async with open_elevenlabs_sim(close_context_discards=True) as sim:
+    async with open_elevenlabs_sim(finals_per_flush=finals_per_flush,
+                                   close_context_discards=True) as sim:
         async with open_elevenlabs(config_for(sim)) as session:
             replies = [await say(session, [f"Reply number {n}, thanks."]) for n in range(3)]
         log = sim.connections[0]
@@ -112,10 +116,12 @@ async def test_context_closed_only_after_its_isfinal_so_a_discarding_vendor_keep
     assert closes == contexts  # exactly once each
 
 
+@FINALS
 async def test_barge_in_closes_the_context_once_and_stops_sequential_generation(
-    autojump_clock: Any,
+    autojump_clock: Any, finals_per_flush: bool,
 ) -> None:
-    async with open_elevenlabs_sim(ttfb=Fixed(0.2), frame_gap=Fixed(0.1)) as sim:
+    async with open_elevenlabs_sim(finals_per_flush=finals_per_flush,
+                                   ttfb=Fixed(0.2), frame_gap=Fixed(0.1)) as sim:
         async with open_elevenlabs(config_for(sim)) as session:
             async with aclosing(session.speak(pieces(LONG_REPLY))) as audio:
                 async for _chunk in audio:
@@ -133,12 +139,13 @@ async def test_barge_in_closes_the_context_once_and_stops_sequential_generation(
     assert stats.first_audio_delays[-1] <= 0.2 + 0.1 + 1e-6
 
 
+@FINALS
 @pytest.mark.parametrize(("discards", "after"), [(False, 0.0), (False, 0.4), (True, 0.4),
                                                  (True, 0.0)],
                          ids=["speaks_it-at_once", "speaks_it-later", "drops_it-later",
                               "drops_it-at_once"])
 async def test_barge_in_before_first_audio_does_not_hold_up_the_next_reply(
-    autojump_clock: Any, discards: bool, after: float,
+    autojump_clock: Any, finals_per_flush: bool, discards: bool, after: float,
 ) -> None:
     # The caller barges in during the first byte (0.2 s) of a long reply: its
     # context is closed before any of its audio came. The live service often
@@ -146,7 +153,8 @@ async def test_barge_in_before_first_audio_does_not_hold_up_the_next_reply(
     # at a time per socket; or it honours the close (drops_it: isFinal at once,
     # here at the end of its 0.2 s first byte). The next reply is asked for at
     # once, or ``after`` seconds later (the caller's words take time).
-    async with open_elevenlabs_sim(ttfb=Fixed(0.2), frame_gap=Fixed(0.05),
+    async with open_elevenlabs_sim(finals_per_flush=finals_per_flush,
+                                   ttfb=Fixed(0.2), frame_gap=Fixed(0.05),
                                    close_context_discards=discards) as sim, \
             open_elevenlabs(config_for(sim)) as session:
         async with aclosing(session.speak(pieces(LONG_REPLY))) as audio:
@@ -180,8 +188,12 @@ async def test_barge_in_before_first_audio_does_not_hold_up_the_next_reply(
         assert first.discarded == [cancelled]
 
 
-async def test_a_refused_fresh_socket_backs_off_like_a_reconnect(autojump_clock: Any) -> None:
-    async with open_elevenlabs_sim(ttfb=Fixed(0.2), frame_gap=Fixed(0.05)) as sim, \
+@FINALS
+async def test_a_refused_fresh_socket_backs_off_like_a_reconnect(
+    autojump_clock: Any, finals_per_flush: bool,
+) -> None:
+    async with open_elevenlabs_sim(finals_per_flush=finals_per_flush,
+                                   ttfb=Fixed(0.2), frame_gap=Fixed(0.05)) as sim, \
             open_elevenlabs(config_for(sim)) as session:
         sim.inject_rate_limit(retry_after=0.5, once_accepted=1)  # the fresh socket's handshake
         async with aclosing(session.speak(pieces(LONG_REPLY))) as audio:
@@ -198,15 +210,17 @@ async def test_a_refused_fresh_socket_backs_off_like_a_reconnect(autojump_clock:
     assert second == sent_pcm(sim, reply_contexts(sim, 1)[0], 1)
 
 
+@FINALS
 async def test_a_reply_queued_behind_the_cancelled_one_moves_to_the_fresh_socket(
-    autojump_clock: Any,
+    autojump_clock: Any, finals_per_flush: bool,
 ) -> None:
     got: dict[str, tuple[bytes, list[float]]] = {}
 
     async def queued(session: ElevenLabsSession) -> None:
         got["queued"] = await timed_say(session, ["A reply sent behind it."])
 
-    async with open_elevenlabs_sim(ttfb=Fixed(0.2), frame_gap=Fixed(0.05)) as sim, \
+    async with open_elevenlabs_sim(finals_per_flush=finals_per_flush,
+                                   ttfb=Fixed(0.2), frame_gap=Fixed(0.05)) as sim, \
             open_elevenlabs(config_for(sim)) as session, trio.open_nursery() as nursery:
         async with aclosing(session.speak(pieces(LONG_REPLY))) as audio:
             nursery.start_soon(queued, session)  # in flight, behind the long reply
@@ -235,10 +249,12 @@ async def test_a_reply_queued_behind_the_cancelled_one_moves_to_the_fresh_socket
     assert then[0] == pytest.approx(first[-1] + 0.2, abs=1e-3)
 
 
+@FINALS
 async def test_a_cancelled_reply_the_vendor_finished_costs_no_new_socket(
-    autojump_clock: Any,
+    autojump_clock: Any, finals_per_flush: bool,
 ) -> None:
-    async with open_elevenlabs_sim(ttfb=Fixed(0.2), frame_gap=Fixed(0.05)) as sim, \
+    async with open_elevenlabs_sim(finals_per_flush=finals_per_flush,
+                                   ttfb=Fixed(0.2), frame_gap=Fixed(0.05)) as sim, \
             open_elevenlabs(config_for(sim)) as session:
         async with aclosing(session.speak(pieces(LONG_REPLY[:1]))) as audio:
             with trio.move_on_after(0.1):
@@ -253,10 +269,11 @@ async def test_a_cancelled_reply_the_vendor_finished_costs_no_new_socket(
     assert times[0] - requested == pytest.approx(0.2, abs=1e-3)
 
 
+@FINALS
 async def test_reconnect_refused_with_429_waits_retry_after_and_resumes(
-    autojump_clock: Any,
+    autojump_clock: Any, finals_per_flush: bool,
 ) -> None:
-    async with open_elevenlabs_sim(ttfb=Fixed(0.2)) as sim:
+    async with open_elevenlabs_sim(finals_per_flush=finals_per_flush, ttfb=Fixed(0.2)) as sim:
         sim.inject_drop(after_frames=3)
         sim.inject_rate_limit(retry_after=1, once_accepted=1)
         async with open_elevenlabs(config_for(sim)) as session:
@@ -271,10 +288,11 @@ async def test_reconnect_refused_with_429_waits_retry_after_and_resumes(
     assert gap == pytest.approx(1.0 + 0.2, abs=1e-3)  # retry-after, then a first byte
 
 
+@FINALS
 async def test_reconnect_deadline_fails_the_reply_and_the_session_with_a_typed_error(
-    autojump_clock: Any,
+    autojump_clock: Any, finals_per_flush: bool,
 ) -> None:
-    async with open_elevenlabs_sim() as sim:
+    async with open_elevenlabs_sim(finals_per_flush=finals_per_flush) as sim:
         sim.inject_drop(after_frames=1)
         sim.inject_rate_limit(retry_after=10, once_accepted=1)  # beyond the 5 s deadline
         async with open_elevenlabs(config_for(sim)) as session:

@@ -94,6 +94,48 @@ async def test_isfinal_follows_each_flush_and_the_context_stays_open(
     assert [text for _, text in log.generations] == ["One. ", "Two. "]
 
 
+async def test_finals_at_close_a_bare_flush_gets_none_a_close_one_after_all_its_audio(
+    autojump_clock: Any,
+) -> None:
+    # The live-like behaviour: only a context's end is answered with isFinal.
+    async with open_elevenlabs_sim(ttfb=Fixed(0.2), frame_gap=Fixed(0.05),
+                                   finals_per_flush=False) as sim, \
+            trio_websocket.open_websocket_url(ws_url(sim, MULTI)) as ws:
+        await ws.send_message(json.dumps({**INIT, "context_id": "idle"}))
+        await ws.send_message(message("a", "One. ", flush=True))
+        await ws.send_message(message("a", "Two, a little longer. ", flush=True))
+        await ws.send_message(message("a", flush=True))
+        arrivals: list[tuple[float, dict[str, Any]]] = []
+        with trio.move_on_after(10):  # far past the audio of both flushes
+            while True:
+                arrivals.append((trio.current_time(), json.loads(await ws.get_message())))
+        assert not any(f.get("isFinal") for _, f in arrivals)  # no flush answered
+        heard = len(arrivals)
+        closed_at = trio.current_time()
+        await ws.send_message(message("a", close_context=True))
+        await frames_until(ws, "a", arrivals)
+        # Closed right after its flush: spoken whole, then its one isFinal.
+        await ws.send_message(message("b", "Three. ", flush=True))
+        await ws.send_message(message("b", close_context=True))
+        await frames_until(ws, "b", arrivals)
+        await ws.send_message(json.dumps({"close_socket": True}))
+        rest, code = await read_until_close(ws)
+        log = sim.connections[0]
+    assert code == 1000
+    finals = [(t, f["contextId"]) for t, f in arrivals if f.get("isFinal")]
+    assert finals[0] == (pytest.approx(closed_at), "a")  # its audio was all out already
+    assert [context for _, context in finals] == ["a", "b"]
+    after = [(f["contextId"], "final" if f.get("isFinal") else "audio")
+             for _, f in arrivals[heard:]]
+    assert after[0] == ("a", "final")
+    assert after[-1] == ("b", "final")  # after all of b's audio
+    assert set(after[1:-1]) == {("b", "audio")}
+    assert audio_of([f for _, f in arrivals if f.get("contextId") == "b"]) == bytes(
+        log.audio["b"])
+    assert [f.get("contextId") for f in rest if f.get("isFinal")] == ["idle"]  # close_socket
+    assert log.finals == ["a", "b", "idle"]
+
+
 @pytest.mark.parametrize("discards", [False, True])
 async def test_close_context_right_after_flush_finishes_or_discards(
     autojump_clock: Any, discards: bool,
