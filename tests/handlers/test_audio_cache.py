@@ -105,3 +105,38 @@ async def test_empty_audio_is_not_kept(autojump_clock: trio.testing.MockClock) -
     cache = AudioCache()
     assert await cache.get(key("silence"), Renderer(b"")) == b""
     assert cache.peek(key("silence")) is None
+
+
+async def test_a_claimed_render_is_waited_for_and_kept_only_when_kept(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cache, render = AudioCache(), Renderer(seconds=0.0)
+    waited: list[bytes] = []
+
+    async def waiter(text: str) -> None:
+        waited.append(await cache.get(key(text), render))
+
+    async with trio.open_nursery() as nursery:
+        with cache.claim(key("Hello")) as claim:
+            assert claim is not None
+            with cache.claim(key("Hello")) as second:
+                assert second is None  # being rendered: get it instead
+            nursery.start_soon(waiter, "Hello")
+            await trio.sleep(0.3)  # the claimant plays it as it comes meanwhile
+            assert waited == []  # the waiter waits for the claimed render
+            claim.keep(b"\x03\x00" * 400)
+    assert waited == [b"\x03\x00" * 400]
+    assert render.calls == 0  # the waiter took the claimant's audio
+    with cache.claim(key("Hello")) as cached:
+        assert cached is None
+
+    # A claim left unkept (cut by a barge-in, failed, one-off) caches nothing:
+    # its waiter renders for itself.
+    async with trio.open_nursery() as nursery:
+        with cache.claim(key("Bye")) as claim:
+            assert claim is not None
+            nursery.start_soon(waiter, "Bye")
+            await trio.sleep(0.3)
+    assert waited[-1] == render.audio
+    assert render.calls == 1
+    assert cache.peek(key("Bye")) == render.audio  # the waiter's own render is kept

@@ -1,11 +1,14 @@
 """Speak: sentences → audio (cached, or streamed from the TTS) → the call's speaker.
 
-Template sentences come from the process's ``AudioCache`` (rendered by this
-call's TTS session on a miss); LLM sentences stream from the TTS as they are
-synthesized. Each sentence is one utterance on the speaker, so a ``mark``
-follows it. Audio is resampled to the call's rate only when the engine's rate
-differs (one stateful ``dsp.StreamResampler`` per call; the engines are opened
-at the call's rate, so normally it passes through).
+Template sentences come from the process's ``AudioCache``; on a miss this
+call's TTS session renders the sentence and the caller hears it as it comes
+(the cache keeps it once whole, unless the session restarted it mid-way: a
+piece would repeat); a call asking for a sentence another is rendering waits
+for that render. LLM sentences stream from the TTS as they are synthesized.
+Each sentence is one utterance on the speaker, so a ``mark`` follows it.
+Audio is resampled to the call's rate only when the engine's rate differs (one
+stateful ``dsp.StreamResampler`` per call; the engines are opened at the
+call's rate, so normally it passes through).
 
 A vendor failure on a sentence — an error after the client's own retries, or
 no first audio within ``first_audio_s`` (1 s: the caller must hear something
@@ -114,6 +117,13 @@ class Voice:
         if cached and self._cache is not None:
             voice = self._voice if engine == self._engine else "local"
             key = CacheKey(engine, voice, self._rate, text)
+            with self._cache.claim(key) as claim:
+                if claim is not None:  # the first to need it: heard as it renders
+                    resumed = _resumed_replies(tts)
+                    audio = await self._stream(tts, engine, reply, sentence, deadline)
+                    if _resumed_replies(tts) == resumed:  # else a piece repeats
+                        claim.keep(audio)
+                    return
             with trio.move_on_at(deadline) as waited:
                 audio = await self._cache.get(key, lambda: self._render(tts, text))
             if waited.cancelled_caught:
@@ -122,26 +132,35 @@ class Voice:
             await reply.released()
             self._play(reply, sentence, audio, final=True)
             return
-        queued = False
+        await self._stream(tts, engine, reply, sentence, deadline)
+
+    async def _stream(self, tts: TTSSession, engine: str, reply: Reply, sentence: Sentence,
+                      deadline: float) -> bytes:
+        """Play ``sentence`` as ``tts`` synthesizes it; its whole audio (at the
+        call's rate) once all of it is queued. ``TTSTooSlow`` when no audio came
+        by ``deadline``."""
+        parts: list[bytes] = []
         resampler = self._resampler(tts)  # the call's stream, from a clean start
         with trio.CancelScope(deadline=deadline) as first:
-            async with aclosing(tts.speak(_one(text))) as chunks:
+            async with aclosing(tts.speak(_one(sentence.text))) as chunks:
                 async for chunk in chunks:
                     pcm = _to_call_rate(resampler, chunk)
                     if pcm:
-                        if not queued:
+                        if not parts:
                             first.deadline = math.inf
                         reply.marks.setdefault("tts_first_audio", trio.current_time())
                         await reply.released()
                         self._play(reply, sentence, pcm, final=False)
-                        queued = True
+                        parts.append(pcm)
         if first.cancelled_caught:
             raise TTSTooSlow
         tail = _flush(resampler)
         await reply.released()
         self._play(reply, sentence, tail, final=True)
-        if not queued and not tail:
+        parts.append(tail)
+        if not any(parts):
             log_event(log, logging.WARNING, "tts gave no audio for a sentence", engine=engine)
+        return b"".join(parts)
 
     async def prefetch(self, text: str) -> None:
         """Render a template sentence into the cache (errors only logged: it is a
