@@ -150,6 +150,12 @@ async def simulators(*, llm_answers: Mapping[str, str] | None = None,
         yield Sims(dg, el, oa)
 
 
+def call_limit_s(lines: list[Line]) -> float:
+    """How long a scripted call may take before the caller gives up: generous
+    for every line (a minute each, plus its silence) and the greeting."""
+    return 60.0 + sum(60.0 + (line.silent_s or 0.0) for line in lines)
+
+
 async def run_call(sims: Sims, lines: list[Line], *, llm: bool = True,
                    options: PipelineOptions | None = None, rate: int = 8000,
                    lead: LeadContext | None = None, clock: datetime = NOW,
@@ -160,7 +166,10 @@ async def run_call(sims: Sims, lines: list[Line], *, llm: bool = True,
     """One call: ``lines`` said to the pipeline; the Deepgram sim hears each
     line's text. ``cache``: the process's template audio cache (default: empty).
     ``call_record``: a real record (e.g. the session store's) told everything
-    too; ``CallRun.record`` keeps a copy either way."""
+    too; ``CallRun.record`` keeps a copy either way. The caller hangs up after
+    ``call_limit_s(lines)`` whatever happened (``CallReport.gave_up``), and the
+    bot hanging up early leaves the rest ``CallReport.unsaid``: a call that goes
+    other than its test expects returns, for the test's assertions to fail."""
     sims.deepgram.script(*[line.text for line in lines if line.text and line.dtmf is None])
     choice = EngineChoice("deepgram", "elevenlabs", "openai" if llm else "none")
     settings = EngineSettings(
@@ -188,7 +197,7 @@ async def run_call(sims: Sims, lines: list[Line], *, llm: bool = True,
                                server_stream)
             ws = await wrap_client_stream(nursery, client_stream, "test",  # type: ignore[arg-type]
                                           f"/media?sample-rate={rate}")
-            report = await talk(ws, lines, sample_rate=rate)
+            report = await talk(ws, lines, sample_rate=rate, max_call_s=call_limit_s(lines))
             await ws.aclose()
             with trio.fail_after(30):
                 await server.wait_idle()
