@@ -33,11 +33,16 @@ reply is heard; other words, or the caller speaking again (``resumed``, a new
 audio is ready at once.
 
 A turn the rules are unsure of (confidence below ``LLM_BELOW_CONFIDENCE``), with
-an LLM configured, also gets the LLM's structured reading (``llm_refine``)
-beside its reply, never in front of it: within ``refine_deadline_s`` the slots
-it finds that the state lacks (budget, timeline, decision maker, need; a
-callback time while one is awaited) go into the state and the call's record
-(``refine_slots``); the reply and the stage stay as decided.
+an LLM configured, is answered by the LLM from the caller's words in the same
+stage: the call's state knows an LLM is configured (``CallState.llm``, set when
+it is built here) and ``decide`` routes the turn (``dialogue.engine`` lists the
+turns acted on as read all the same: do-not-call, the second unsure turn in a
+row, key presses, ...). It also gets the LLM's structured reading
+(``llm_refine``) beside its reply, never in front of it: within
+``refine_deadline_s`` the slots it finds that the state lacks (budget,
+timeline, decision maker, need; a callback time while one is awaited) go into
+the state and the call's record (``refine_slots``); the reply and the stage
+stay as decided. Without an LLM the turn is acted on as read.
 
 Barge-in, measured from our VAD, only while a reply is audible and
 interruptible (``[call] non_interruptible`` lists the lines that are not):
@@ -395,7 +400,8 @@ class Conversation:
             lead_values = {k: v for k, v in (("name", lead.name), ("company", lead.company),
                                               ("product_interest", lead.product_interest),
                                               ("language", lead.language)) if v}
-            self.state = new_call_state(self.playbook, lead_values, self.clock())
+            self.state = new_call_state(self.playbook, lead_values, self.clock(),
+                                        llm=self.context.chat is not None)
             decided = trio.current_time()
             self._answer(opening(self.state, self.clock()), None, {"decided": decided},
                          greeting=True)
