@@ -91,8 +91,10 @@ class Script:
 def scripts() -> list[Script]:
     pitch = [Line(t) for t in TO_PITCH]
     return [
+        # "haan ji, confirm kar do": "haan confirm kar do" is an unsure yes at CLOSING
+        # (0.69), which the LLM answers rather than closing on it
         Script("interested", [*pitch, Line("sounds good, I'm interested"), Line("yes please"),
-                              Line("haan confirm kar do")], "DEAL_CLOSED"),
+                              Line("haan ji, confirm kar do")], "DEAL_CLOSED"),
         Script("objection", [Line("haan ji, boliye"), Line("yes, bill is high"),
                              Line(PRICE), Line(BUSY)], "FOLLOW_UP_SCHEDULED",
                llm_lines=frozenset({2}), callback_tomorrow_at=18),

@@ -164,6 +164,12 @@ def sim_settings(sims: Sims, *, llm: bool = True) -> EngineSettings:
         OpenAIConfig(base_url=sims.openai.base_url))
 
 
+def call_limit_s(lines: list[Line]) -> float:
+    """How long a scripted call may take before the caller gives up: generous
+    for every line (a minute each, plus its silence) and the greeting."""
+    return 60.0 + sum(60.0 + (line.silent_s or 0.0) for line in lines)
+
+
 async def run_call(sims: Sims, lines: list[Line], *, llm: bool = True,
                    options: PipelineOptions | None = None, rate: int = 8000,
                    lead: LeadContext | None = None, clock: datetime = NOW,
@@ -181,7 +187,11 @@ async def run_call(sims: Sims, lines: list[Line], *, llm: bool = True,
     too; ``CallRun.record`` keeps a copy either way. ``resource``: the upgrade
     URL's path and query (default ``/media?sample-rate={rate}``).
     ``around_call``: entered with the process's pipeline before the caller
-    dials and left after the call (e.g. ``/exotel/url`` announcing it)."""
+    dials and left after the call (e.g. ``/exotel/url`` announcing it). The
+    caller hangs up after ``call_limit_s(lines)`` whatever happened
+    (``CallReport.gave_up``), and the bot hanging up early leaves the rest
+    ``CallReport.unsaid``: a call that goes other than its test expects
+    returns, for the test's assertions to fail."""
     sims.deepgram.script(*[line.text for line in lines if line.text and line.dtmf is None])
     settings = sim_settings(sims, llm=llm)
     record = Recorded(lead)
@@ -206,7 +216,7 @@ async def run_call(sims: Sims, lines: list[Line], *, llm: bool = True,
                                server_stream)
             ws = await wrap_client_stream(nursery, client_stream, "test",  # type: ignore[arg-type]
                                           resource or f"/media?sample-rate={rate}")
-            report = await talk(ws, lines, sample_rate=rate)
+            report = await talk(ws, lines, sample_rate=rate, max_call_s=call_limit_s(lines))
             await ws.aclose()
             with trio.fail_after(30):
                 await server.wait_idle()

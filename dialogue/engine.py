@@ -4,9 +4,10 @@ The engine names what the turn meant as an ``Event`` (see ``dialogue.stages``),
 follows the playbook's transition table, and picks the reply for the stage it
 lands in. Template first: greetings, stage questions, the pitch, objection
 answers, callback offers and confirmations, goodbyes and DND confirmations are
-playbook templates (their audio can be cached). Only questions, details and
-anything unexpected become an ``LLMRequest``, which always carries a fallback
-template for when no LLM is configured or it fails.
+playbook templates (their audio can be cached). Only questions, details,
+anything unexpected and — with an LLM configured — turns the analysis is unsure
+of become an ``LLMRequest``, which always carries a fallback template for when
+no LLM is configured or it fails.
 
 Rules worth knowing (all numbers come from the playbook):
 
@@ -22,9 +23,25 @@ Rules worth knowing (all numbers come from the playbook):
   order, the last repeats); a "no" to our answer is a failed attempt too. When
   ``max_objection_attempts`` answers were given and the caller still objects,
   the call goes to DEAD_END. Acceptance returns to the interrupted stage.
+- With an LLM configured (``CallState.llm``), a turn the analysis is unsure of
+  (confidence below ``LLM_BELOW_CONFIDENCE``: its intent is more likely wrong
+  than the threshold allows) is answered by the LLM from the caller's words
+  (the request's history ends with them), in the same stage, instead of acting
+  on a reading that is probably wrong. Slots read from it are kept (the LLM's
+  structured reading beside the reply may add more). Acted on as read even
+  when unsure: do-not-call (not honouring one costs more than ending a call
+  by mistake); an unsure turn right after one the LLM answered, so a call
+  never loops (a sure turn, a new stage or a new question starts over); key
+  presses (``dtmf_analysis`` reads them at confidence 1.0); in
+  FOLLOW_UP_SCHEDULED, a turn that names a callback time (confirmed aloud, so
+  the caller hears it) or one after the last ask for a time (the default time
+  is taken). There the LLM's answer asks for a time again and counts as an
+  ask; in QUALIFICATION it asks the pending question again unless the turn
+  answered it.
 - In DISCOVERY and QUALIFICATION any answer moves on, except a turn no rule
   could read (``other`` below ``LLM_BELOW_CONFIDENCE``, no slots): the first such
-  turn in a row goes to the LLM, a second one is taken as an answer.
+  turn in a row goes to the LLM (without one configured, its fallback line is
+  said), a second one is taken as an answer.
 - Backchannels ("hmm", "haan") while presenting continue the pitch point by
   point, then ask the check question; they never change the stage.
 - An outcome stage says its closing line and moves on to ENDED in the same turn
@@ -116,6 +133,10 @@ def decide(state: CallState, analysis: Analysis, now: datetime) -> Decision:
 
     if intent is Intent.DO_NOT_CALL:
         return _event(replace(state, do_not_call=True), Event.DO_NOT_CALL, analysis, now)
+    if analysis.confidence >= LLM_BELOW_CONFIDENCE:
+        state = replace(state, unclear_turns=0)  # "in a row" ends with a sure turn
+    elif _worth_the_llm(state, analysis):
+        return _unsure(state, analysis, now)
     if intent is Intent.WRONG_PERSON:
         return _event(state, Event.WRONG_PERSON, analysis, now)
     if intent is Intent.NOT_INTERESTED:
@@ -134,6 +155,26 @@ def decide(state: CallState, analysis: Analysis, now: datetime) -> Decision:
         return _objection(state, analysis, now)
     handler = _STAGE_HANDLERS[state.stage]
     return handler(state, analysis, now)
+
+
+def _worth_the_llm(state: CallState, analysis: Analysis) -> bool:
+    """An unsure turn the LLM should answer rather than the rules act on (the
+    module docstring says which are acted on all the same)."""
+    if not state.llm or state.unclear_turns > 0:
+        return False
+    if state.stage is Stage.FOLLOW_UP_SCHEDULED:
+        named = isinstance(analysis.slots.get("callback_at"), datetime)
+        return not named and state.callback_asks < state.playbook.rules.max_callback_asks
+    return True
+
+
+def _unsure(state: CallState, analysis: Analysis, now: datetime) -> Decision:
+    """The LLM answers an unsure turn in the same stage; its answer in
+    FOLLOW_UP_SCHEDULED asks for a time again (one more ask)."""
+    state = replace(state, unclear_turns=1)
+    if state.stage is Stage.FOLLOW_UP_SCHEDULED:
+        state = replace(state, callback_asks=state.callback_asks + 1)
+    return _llm(state, analysis, now, None)
 
 
 # --- moving between stages ----------------------------------------------------------
@@ -418,6 +459,7 @@ def _render(state: CallState, template_id: str, text: TemplateText) -> Template:
 
 
 def _llm(state: CallState, analysis: Analysis, now: datetime, event: Event | None) -> Decision:
+    fallback: Template | None = None
     if analysis.intent is Intent.ASK_PRICE:
         fallback = _response(state, "answer_price")
         task = "The caller asked about the price. Answer from the facts, amounts in words."
@@ -426,12 +468,19 @@ def _llm(state: CallState, analysis: Analysis, now: datetime, event: Event | Non
         task = ("The caller wants details. Give the one most useful detail and offer to "
                 "send the rest on WhatsApp.")
     else:
-        fallback = _stage_template(state, state.stage, "fallback")
         task = ("Reply to what the caller just said, briefly and honestly, then steer back "
                 "to the goal of this stage.")
-    if state.stage is Stage.QUALIFICATION and state.pending_slot is not None:
-        question = next(q for q in state.playbook.questions if q.slot == state.pending_slot)
+    pending = state.pending_slot
+    if state.stage is Stage.FOLLOW_UP_SCHEDULED:  # waiting for a callback time: ask for it
+        fallback = _stage_template(state, state.stage, "ask_time")
+        task += f" Then ask again: {fallback.text}"
+    elif state.stage is Stage.QUALIFICATION and pending is not None and (
+        pending not in state.slots
+    ):
+        question = next(q for q in state.playbook.questions if q.slot == pending)
         task += f" Then ask again: {question.text.render(state.values)}"
+    if fallback is None:
+        fallback = _stage_template(state, state.stage, "fallback")
     llm = state.playbook.llm
     messages = build_messages(state.playbook, state.stage, state.values, state.history,
                               state.slots, task, now)

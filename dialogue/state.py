@@ -56,7 +56,8 @@ class CallState:
     asked: frozenset[str] = frozenset()
     pending_slot: str | None = None
     pitch_index: int = 0
-    unclear_turns: int = 0  # turns in a row in this stage that no rule could read
+    unclear_turns: int = 0  # 1: the LLM answered the last unsure turn (``decide``)
+    llm: bool = False  # an LLM is configured: unsure turns go to it (``decide``)
     history: tuple[Message, ...] = ()
     turns: int = 0
 
@@ -81,13 +82,16 @@ class CallState:
         }
 
 
-def new_call_state(playbook: Playbook, lead: Mapping[str, str], now: datetime) -> CallState:
-    """The state before the first word: stage INTRO, nothing known."""
+def new_call_state(playbook: Playbook, lead: Mapping[str, str], now: datetime, *,
+                   llm: bool = False) -> CallState:
+    """The state before the first word: stage INTRO, nothing known. ``llm``: an
+    LLM is configured, so a turn the analysis is unsure of is answered by it."""
     return CallState(
         playbook=playbook,
         lead=MappingProxyType(dict(lead)),
         values=MappingProxyType(template_values(playbook, lead)),
         started_at=now,
+        llm=llm,
     )
 
 

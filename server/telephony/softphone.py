@@ -19,7 +19,12 @@ The audio of a line is ``Line.audio`` (e.g. synthesized speech) or a voiced
 burst long enough for its words (``words_per_second``, the Deepgram
 simulator's pace). After the last line the caller waits for the bot's reply
 to play and for the bot to hang up; once the bot has said nothing for
-``hangup_wait_s`` the caller sends ``stop``.
+``hangup_wait_s`` the caller sends ``stop``. The bot hanging up ends the
+caller's part at once, wherever it was: a line cut off while being said is in
+``CallReport.lines`` without a ``speech_end``, the lines never begun are
+``CallReport.unsaid``. ``max_call_s`` bounds the whole call: past it the
+caller hangs up (``stop``; ``CallReport.gave_up``), so a call that goes
+other than the script expects ends rather than waits for ever.
 
 Measured per line (trio clock, at the caller): ``speech_end`` (the last speech
 sample's moment), the first bot audio after it (``v2v`` = that minus
@@ -31,10 +36,11 @@ began (until a ``clear``, or until its audio ran out).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import secrets
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -86,6 +92,11 @@ class CallReport:
     clears: int = 0
     violations: int = 0
     hung_up_by_bot: bool = False
+    #: the caller hung up at ``max_call_s`` (the call had not ended by then)
+    gave_up: bool = False
+    #: lines never begun: the bot hung up first (a line it hung up on while
+    #: being said is in ``lines``, without ``speech_end``)
+    unsaid: list[Line] = field(default_factory=list)
     #: (trio time it starts playing, PCM16) of every bot audio frame; ``bot_heard``
     #: the same less what a ``clear`` dropped before it played (the call as the
     #: caller heard it); the caller's own audio per 100 ms frame sent
@@ -178,20 +189,14 @@ def _utterance(line: Line, rate: int, words_per_second: float, seed: int) -> byt
     return speech_like_script(rate, speech_s=seconds, silence_s=0.0, repeats=1, seed=seed)
 
 
+async def _cancel_on(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
 async def _close_on(event: trio.Event, lines: trio.MemoryReceiveChannel[Line]) -> None:
     await event.wait()
     await lines.aclose()
-
-
-async def _until_closed(
-    lines: trio.MemoryReceiveChannel[Line],
-) -> AsyncIterator[Line]:
-    """The lines, ending quietly when the channel is closed from this side."""
-    while True:
-        try:
-            yield await lines.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            return
 
 
 async def talk(
@@ -201,6 +206,7 @@ async def talk(
     call_sid: str | None = None, custom_parameters: dict[str, str] | None = None,
     max_wait_s: float = 30.0, reply_wait_s: float = 5.0, resume_wait_s: float = 1.5,
     on_line: Callable[[LineResult], None] | None = None, line_noise: float = 0.0,
+    max_call_s: float = math.inf,
 ) -> CallReport:
     """Play ``lines`` against the server on ``ws`` (module docstring). ``lines``
     may be a channel (a person typing): the call goes on until it is closed.
@@ -336,16 +342,8 @@ async def talk(
             while not far.idle(trio.current_time(), quiet_s):  # noqa: ASYNC110
                 await trio.sleep(0.05)
 
-    await send({"event": "connected"})
-    await send({"event": "start", "stream_sid": sid, "start": {
-        "stream_sid": sid, "call_sid": call_sid or secrets.token_hex(16),
-        "account_sid": secrets.token_hex(16), "from": "+919900001234", "to": "08047110000",
-        "custom_parameters": custom_parameters or {},
-        "media_format": {"encoding": "base64", "sample_rate": str(sample_rate)}}})
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(echo_marks)
-        nursery.start_soon(receive)
-        nursery.start_soon(stream_audio)
+    async def converse() -> None:
+        """The greeting, the lines, then waiting for the bot to finish."""
         with trio.move_on_after(max_wait_s):
             await bot_spoke.wait()  # the greeting
         if isinstance(lines, trio.MemoryReceiveChannel):
@@ -358,12 +356,13 @@ async def talk(
                 fill.send_nowait(line)
             fill.close()
         n = -1
-        async for line in _until_closed(script):
+        while True:
+            try:
+                line = await script.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                break  # the last line, or the call ended (the channel closed here)
             n += 1
             result = LineResult(line)
-            report.lines.append(result)
-            if report.hung_up_by_bot:
-                break
             if line.barge_in_s is not None:
                 with trio.move_on_after(max_wait_s):
                     while trio.current_time() >= far.play_end:  # until the next reply plays
@@ -373,13 +372,13 @@ async def talk(
                 await trio.sleep(line.barge_in_s)
                 barging.append(result)
             else:
-                previous = report.lines[-2] if len(report.lines) > 1 else None
+                previous = report.lines[-1] if report.lines else None
                 await wait_reply(previous)
                 await wait_bot_done(previous)
                 await trio.sleep(line.pause_s)
+            report.lines.append(result)  # begun (a line the bot hangs up before is unsaid)
             if line.silent_s is not None:
-                with trio.move_on_after(line.silent_s):
-                    await hung_up.wait()
+                await trio.sleep(line.silent_s)
                 continue
             if line.dtmf is not None:
                 result.spoke_at = result.speech_end = trio.current_time()
@@ -392,7 +391,7 @@ async def talk(
             pending_audio.append(result)
             await say(result, _utterance(line, sample_rate, words_per_second, seed=n))
         last_line = report.lines[-1] if report.lines else None
-        if last_line is not None and not report.hung_up_by_bot:
+        if last_line is not None:
             while last_line.speech_end is None and last_line.line.silent_s is None:  # noqa: ASYNC110
                 await trio.sleep(0.05)
             await wait_reply(last_line)
@@ -400,10 +399,31 @@ async def talk(
         with trio.move_on_after(max_wait_s):
             # Hang up once the bot has said nothing for hangup_wait_s (it may
             # still be answering, after a pause), unless it hangs up first.
-            while not hung_up.is_set() and not far.idle(trio.current_time(), hangup_wait_s):
-                with trio.move_on_after(0.1):
-                    await hung_up.wait()
+            while not far.idle(trio.current_time(), hangup_wait_s):  # noqa: ASYNC110
+                await trio.sleep(0.1)
+
+    await send({"event": "connected"})
+    await send({"event": "start", "stream_sid": sid, "start": {
+        "stream_sid": sid, "call_sid": call_sid or secrets.token_hex(16),
+        "account_sid": secrets.token_hex(16), "from": "+919900001234", "to": "08047110000",
+        "custom_parameters": custom_parameters or {},
+        "media_format": {"encoding": "base64", "sample_rate": str(sample_rate)}}})
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(echo_marks)
+        nursery.start_soon(receive)
+        nursery.start_soon(stream_audio)
+        # The bot hanging up ends whatever the caller was doing (saying a line,
+        # waiting for a reply); so does ``max_call_s``.
+        with trio.move_on_after(max_call_s) as talking:
+            nursery.start_soon(_cancel_on, hung_up, talking)
+            with contextlib.suppress(ConnectionClosed):  # a key pressed as the bot hung up
+                await converse()
         if not report.hung_up_by_bot:
-            await send({"event": "stop", "stream_sid": sid, "stop": {"reason": "callended"}})
+            report.gave_up = talking.cancelled_caught
+            with contextlib.suppress(ConnectionClosed):  # the bot hung up just now
+                await send({"event": "stop", "stream_sid": sid,
+                            "stop": {"reason": "callended"}})
+        if not isinstance(lines, trio.MemoryReceiveChannel):
+            report.unsaid = list(lines[len(report.lines):])
         nursery.cancel_scope.cancel()
     return report

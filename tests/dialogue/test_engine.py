@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from dialogue import (
+    LLM_BELOW_CONFIDENCE,
     Analysis,
     CallState,
     Decision,
@@ -26,6 +27,7 @@ from dialogue import (
     trim_bot_message,
     trim_last_bot_message,
 )
+from dialogue.conduct import dtmf_analysis
 from dialogue.engine import within_call_window
 from dialogue.prompts import number_in_words, rupees_in_words, spoken_time, trim_history
 from dialogue.stages import Event
@@ -373,3 +375,136 @@ def test_unreadable_answer_goes_to_the_llm_once_then_moves_on() -> None:
     assert second.state.unclear_turns == 0
     readable = decide(state, Analysis(Intent.OTHER, confidence=0.7, slots={"need": "bill"}), NOW)
     assert readable.state.stage is Stage.QUALIFICATION
+
+
+# --- with an LLM configured, an unsure turn is answered by it -----------------------
+
+UNSURE = LLM_BELOW_CONFIDENCE - 0.1
+
+
+def _unsure(state: CallState, text: str, intent: Intent, **fields: object) -> Decision:
+    state = record_caller(state, text)
+    analysis = Analysis(intent=intent, confidence=UNSURE, **fields)  # type: ignore[arg-type]
+    return decide(state, analysis, NOW)
+
+
+def _with_llm(stage: Stage, **changes: object) -> CallState:
+    return replace(at_stage(stage, **changes), llm=True)
+
+
+#: Per live stage, a reading that, acted on, moves the call, and where to.
+ACTED_ON = [
+    (Stage.INTRO, {}, Intent.WRONG_PERSON, Stage.ENDED),
+    (Stage.DISCOVERY, {}, Intent.AFFIRM, Stage.QUALIFICATION),
+    (Stage.QUALIFICATION, {"pending_slot": "budget_inr"}, Intent.BUSY,
+     Stage.FOLLOW_UP_SCHEDULED),
+    (Stage.PRESENTATION, {}, Intent.INTERESTED, Stage.TRIAL_CLOSE),
+    (Stage.OBJECTION_HANDLING, {"interrupted": Stage.PRESENTATION,
+                                "objection": Objection.PRICE}, Intent.AFFIRM,
+     Stage.PRESENTATION),
+    (Stage.TRIAL_CLOSE, {}, Intent.AFFIRM, Stage.CLOSING),
+    (Stage.CLOSING, {}, Intent.AFFIRM, Stage.ENDED),
+    (Stage.FOLLOW_UP_SCHEDULED, {"callback_asks": 1}, Intent.NOT_INTERESTED, Stage.ENDED),
+]
+
+
+@pytest.mark.parametrize(("stage", "changes", "intent", "acted"), ACTED_ON,
+                         ids=[case[0].value for case in ACTED_ON])
+def test_an_unsure_turn_is_answered_by_the_llm_in_the_same_stage(
+    stage: Stage, changes: dict[str, object], intent: Intent, acted: Stage,
+) -> None:
+    words = "hmm, shayad, dekhte hain"
+    decision = _unsure(_with_llm(stage, **changes), words, intent)
+    request = decision.reply
+    assert isinstance(request, LLMRequest)
+    assert request.messages[-2] == {"role": "user", "content": words}  # the caller's words
+    assert decision.state.stage is stage  # the unsure reading is not acted on
+    assert decision.event is None
+    assert not decision.end_call
+    # Its fallback is a line of the stage (said if the LLM fails).
+    assert request.template_id_fallback.split(".")[0] == stage.value
+    # Without an LLM the same reading is acted on as read.
+    assert _unsure(at_stage(stage, **changes), words, intent).state.stage is acted
+    # A sure reading is acted on with the LLM configured too.
+    sure = decide(record_caller(_with_llm(stage, **changes), words),
+                  Analysis(intent=intent, confidence=LLM_BELOW_CONFIDENCE), NOW)
+    assert sure.state.stage is acted
+
+
+def test_a_second_unsure_turn_in_a_row_is_acted_on_and_a_sure_one_starts_over() -> None:
+    state = _with_llm(Stage.PRESENTATION)
+    first = _unsure(state, "kal dekhte hain", Intent.OBJECTION, objection=Objection.TIMING)
+    assert isinstance(first.reply, LLMRequest)
+    assert first.state.objection_counts == {}
+    again = _unsure(record_bot_reply(first.state, "No rush at all."), "kal pakka dekhenge",
+                    Intent.OBJECTION, objection=Objection.TIMING)
+    assert again.state.stage is Stage.OBJECTION_HANDLING  # acted on: no loop
+    assert template_id(again) == "objection.timing.0"
+    sure = say(first.state, Intent.BACKCHANNEL)
+    assert sure.state.unclear_turns == 0
+    assert isinstance(_unsure(sure.state, "hmm par", Intent.DENY).reply, LLMRequest)
+
+
+def test_a_new_stage_starts_the_count_over() -> None:
+    state = _with_llm(Stage.TRIAL_CLOSE)
+    first = _unsure(state, "haan kar do", Intent.INTERESTED)
+    acted = _unsure(first.state, "haan kar do", Intent.INTERESTED)
+    assert acted.state.stage is Stage.CLOSING
+    assert acted.state.unclear_turns == 0
+    assert isinstance(_unsure(acted.state, "haan kar do", Intent.AFFIRM).reply, LLMRequest)
+
+
+def test_an_unsure_do_not_call_is_still_honoured() -> None:
+    decision = _unsure(_with_llm(Stage.PRESENTATION), "mat karo call", Intent.DO_NOT_CALL)
+    assert decision.state.do_not_call
+    assert decision.state.outcome is Stage.DEAD_END
+    assert template_id(decision) == "DEAD_END.do_not_call"
+
+
+@pytest.mark.parametrize("digit", sorted(PLAYBOOK.conduct.dtmf))
+def test_key_presses_are_never_sent_to_the_llm(digit: str) -> None:
+    analysis = dtmf_analysis(digit, PLAYBOOK.conduct)
+    assert analysis is not None
+    assert analysis.confidence >= LLM_BELOW_CONFIDENCE
+    state = record_caller(_with_llm(Stage.PRESENTATION), f"dtmf:{digit}")
+    assert isinstance(decide(state, analysis, NOW).reply, Template)
+
+
+def test_slots_read_from_an_unsure_turn_are_kept_and_not_asked_again() -> None:
+    state = _with_llm(Stage.QUALIFICATION, pending_slot="budget_inr",
+                      asked=frozenset({"need", "decision_maker", "budget_inr"}))
+    budget = "Do you have a budget in mind"
+    read = _unsure(state, "around two lakh maybe", Intent.OTHER, slots={"budget_inr": 200000})
+    assert isinstance(read.reply, LLMRequest)
+    assert read.state.slots["budget_inr"] == 200000
+    instruction = read.reply.messages[-1]["content"]
+    assert "budget: two lakh rupees" in instruction
+    assert budget not in instruction
+    unread = _unsure(state, "hmm something like a scooter maybe", Intent.OTHER)
+    assert isinstance(unread.reply, LLMRequest)
+    assert f"Then ask again: {budget}" in unread.reply.messages[-1]["content"]
+
+
+def test_waiting_for_a_callback_time_the_llm_asks_again_and_it_counts_as_an_ask() -> None:
+    state = _with_llm(Stage.FOLLOW_UP_SCHEDULED, callback_asks=1)
+    first = _unsure(state, "pata nahi", Intent.OTHER)
+    request = first.reply
+    assert isinstance(request, LLMRequest)
+    assert request.template_id_fallback == "FOLLOW_UP_SCHEDULED.ask_time"
+    assert request.messages[-1]["content"].endswith(f"Then ask again: {request.fallback_text}")
+    assert first.state.callback_asks == 2
+    # The asks are used up: the next turn gets the default time, unsure or not.
+    default = _unsure(first.state, "dekhte hain", Intent.CALLBACK_REQUEST)
+    assert template_id(default) == "FOLLOW_UP_SCHEDULED.confirm"
+    assert default.state.callback_at == datetime(2026, 11, 25, 10, 0, tzinfo=IST)
+    assert _unsure(say(state, Intent.AFFIRM).state, "pata nahi", Intent.OTHER).state.stage \
+        is Stage.ENDED  # after the last ask (2 of 2), even a first unsure turn
+
+
+def test_waiting_for_a_callback_time_an_unsure_turn_naming_one_is_confirmed() -> None:
+    at = datetime(2026, 11, 25, 18, 0, tzinfo=IST)
+    decision = _unsure(_with_llm(Stage.FOLLOW_UP_SCHEDULED, callback_asks=1),
+                       "maybe tomorrow evening", Intent.CALLBACK_REQUEST,
+                       slots={"callback_at": at})
+    assert template_id(decision) == "FOLLOW_UP_SCHEDULED.confirm"
+    assert decision.state.callback_at == at

@@ -113,12 +113,19 @@ def _lines(script: dict[str, Any]) -> list[dict[str, Any]]:
 async def test_scripted_conversations_reach_their_outcome_over_the_wire(
     script: dict[str, Any], autojump_clock: trio.testing.MockClock,
 ) -> None:
+    """The scripts specify the rules engine: they run with no LLM configured
+    (templates only, as ``voicebot demo`` without OpenAI keys), so a turn the
+    analysis is unsure of is acted on as read (``test_pipeline_unsure`` has
+    the LLM's side)."""
     turns = _lines(script)
     now = datetime.fromisoformat(script["now"]) if "now" in script else SCRIPT_NOW
     async with simulators() as sims:
-        run = await run_call(sims, [Line(t["say"]) for t in turns],
+        run = await run_call(sims, [Line(t["say"]) for t in turns], llm=False,
                              lead=LeadContext(name="Rahul"), clock=now)
+    assert sims.openai.requests == []
     record = run.record
+    assert not run.report.gave_up, "the call never ended"
+    assert run.report.unsaid == [], "the bot hung up before these lines"
     ended = turns[-1]["stage"] == "ENDED"
     assert record.summary is not None
     assert record.summary.reason == ("completed" if ended else "stop")
@@ -143,3 +150,41 @@ def test_the_campaign_labels_the_vendors_usage_only_when_it_is_a_plain_id() -> N
     assert usage_tag({"campaign_id": ""}) is None
     assert usage_tag({"campaign_id": "a&tag=b"}) is None  # nothing else reaches the query
     assert usage_tag({"campaign_id": "x" * 65}) is None
+
+
+async def test_a_call_the_bot_ends_with_lines_left_returns_them_unsaid(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    lines = [Line("please don't call me again"), Line("hello?"), Line("are you there?")]
+    async with simulators() as sims:
+        run = await run_call(sims, lines, lead=LeadContext(name="Rahul"))
+    report = run.report
+    assert report.hung_up_by_bot
+    assert not report.gave_up
+    assert [result.line for result in report.lines] == lines[:1]
+    assert report.unsaid == lines[1:]
+    assert run.record.summary is not None
+    assert run.record.summary.reason == "completed"
+    assert run.record.last.do_not_call
+
+
+LONG = ("I wanted to ask about the subsidy and the monthly EMI and the warranty on "
+        "the panels and also who will come for the installation")  # ~8 s of speech
+
+
+async def test_a_call_ended_while_the_caller_speaks_returns_the_line_cut_short(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    lines = [Line(LONG), Line("hello?")]
+    async with simulators() as sims:
+        run = await run_call(sims, lines, lead=LeadContext(name="Rahul"),
+                             config=ServerConfig(max_call_seconds=12.0))
+    report = run.report
+    assert report.hung_up_by_bot
+    [cut] = report.lines
+    assert cut.spoke_at is not None
+    assert cut.spoke_at < 12.0
+    assert cut.speech_end is None  # the bot hung up before its end
+    assert report.unsaid == lines[1:]
+    assert run.record.summary is not None
+    assert run.record.summary.reason == "time_limit"

@@ -33,11 +33,16 @@ reply is heard; other words, or the caller speaking again (``resumed``, a new
 audio is ready at once.
 
 A turn the rules are unsure of (confidence below ``LLM_BELOW_CONFIDENCE``), with
-an LLM configured, also gets the LLM's structured reading (``llm_refine``)
-beside its reply, never in front of it: within ``refine_deadline_s`` the slots
-it finds that the state lacks (budget, timeline, decision maker, need; a
-callback time while one is awaited) go into the state and the call's record
-(``refine_slots``); the reply and the stage stay as decided.
+an LLM configured, is answered by the LLM from the caller's words in the same
+stage: the call's state knows an LLM is configured (``CallState.llm``, set when
+it is built here) and ``decide`` routes the turn (``dialogue.engine`` lists the
+turns acted on as read all the same: do-not-call, the second unsure turn in a
+row, key presses, ...). It also gets the LLM's structured reading
+(``llm_refine``) beside its reply, never in front of it: within
+``refine_deadline_s`` the slots it finds that the state lacks (budget,
+timeline, decision maker, need; a callback time while one is awaited) go into
+the state and the call's record (``refine_slots``); the reply and the stage
+stay as decided. Without an LLM the turn is acted on as read.
 
 Barge-in, measured from our VAD, only while a reply is audible and
 interruptible (``[call] non_interruptible`` lists the lines that are not):
@@ -160,15 +165,17 @@ def _recorded(before: CallState | None, after: CallState) -> Mapping[str, str] |
     return said
 
 
-def greeting(playbook: Playbook, lead: LeadContext, clock: Callable[[], datetime]) -> Decision:
-    """The call's first decision: a new dialogue state for ``lead`` and the
-    playbook's opening line. What a call says first, and what ``/exotel/url``
-    renders ahead of it (``server.handlers.pipeline.announce``): one function,
-    so both say the same words."""
+def greeting(playbook: Playbook, lead: LeadContext, clock: Callable[[], datetime], *,
+             llm: bool = False) -> Decision:
+    """The call's first decision: a new dialogue state for ``lead`` (``llm``: an
+    LLM is configured, see ``dialogue.decide``) and the playbook's opening line.
+    What a call says first, and what ``/exotel/url`` renders ahead of it
+    (``server.handlers.pipeline.announce``): one function, so both say the same
+    words."""
     values = {k: v for k, v in (("name", lead.name), ("company", lead.company),
                                 ("product_interest", lead.product_interest),
                                 ("language", lead.language)) if v}
-    state = new_call_state(playbook, values, clock())
+    state = new_call_state(playbook, values, clock(), llm=llm)
     return opening(state, clock())
 
 
@@ -406,7 +413,8 @@ class Conversation:
             self._nursery = nursery
             lead = await self.session.lead()
             decided = trio.current_time()
-            self._answer(greeting(self.playbook, lead, self.clock), None,
+            self._answer(greeting(self.playbook, lead, self.clock,
+                                  llm=self.context.chat is not None), None,
                          {"decided": decided}, greeting=True)
             async for item in self._inbox:
                 if isinstance(item, Silence):
