@@ -104,7 +104,12 @@ class Voice:
     def _play(self, reply: Reply, sentence: Sentence, pcm: bytes, *, final: bool) -> None:
         """Queue a sentence's audio; the sentence joins ``reply.sentences`` with its
         first audio, so every sentence there is an utterance the speaker knows (one
-        superseded while it waited for the TTS was never said)."""
+        superseded while it waited for the TTS was never said). Nothing is queued
+        once the reply is cut: the speaker was cleared of it, and audio its task
+        still holds (delivered with the cut, before its cancellation reaches it)
+        is not to be said."""
+        if reply.cut:
+            return
         if not reply.sentences or reply.sentences[-1] is not sentence:
             reply.sentences.append(sentence)
         self._speaker.play(pcm, utterance_id=sentence.utterance_id, final=final)
