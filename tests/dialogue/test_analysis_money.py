@@ -160,3 +160,13 @@ def test_a_number_after_a_scale_that_counts_something_is_not_its_rest() -> None:
     """"2 lakh 10 din mein": the 10 counts days, not thousands."""
     numeric = normalize("budget 2 lakh 10 din mein chahiye").numeric
     assert [a.rupees for a in find_amounts(numeric)] == [200_000]
+
+
+def test_an_amount_stated_in_qualification_is_a_fact_not_a_price_question() -> None:
+    got = analyze("around 9 thousand a month for the health premium", Stage.QUALIFICATION)
+    assert (got.intent, got.slots.get("budget_inr")) == ("other", 9_000)
+    got = analyze("my current premium is 22 thousand a year", Stage.QUALIFICATION)
+    assert got.intent == "other"
+    assert "budget_inr" not in got.slots
+    asked = analyze("premium kitna hoga 1 crore cover ka", Stage.QUALIFICATION)
+    assert asked.intent == "ask_price"
