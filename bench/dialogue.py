@@ -315,10 +315,11 @@ def main(argv: list[str]) -> int:
         "",
         *_accuracy(sets),
         "",
-        "Per tuning split (`calib` was kept out of rule tuning and fits the calibration — "
-        "since issue 16 it is fresh turns written after the last rule change, and the "
-        "earlier calibration turns, looked at while widening the rules, are `calib0`; "
-        "the classifier saw every split):",
+        "Per tuning split (`calib` and `calib2` were kept out of rule tuning and fit the "
+        "calibration — `calib` is fresh turns written after the intent rules' last change, "
+        "`calib2` turns written before the budget rules of `dev4` and weighted toward the "
+        "turns the rules are half-sure of; the earlier calibration turns, looked at while "
+        "widening the rules, are `calib0`; the classifier saw every split):",
         "",
         *_accuracy(per_split),
         "",

@@ -4,8 +4,10 @@
 budget stated as a ceiling to a quoted price (PRESENTATION onwards) is a price
 objection, and the same ceiling asked for in QUALIFICATION is a plain fact; a
 statement of budget that only mentions a price word ("twelve thousand a month
-emi is what we can afford") is a fact, not a price question; a timing objection
-that names a timeline in QUALIFICATION ("abhi koi plan nahi") answers "when?".
+emi is what we can afford") is a fact, not a price question, and so is any
+amount stated in DISCOVERY or QUALIFICATION ("my current emi is 14000"); a
+timing objection that names a timeline in QUALIFICATION ("abhi koi plan nahi")
+answers "when?".
 
 ``analyze`` (the package entry point) is ``read`` with the shipped classifier and
 calibration. The trainer calls ``read`` with cross-validated probabilities and
@@ -54,6 +56,7 @@ _COMPLAINT: Final = re.compile(
     r"|afford)\b"
 )
 _STATEMENT_INTENTS: Final = frozenset({Intent.ASK_PRICE, Intent.ASK_DETAILS})
+_ASKED_ABOUT_CALLER: Final = frozenset({Stage.DISCOVERY, Stage.QUALIFICATION})
 _RELATIVE_WHAT: Final = re.compile(r"\b(?:is|thats|exactly) what\b")
 _REQUEST: Final = re.compile(
     r"\b(?:send|bhej\w*|share|tell|batao|bataiye|show|dikha\w*|explain|samjha\w*)\b"
@@ -68,14 +71,18 @@ def _states_fact(normal: NormalText, has_timeline: bool) -> bool:
 
 def _states_budget(normal: NormalText, rule: IntentMatch, stage: Stage | None) -> bool:
     """A price or product word in a statement of budget, not a question: "twelve
-    thousand a month emi is what we can afford", "₹30,000 for the whole website"."""
+    thousand a month emi is what we can afford", "₹30,000 for the whole website";
+    where the bot asked about the caller, in a statement of any amount ("about 8
+    thousand a month for the premium", "my current emi is 14000")."""
     if rule.intent not in _STATEMENT_INTENTS or phrases.QUESTION_START.search(normal.plain):
         return False
     if phrases.ASKS.search(_RELATIVE_WHAT.sub(" ", normal.plain)) or _REQUEST.search(normal.plain):
         return False
     if rule.intent is Intent.ASK_DETAILS and stage is not Stage.QUALIFICATION:
         return False
-    return money.extract_budget(normal.numeric, asks_price=True) is not None
+    if money.extract_budget(normal.numeric, asks_price=True) is not None:
+        return True
+    return stage in _ASKED_ABOUT_CALLER and bool(money.find_amounts(normal.numeric))
 
 
 def _settle(rule: IntentMatch, normal: NormalText, stage: Stage | None,

@@ -9,11 +9,13 @@ One JSON object per line::
 
 ``slots`` holds only the keys the caller stated (``budget_inr``,
 ``callback_at``, ``timeline``, ``decision_maker``); ``split`` is ``dev``, ``dev2``,
-``dev3`` (written to widen the rules), ``holdout`` … ``holdout5`` (each written
-later and scored blind once before its failures were used to widen the rules),
-``calib0`` (the first calibration turns, used for tuning since issue 16) or
-``calib`` (written after the last rule change, never tuned on; it fits the
-calibration).
+``dev3``, ``dev4`` (written to widen the rules; ``dev4`` is budget turns),
+``holdout`` … ``holdout5`` (each written later and scored blind once before its
+failures were used to widen the rules), ``calib0`` (the first calibration turns,
+used for tuning since issue 16), ``calib`` (written after the last change of the
+intent rules) or ``calib2`` (written before the budget rules of ``dev4``,
+weighted toward turns the rules are half-sure of); ``calib`` and ``calib2`` were
+never tuned on and fit the calibration.
 
 Metrics, every one over **all** lines of the set:
 

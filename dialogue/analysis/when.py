@@ -270,7 +270,8 @@ _PAST: Final = re.compile(
 _PAST_WINDOW: Final = 25
 # "2 lakh is our budget for this year": the period a budget covers.
 _MONEY_WORD: Final = re.compile(
-    r"(?:\b(?:budget|lakhs?|lacs?|lacks?|crores?|thousand|hazaa?r|k|rupees)\b|₹)"
+    r"(?:\b(?:budget|lakhs?|laakhs?|lacs?|lacks?|crores?|thousand|hazaa?r|hajaa?r|k|rupees)\b"
+    r"|₹)"
 )
 _BUYING: Final = re.compile(
     r"\b(?:buy|by|purchase|install|lena|lenge|le lenge|kharid\w*|lagwa\w*|karwa\w*|want|chahiye"

@@ -51,6 +51,8 @@ def test_set_is_large_and_covers_every_label(turns: list[LabelledTurn]) -> None:
     assert sum("budget_inr" in t.slots for t in turns) >= 100
     assert sum("callback_at" in t.slots for t in turns) >= 200
     assert sum(t.split == "calib" for t in turns) >= 300
+    assert sum(t.split == "calib2" for t in turns) >= 300
+    assert sum("budget_inr" in t.slots for t in turns if t.split == "dev4") >= 100
     assert {t.slots["timeline"] for t in turns if "timeline" in t.slots} >= {
         "immediate", "this_week", "this_month", "next_month", "this_quarter",
         "next_quarter", "this_year", "no_plan",

@@ -31,7 +31,7 @@ def test_artifact_was_trained_on_the_current_data() -> None:
     retrained: run `python -m bench.train_classifier`."""
     files = train_classifier.data_files()
     assert [f.name for f in files] == [
-        "utterances.jsonl", "utterances2.jsonl", "utterances3.jsonl",
+        "utterances.jsonl", "utterances2.jsonl", "utterances3.jsonl", "utterances4.jsonl",
     ]
     assert classifier_model().data_sha256 == train_classifier.data_sha256(files)
 
