@@ -18,8 +18,8 @@ from server.store.records import LeadContext
 from server.telephony.softphone import Line
 from tests.handlers.pipeline_harness import NOW, CallRun, run_call, simulators
 
-MISREAD = "kal dekhte hain"  # "let's see tomorrow", read at the greeting as wrong_person
-AGAIN = "dekhte hain"  # the same, once more: wrong_person again, unsure again
+MISREAD = "ye unka number hai"  # "this is his number": read at the greeting as wrong_person
+AGAIN = "ye office ka number hai"  # "this is the office number": wrong_person, unsure again
 DNC = "list se mera naam hatao"  # "take my name off the list": do_not_call, unsure
 BUSY = "I am busy right now, call me back tomorrow evening"
 ANSWER = "No problem, Rahul. Could I tell you in two minutes how solar cuts your bill?"
