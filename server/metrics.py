@@ -31,7 +31,8 @@ The conversation pipeline's (``server.handlers.pipeline``):
 - ``component_errors_total{component}`` stt, tts, llm; redis (a call's lead
   lookup, state-write outage or outcome failing: ``server.calls.recording``);
   telephony (a frame skipped, or the peer's protocol error ending the call:
-  ``server.calls.lifecycle``)
+  ``server.calls.lifecycle``); dialogue (a turn our dialogue code failed on:
+  the caller is asked again, ``[responses] not_understood``)
 - ``fallbacks_total{component}``        stt (to local), tts (local for a reply),
   llm (the fallback template)
 - ``barge_ins_total`` / ``backchannels_total``  caller speech over the bot: an

@@ -15,6 +15,7 @@ the fallback reads), so the timing asserted is the pipeline's, not the CPU's.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import os
@@ -23,11 +24,13 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 import trio
 import trio.testing
 
+from dialogue import load_playbook
 from dialogue.model import Stage
 from providers.sim.elevenlabs_audio import frame_bytes, render
 from providers.sim.openai_sim import Drop, ServerFault, Stall
@@ -454,3 +457,33 @@ async def test_every_turn_is_answered_while_all_three_vendors_fail_in_one_call(
     for text, audio in kept.items():
         assert audio == whole[text], text
     assert GREETING[0] not in kept  # the sentence the faults interrupted, twice
+
+
+# -- the dialogue code itself ---------------------------------------------------------
+
+
+async def test_a_turn_the_dialogue_code_fails_on_is_asked_again_and_the_call_goes_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A playbook edited past its reader's checks (here: DISCOVERY has no
+    # "question" line) makes ``decide`` raise on the first answer. That is our
+    # bug, not the caller's: the call keeps its state, asks again, and goes on.
+    playbook = load_playbook()
+    discovery = playbook.stages[Stage.DISCOVERY]
+    broken = dataclasses.replace(discovery, templates=MappingProxyType(
+        {k: v for k, v in discovery.templates.items() if k != "question"}))
+    playbook = dataclasses.replace(playbook, stages=MappingProxyType(
+        {**playbook.stages, Stage.DISCOVERY: broken}))
+    async with simulators() as sims:
+        run = await run_call(sims, [Line("haan ji, boliye"), Line(BUSY)], playbook=playbook,
+                             llm=False)
+    assert counter(run, "component_errors", "dialogue") == 1
+    _greeting, asked, booked = run.record.turns
+    assert asked.caller_text == "haan ji, boliye"
+    assert asked.bot_text == "Sorry, I didn't quite catch that. Could you say it again?"
+    assert asked.stage_after is Stage.INTRO  # the state stayed where it was
+    assert booked.stage_after is Stage.ENDED  # the callback booked, the call closed
+    assert run.record.last.stage is Stage.FOLLOW_UP_SCHEDULED  # the outcome
+    assert run.record.summary is not None
+    assert run.record.summary.reason == "completed"
+    assert all(line.v2v is not None for line in run.report.lines)  # both answered

@@ -20,6 +20,13 @@ marks, in its own place and before the turn that cut it is recorded: its
 message is trimmed (gone if nothing was heard), or an LLM reply cut while
 streaming is recorded as heard — once either way.
 
+A turn the dialogue code fails on (``analyze``/``decide`` raising: a bug, or a
+playbook edited past its reader's checks) does not end the call: it is logged
+with its traceback, counted (``component_errors_total{component="dialogue"}``),
+the state stays as it was (the caller's words in its history) and the caller
+hears the playbook's ``[responses] not_understood`` ("Sorry, I didn't quite
+catch that…").
+
 Preemptive generation (``preempt``, on by default): when the caller goes quiet
 inside their speech (``pause_ms``, 150 ms, before our VAD's 300 ms end of speech),
 the listener reports ``paused`` with the transcript so far; if no reply is
@@ -95,7 +102,7 @@ from dialogue.analysis.llm_refine import (
 from dialogue.conduct import dtmf_analysis, is_backchannel
 from dialogue.endpointing import EndpointHint, endpoint_hint
 from dialogue.engine import Decision, LLMRequest, Template
-from dialogue.model import Analysis, Stage
+from dialogue.model import Analysis, Intent, Stage
 from dialogue.playbook import Playbook
 from dialogue.state import (
     CallState,
@@ -282,8 +289,11 @@ class Conversation:
         if reply is not None and not reply.finished.is_set():
             return  # the bot is still talking: this is not a turn's end
         now = self.clock()
-        analysis = analyze(transcript, state.stage, now)
-        decision = decide(record_caller(state, transcript), analysis, now)
+        try:
+            analysis = analyze(transcript, state.stage, now)
+            decision = decide(record_caller(state, transcript), analysis, now)
+        except Exception:  # the turn, when confirmed, meets it again and says so
+            return
         if not isinstance(decision.reply, LLMRequest):
             return  # a template is ready at once: nothing to gain
         reply = self._new_reply(decision, {"decided": trio.current_time()})
@@ -438,8 +448,11 @@ class Conversation:
             marks = {"turn_final": heard.turn_final}
             if heard.speech_end is not None:
                 marks["speech_end"] = heard.speech_end
-            analysis = heard.analysis or analyze(heard.text, state.stage, now)
-            decision = decide(record_caller(state, heard.text), analysis, now)
+            try:
+                analysis = heard.analysis or analyze(heard.text, state.stage, now)
+                decision = decide(record_caller(state, heard.text), analysis, now)
+            except Exception as exc:  # a fault in the dialogue code: the call goes on
+                analysis, decision = self._not_understood(state, heard.text, exc)
             marks["decided"] = trio.current_time()
             caller = self.reporter.turn_started(heard.text, heard.caller_at, state.stage,
                                                 analysis)
@@ -449,6 +462,21 @@ class Conversation:
                 and analysis.confidence < LLM_BELOW_CONFIDENCE):
             assert self._nursery is not None
             self._nursery.start_soon(self._refine, chat, heard.text, analysis, state, now)
+
+    def _not_understood(self, state: CallState, text: str,
+                        exc: Exception) -> tuple[Analysis, Decision]:
+        """A turn the dialogue code failed on (a bug, never the caller's fault):
+        logged with its traceback and counted (``component_errors{dialogue}``);
+        the state stays as it was (with the caller's words in the history) and
+        the caller is asked to say it again (``[responses] not_understood``)."""
+        self.reporter.metrics.component_errors.labels(component="dialogue").inc()
+        log_event(log, logging.ERROR, "turn not handled: dialogue error; asking again",
+                  stage=state.stage.value, error=type(exc).__name__, exc_info=exc)
+        line = self.playbook.responses["not_understood"].render(state.values)
+        decision = Decision(record_caller(state, text),
+                            Template("responses.not_understood", line),
+                            end_call=False, barge_in_allowed=True)
+        return Analysis(intent=Intent.OTHER, confidence=0.0), decision
 
     async def _refine(self, chat: ChatModel, text: str, analysis: Analysis,
                       before: CallState, now: datetime) -> None:
