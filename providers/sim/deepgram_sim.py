@@ -20,9 +20,10 @@ of audio buffered in the server." So a ``Finalize`` with nothing to settle — n
 word spoken since the last final and less than 100 ms of audio after it
 (``deepgram_session.IDLE_FINALIZE_AUDIO_S``), e.g. right after the endpoint's
 ``speech_final`` gave every word — gets no reply (counted in
-``ConnectionLog.unanswered_finalizes``). ``answer_idle_finalize=True`` answers
-it with an empty ``from_finalize`` final instead (the lenient behaviour the sim
-had before; a client must work either way).
+``ConnectionLog.unanswered_finalizes``). That is the default: a simulator is
+at least as strict as its vendor. ``answer_idle_finalize=True`` answers it with
+an empty ``from_finalize`` final instead (a lenient vendor: every ``Finalize``
+answered); a client must work either way.
 
 It does not recognise speech: what the caller "said" comes from a script the
 test registers with :meth:`DeepgramSim.script`, one text per utterance, keyed by
