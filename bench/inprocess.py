@@ -182,7 +182,8 @@ async def run_call(sims: Sims, lines: list[Line], *, llm: bool = True,
                    | None = None,
                    ) -> CallRun:
     """One call: ``lines`` said to the pipeline; the Deepgram sim hears each
-    line's text. ``cache``: the process's template audio cache (default: empty).
+    line's text (a line of ``audio`` with no text is wordless noise).
+    ``cache``: the process's template audio cache (default: empty).
     ``call_record``: a real record (e.g. the session store's) told everything
     too; ``CallRun.record`` keeps a copy either way. ``resource``: the upgrade
     URL's path and query (default ``/media?sample-rate={rate}``).
@@ -192,7 +193,8 @@ async def run_call(sims: Sims, lines: list[Line], *, llm: bool = True,
     (``CallReport.gave_up``), and the bot hanging up early leaves the rest
     ``CallReport.unsaid``: a call that goes other than its test expects
     returns, for the test's assertions to fail."""
-    sims.deepgram.script(*[line.text for line in lines if line.text and line.dtmf is None])
+    sims.deepgram.script(*[line.text for line in lines
+                           if (line.text or line.audio is not None) and line.dtmf is None])
     settings = sim_settings(sims, llm=llm)
     record = Recorded(lead)
 

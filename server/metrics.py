@@ -46,6 +46,8 @@ The conversation pipeline's (``server.handlers.pipeline``):
   announced the call (``server.handlers.pipeline.announce``): ``rendered``,
   ``cached``, ``dropped`` (over the in-flight cap), ``skipped`` (the lead lookup
   failed), ``failed``
+- ``stt_finalize_unanswered_total``     STT ``finalize()`` requests given up on (the
+  vendor may leave one unanswered: ``server.handlers.pipeline.listener``)
 - ``turns_total{intent}``               caller turns by analysed intent
 - ``call_cost_usd``                     per call, from its usage (``dialogue.call_cost``)
 """
@@ -148,6 +150,10 @@ class ServerMetrics:
         self.early_ends = Counter(
             "voicebot_early_ends", "Turns ended at the first pause (a short answer), by "
             "result", ["result"], registry=reg,
+        )
+        self.finalize_unanswered = Counter(
+            "voicebot_stt_finalize_unanswered", "STT finalize requests given up on "
+            "(no answer in time, or a later one answered first)", registry=reg,
         )
         self.preemptions = Counter(
             "voicebot_preemptions", "LLM replies started before the turn was confirmed, "

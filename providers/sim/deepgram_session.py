@@ -13,7 +13,12 @@ the way the live service can only transcribe words already spoken:
 - a ``speech_final`` final at the VAD's endpoint releases the rest of the
   utterance's words;
 - ``Finalize`` releases only the words spoken so far (``from_finalize: true``);
-  if the caller is still speaking, the rest comes in a later final;
+  if the caller is still speaking, the rest comes in a later final. A
+  ``Finalize`` with nothing to settle — no word spoken since the last final and
+  less than :data:`IDLE_FINALIZE_AUDIO_S` of audio after it (typically right
+  after the endpoint's ``speech_final``) — gets no answer at all, as the vendor
+  may do, unless the sim's ``answer_idle_finalize`` is set (then an empty
+  ``from_finalize`` final);
 - with ``split_final_after`` set, a long stretch of speech gets an
   ``is_final: true, speech_final: false`` final every that many seconds (the
   live service splits long utterances the same way);
@@ -44,6 +49,9 @@ NET_0001 = ("NET-0001: Deepgram did not receive audio data or a text message wit
             "timeout window. See https://dpgr.am/net0001")
 NET_0000 = "NET-0000: The service has encountered an internal error."
 DATA_0000 = "DATA-0000: The payload cannot be decoded as audio."
+#: a ``Finalize`` with no word pending and less audio than this (seconds) since
+#: the last final has nothing to settle: the vendor may leave it unanswered
+IDLE_FINALIZE_AUDIO_S = 0.1
 _MODEL = {"name": "2-general-nova", "version": "2024-01-09.29447", "arch": "nova-2",
           "uuid": "c0d1a568-ce81-4fea-97e7-bd45cb1fdf3c"}
 
@@ -59,6 +67,7 @@ class ConnectionLog:
     audio: bytearray = field(default_factory=bytearray, repr=False)
     keepalives: int = 0
     finalizes: int = 0
+    unanswered_finalizes: int = 0  # ``Finalize`` messages that got no answer (idle)
     close_streams: int = 0
     sent: list[dict[str, Any]] = field(default_factory=list)
     close_code: int | None = None  # ours (1006 for an abort), or the client's if it closed first
@@ -149,7 +158,12 @@ class ListenSession:
             self.log.keepalives += 1
         elif kind == "Finalize":
             self.log.finalizes += 1
-            self._release(self._spoken(), end=self.now, speech_final=False, from_finalize=True)
+            spoken = self._spoken()
+            if (not spoken and self.now - self.segment_start < IDLE_FINALIZE_AUDIO_S
+                    and not self.sim.answer_idle_finalize):
+                self.log.unanswered_finalizes += 1
+                return  # nothing to settle: the vendor may send nothing
+            self._release(spoken, end=self.now, speech_final=False, from_finalize=True)
         elif kind == "CloseStream":
             self.log.close_streams += 1
             if self.speech_start is not None and (self.now > self.segment_start

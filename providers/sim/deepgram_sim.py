@@ -8,9 +8,22 @@ silence hangover). From the VAD it produces ``SpeechStarted`` (``vad_events``),
 interim ``Results`` every ``interim_every`` s of speech (``interim_results``), a
 final ``Results`` with ``speech_final: true`` at each endpoint, ``UtteranceEnd``
 ``utterance_end_ms`` after the last word, a ``from_finalize: true`` final for
-``Finalize`` (an empty one when nothing is pending), and on ``CloseStream`` the
-pending final, ``Metadata`` and close 1000. ``start``/``duration`` are seconds
-of this connection's audio.
+``Finalize``, and on ``CloseStream`` the pending final, ``Metadata`` and close
+1000. ``start``/``duration`` are seconds of this connection's audio.
+
+A ``Finalize`` is not always answered, as with the vendor, whose documentation
+(developers.deepgram.com/docs/finalize) says: "Upon receiving the Finalize
+message, the server will process all remaining audio data and return the final
+results. You *may* receive a response with the ``from_finalize`` attribute set
+to ``true`` […] This response typically occurs when there is a noticeable amount
+of audio buffered in the server." So a ``Finalize`` with nothing to settle — no
+word spoken since the last final and less than 100 ms of audio after it
+(``deepgram_session.IDLE_FINALIZE_AUDIO_S``), e.g. right after the endpoint's
+``speech_final`` gave every word — gets no reply (counted in
+``ConnectionLog.unanswered_finalizes``). That is the default: a simulator is
+at least as strict as its vendor. ``answer_idle_finalize=True`` answers it with
+an empty ``from_finalize`` final instead (a lenient vendor: every ``Finalize``
+answered); a client must work either way.
 
 It does not recognise speech: what the caller "said" comes from a script the
 test registers with :meth:`DeepgramSim.script`, one text per utterance, keyed by
@@ -39,7 +52,9 @@ a server built for a test or the server-level call tests sets them the same way)
   inject_refusal(500, once_accepted=1)`` is "accept the call's stream, drop it
   after 1 s of audio, then refuse the first two reconnects";
 - ``latency``: every server message waits ``latency.sample()`` (order is kept);
-- ``split_final_after`` / ``words_per_second``: see above.
+- ``split_final_after`` / ``words_per_second``: see above;
+- ``answer_idle_finalize`` (off): answer a ``Finalize`` with nothing to settle
+  (see above) instead of leaving it unanswered as the vendor may.
 """
 
 from __future__ import annotations
@@ -79,6 +94,7 @@ class DeepgramSim:
         interim_every: float = 0.5,
         words_per_second: float = 3.0,
         split_final_after: float | None = None,
+        answer_idle_finalize: bool = False,
         on_message_sent: Callable[[float, dict[str, Any]], None] | None = None,
     ) -> None:
         """``on_message_sent(t, message)`` is called just before each message goes
@@ -90,6 +106,7 @@ class DeepgramSim:
         self.interim_every = interim_every
         self.words_per_second = words_per_second
         self.split_final_after = split_final_after
+        self.answer_idle_finalize = answer_idle_finalize
         self.on_message_sent = on_message_sent
         self.connections: list[ConnectionLog] = []
         #: Every handshake refused by an injected refusal: (trio time, status).

@@ -69,7 +69,9 @@ class STTStream(Protocol):
 
     async def finalize(self) -> None:
         """Ask for everything heard so far now (answered by a ``from_finalize`` final
-        or :class:`Endpoint`)."""
+        or :class:`Endpoint`). The local engines answer every call; Deepgram may
+        not (nothing left to settle, or lost with a dropped connection), so a
+        caller must not wait for an answer per call for ever."""
 
     def events(self) -> AsyncIterator[STTEvent]:
         """The events, in order. Ends after :meth:`aclose` has drained the stream."""

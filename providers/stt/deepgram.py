@@ -26,6 +26,11 @@ exponential backoff with jitter, never sooner than ``retry-after``) until
 stream). 1008 ``DATA-0000`` (bad audio) and 4xx refusals are not retried; a
 failure of the very first handshake is raised at once (the caller falls back).
 
+``finalize()`` sends ``Finalize`` at once; while reconnecting it is sent once
+after the replay (several collapse into one answer, covering all the audio). An
+answer is not promised: Deepgram may send none for a ``Finalize`` with nothing
+left to settle, and one sent just before a drop is lost with the connection.
+
 Usage: seconds of audio actually sent to Deepgram, replays included (a replay is
 billed again).
 

@@ -75,10 +75,11 @@ async def test_nova3_sends_keyterm_and_mulaw_audio_works(autojump_clock: Any) ->
     assert [e.text for e in events if isinstance(e, Final)] == ["haan ji"]
 
 
-async def test_finalize_flushes_at_once_and_answers_empty_when_nothing_pending(
-    autojump_clock: Any,
+@pytest.mark.parametrize("answer_idle", [False, True])
+async def test_finalize_flushes_at_once_and_a_finalize_with_nothing_pending_may_go_unanswered(
+    answer_idle: bool, autojump_clock: Any,
 ) -> None:
-    async with open_deepgram_sim() as sim:
+    async with open_deepgram_sim(answer_idle_finalize=answer_idle) as sim:
         sim.script("my budget is five lakh")
         async with open_deepgram(config_for(sim)) as stream, collecting(stream) as events:
             await send_paced(stream, call_audio(("silence", 0.5), ("speech", 1.4)).tobytes(),
@@ -87,10 +88,23 @@ async def test_finalize_flushes_at_once_and_answers_empty_when_nothing_pending(
             await trio.testing.wait_all_tasks_blocked()
             flushed = [e for e in events if isinstance(e, Final)]
             assert flushed == [Final("my budget is five lakh", 0.0, 1.9, from_finalize=True)]
-            await stream.finalize()  # nothing new: an empty from_finalize final
+            answered = len(events)
+            await stream.finalize()  # nothing new to settle
             await trio.testing.wait_all_tasks_blocked()
-            assert events[-1] == Endpoint(1.9, from_finalize=True)
-        assert sim.connections[0].finalizes == 2
+            # the vendor may send nothing at all; the lenient sim an empty final
+            assert events[answered:] == ([Endpoint(1.9, from_finalize=True)] if answer_idle
+                                         else [])
+            # 700 ms more audio (no words in it): something to settle, answered
+            answered = len(events)
+            await send_paced(stream, call_audio(("silence", 0.7)).tobytes(), 2 * RATE)
+            await stream.finalize()
+            await trio.testing.wait_all_tasks_blocked()
+            assert [(type(e), round(getattr(e, "t", -1.0), 3), getattr(e, "from_finalize", None))
+                    for e in events[answered:]] == [
+                (Endpoint, 2.2, False),  # the endpoint's empty speech_final
+                (Endpoint, 2.6, True)]
+        assert sim.connections[0].finalizes == 3
+        assert sim.connections[0].unanswered_finalizes == (0 if answer_idle else 1)
 
 
 async def test_finalize_mid_speech_releases_only_the_words_already_spoken(

@@ -191,3 +191,41 @@ async def test_long_speech_gets_split_finals_that_tile_the_words(autojump_clock:
     assert [f["duration"] for f in finals[:2]] == [1.3, 0.8]  # finals tile the audio
     texts = [f["channel"]["alternatives"][0]["transcript"] for f in finals]
     assert texts == ["one two three", "four five", "six seven eight"]  # 3 words/s
+
+
+@pytest.mark.parametrize("answer_idle", [False, True])
+async def test_a_finalize_with_nothing_to_settle_may_get_no_answer(
+    answer_idle: bool, autojump_clock: Any,
+) -> None:
+    # "You *may* receive a response with the from_finalize attribute set to true
+    # [...] typically when there is a noticeable amount of audio buffered"
+    async with open_deepgram_sim(answer_idle_finalize=answer_idle) as sim:
+        sim.script("I am interested.")
+        received: list[dict[str, Any]] = []
+        async with plain_websocket(sim.port, QUERY) as ws:
+            # speech to 1.5 s, then quiet: the endpoint's speech_final at 1.8 s
+            # gives every word; a Finalize right then has nothing to settle
+            turn = audio(0.5, 1.0, 0.3)
+            for i in range(0, len(turn), 1600):
+                await ws.send_message(turn[i:i + 1600])
+                await trio.sleep(0.1)
+            await ws.send_message('{"type": "Finalize"}')
+            await trio.sleep(0.1)
+            # 300 ms more audio buffered: the next Finalize is answered (empty)
+            quiet = audio(0.3, 0.0, 0.0)
+            for i in range(0, len(quiet), 1600):
+                await ws.send_message(quiet[i:i + 1600])
+                await trio.sleep(0.1)
+            await ws.send_message('{"type": "Finalize"}')
+            await ws.send_message('{"type": "CloseStream"}')
+            with pytest.raises(ConnectionClosed):
+                await read_until_closed(ws, received)
+    finals = [(m["speech_final"], m["from_finalize"], m["start"] + m["duration"],
+               m["channel"]["alternatives"][0]["transcript"])
+              for m in received if m["type"] == "Results" and m["is_final"]]
+    assert finals == [
+        (True, False, 1.8, "I am interested."),
+        *([(False, True, 1.8, "")] if answer_idle else []),
+        (False, True, pytest.approx(2.1), "")]
+    assert sim.connections[0].finalizes == 2
+    assert sim.connections[0].unanswered_finalizes == (0 if answer_idle else 1)

@@ -25,6 +25,21 @@ caller went on, the held words join the rest of the turn and a finalize at the
 confirmed end asks for the rest. The local engines decode an utterance whole
 (a grammar wants the whole phrase), so for them the finalize stays at the end.
 
+Answers are paired with the finalizes in order, one due per ``finalize()``
+(a pause's or an end's: :mod:`~server.handlers.pipeline.finalize_answers`).
+Deepgram may leave one unanswered (``FINALIZE_MAY_GO_UNANSWERED``: "You *may*
+receive a response", its docs say; e.g. right after its own ``speech_final``
+gave every word), so its answers due are given up on when a later finalize's
+answer shows they were skipped, or 1 s after they went out (checked on every
+inbound frame and at each answer; ``stt_finalize_unanswered_total``, logged
+once per call). A given-up end's answer releases the held turn as the answer
+would have; a given-up pause's releases it once the end is confirmed and no
+other answer is due; an answer that comes after all (none due) is held like a
+pause's. The vendor's own end of the caller's latest speech (an empty
+``speech_final``, an ``UtteranceEnd``) also releases a held turn once the end is
+confirmed (one with words releases any turn, as before). With a vendor that
+answers every finalize none of this changes what happens.
+
 The STT runs in ``run``: the chosen engine, and if it fails for good (Deepgram
 gives up after its reconnect deadline, 5 s by default) the call switches to
 the local engine (pocketsphinx) and goes on with the audio still queued.
@@ -33,7 +48,6 @@ the local engine (pocketsphinx) and goes on with the audio still queued.
 from __future__ import annotations
 
 import logging
-from collections import deque
 from typing import Any, Final, Protocol
 
 import numpy as np
@@ -44,11 +58,12 @@ from dialogue.endpointing import EndpointHint
 from dsp.pcm import pcm16_from_bytes
 from dsp.vad import EnergyVAD, SpeechStarted, VADConfig
 from providers.exceptions import ProviderError
-from providers.stt.base import Endpoint, Interim, STTStream
+from providers.stt.base import Endpoint, Interim, STTEvent, STTStream, UtteranceEnd
 from providers.stt.base import Final as FinalWords
 from providers.stt.turns import Turn, TurnAssembler
 from providers.usage import UsageCounter
 from server.handlers.pipeline.engines import Engines, SttName
+from server.handlers.pipeline.finalize_answers import POSITION_SLACK_S, AnswersDue, Due
 from server.logs import log_event
 from server.metrics import ServerMetrics
 
@@ -59,6 +74,9 @@ AUDIO_QUEUE: Final = 256
 #: engines whose ``finalize()`` at a pause costs nothing in accuracy (a streaming
 #: model keeps its context across the split)
 PAUSE_FINALIZE_ENGINES: Final = frozenset({"deepgram"})
+#: engines that may leave a ``finalize()`` unanswered (Deepgram's docs: "You *may*
+#: receive a response"); the local engines always answer, however slowly
+FINALIZE_MAY_GO_UNANSWERED: Final = frozenset({"deepgram"})
 
 
 class _Finalize:
@@ -71,6 +89,11 @@ FINALIZE: Final = _Finalize()
 def _finalize_answer(event: object) -> bool:
     """Whether an STT event answers a ``finalize()``."""
     return isinstance(event, FinalWords | Endpoint) and event.from_finalize
+
+
+def _audio_end(event: FinalWords | Endpoint) -> float:
+    """The audio an answer covers, up to this call-audio time."""
+    return event.end if isinstance(event, FinalWords) else event.t
 
 
 def _joined(turns: list[Turn]) -> Turn:
@@ -122,13 +145,16 @@ class Listener:
         self._paused = False
         self._ended_early = False  # this speech's turn was ended at its pause
         self._finalize_at: float | None = None  # a late end's delayed confirmation
-        # finalize() at the pause: the answers still due (True: a pause's), whether
-        # the caller spoke since the last finalize, whether the end is confirmed,
-        # and the turns answered at a pause while it was not
-        self._answers_due: deque[bool] = deque()
+        # finalize() at the pause: the answers still due, whether the caller spoke
+        # since the last finalize, whether the end is confirmed, and the turns
+        # answered at a pause while it was not
+        self._answers_due = AnswersDue()
         self._voiced_since_finalize = False
         self._confirmed = False
         self._held: list[Turn] = []
+        self._stt_samples = 0  # audio queued for the STT (its clock)
+        self._onset = 0.0  # STT-clock start of the latest voice after a pause
+        self._vendor_ended = False  # the STT's own endpoint since the last voice
         self._finals: list[str] = []  # the current turn's finals so far
         self._interim = ""
         self._vad = EnergyVAD(VADConfig(), sample_rate=sample_rate)
@@ -146,6 +172,8 @@ class Listener:
             return
         self._queue(pcm)
         now = trio.current_time()
+        if self._answers_due:
+            self._give_up_overdue(now)
         if self._finalize_at is not None and now >= self._finalize_at:
             self._finalize_at = None
             self._confirm()
@@ -157,6 +185,7 @@ class Listener:
             if isinstance(event, SpeechStarted):
                 self._finalize_at = None  # the phrase went on: one turn
                 self._confirmed = False
+                self._onset = self._stt_samples / self._rate - max(audio_end - event.t, 0.0)
                 self.ears.speech_started(now - max(audio_end - event.t, 0.0))
             else:
                 self._speech_ended(now - max(audio_end - event.voiced_until, 0.0))
@@ -166,6 +195,7 @@ class Listener:
             if voiced:
                 self._voiced_since_finalize = True
                 self._confirmed = False
+                self._vendor_ended = False
                 self.ears.voiced(voiced * self._frame_ms)
             self._tentative_end(flags, now)
 
@@ -190,13 +220,49 @@ class Listener:
         self._confirmed = True
         if self._voiced_since_finalize or (not self._answers_due and not self._held):
             self._finalize()
-        elif not self._answers_due:
-            self._release()  # the pause's answer is in: the turn is whole
+        elif not self._answers_due or (self._vendor_ended and self._held):
+            self._release()  # the pause's answer (or the STT's own end) is in
 
     def _finalize(self, *, at_pause: bool = False) -> None:
         self._voiced_since_finalize = False
-        self._answers_due.append(at_pause)
+        self._answers_due.sent(trio.current_time(), self._stt_samples / self._rate,
+                               at_pause=at_pause)
         self._queue(FINALIZE)
+
+    # -- answers the STT may never give -------------------------------------------
+
+    def _give_up_overdue(self, now: float) -> None:
+        """From the receive loop: an answer due too long will not come; the held
+        turn goes on as that answer, empty, would have had it."""
+        due = self._answers_due
+        while (late := due.overdue(now)) is not None:
+            self._given_up(late)
+            if self._held and (not late.at_pause or (self._confirmed and not due)):
+                self._release()
+
+    def _give_up_skipped(self, now: float, answer_end: float) -> None:
+        """From the STT reader, before pairing an answer: give up on the answers
+        due that it shows were skipped, or that are overdue. A given-up end's
+        releases the held turn (its words came before this answer); a pause's
+        leaves it to this answer."""
+        while (skipped := self._answers_due.skipped(now, answer_end)) is not None:
+            self._given_up(skipped)
+            if not skipped.at_pause and self._held:
+                self._release()
+
+    def _given_up(self, due: Due) -> None:
+        self._metrics.finalize_unanswered.inc()
+        if self._answers_due.given_up == 1:
+            log_event(log, logging.INFO, "stt left a finalize unanswered; going on without it",
+                      engine=self.stt_name, at_pause=due.at_pause)
+
+    def _vendor_endpoint(self, event: STTEvent) -> bool:
+        """Whether ``event`` is the STT's own end of the caller's latest speech (an
+        empty ``speech_final`` or an ``UtteranceEnd`` not older than its onset)."""
+        if isinstance(event, UtteranceEnd):
+            return event.t >= self._onset - POSITION_SLACK_S
+        return (isinstance(event, Endpoint) and not event.from_finalize
+                and event.t >= self._onset - POSITION_SLACK_S)
 
     def _end_turn(self, voiced_until: float) -> None:
         self._last_speech_end = voiced_until
@@ -214,6 +280,8 @@ class Listener:
             self._quiet_ms = (len(flags) - 1 - int(voiced_at[-1])) * self._frame_ms
             if self._paused:
                 self._paused = False
+                self._onset = (self._stt_samples / self._rate
+                               - (len(flags) - int(voiced_at[0])) * self._frame_ms / 1000)
                 if self._ended_early:
                     self._ended_early = False
                     self._metrics.early_ends.labels(result="cut_off").inc()
@@ -242,6 +310,8 @@ class Listener:
     def _queue(self, item: bytes | _Finalize) -> None:
         try:
             self._send.send_nowait(item)
+            if isinstance(item, bytes):
+                self._stt_samples += len(item) // 2
         except trio.WouldBlock:
             self.dropped_chunks += 1
             if self.dropped_chunks in (1, 100, 1000):
@@ -255,6 +325,7 @@ class Listener:
         while True:
             failures: list[Exception] = []
             self._answers_due.clear()  # a new stream answers nothing sent before
+            self._answers_due.may_go_unanswered = self.stt_name in FINALIZE_MAY_GO_UNANSWERED
             try:
                 async with self._engines.open_stt(self.stt_name, self._rate, self._usage,
                                                   self._usage_tag) as stt:
@@ -290,6 +361,14 @@ class Listener:
     async def _read(self, stt: STTStream) -> None:
         turns = TurnAssembler()
         async for event in stt.events():
+            answer = _finalize_answer(event)
+            due: Due | None = None
+            if isinstance(event, FinalWords | Endpoint) and answer:
+                # (a given-up end's answer releases the turn before these words)
+                self._give_up_skipped(trio.current_time(), _audio_end(event))
+                due = self._answers_due.answered()
+            elif self._vendor_endpoint(event):
+                self._vendor_ended = True
             if isinstance(event, FinalWords | Interim) and event.text.strip():
                 self.ears.words(event.text)
                 if isinstance(event, FinalWords):
@@ -297,18 +376,17 @@ class Listener:
                     self._interim = ""
                 else:
                     self._interim = event.text.strip()
-            answer = _finalize_answer(event)
-            at_pause = answer and bool(self._answers_due) and self._answers_due.popleft()
             turn = turns.feed(event)
             if turn is not None:
                 self._held.append(turn)
             if not self._held:
                 continue
-            if at_pause:
-                # the caller may not be done: the turn waits for our confirmed end
+            if answer and (due is None or due.at_pause):
+                # the caller may not be done (a pause's answer, or one given up on):
+                # the turn waits for our confirmed end
                 if self._confirmed and not self._answers_due:
                     self._release()
-            elif answer or turn is not None:
+            elif answer or turn is not None or (self._confirmed and self._vendor_ended):
                 self._release()  # the end's answer, or the vendor's own endpoint
 
     def _release(self) -> None:
