@@ -124,10 +124,9 @@ class LocalSTTStream(OfflineSTTStream):
 
     def __init__(self, config: LocalSTTConfig, engine: Engine,
                  limiter: trio.CapacityLimiter) -> None:
-        super().__init__(config.encoding, config.sample_rate, config.vad)
+        super().__init__(config.encoding, config.sample_rate, config.vad, limiter)
         self.config = config
         self._engine = engine
-        self._limiter = limiter
         # HQ, not the call path's LQ: LQ is -8 dB at 3.4 kHz, and the acoustic model
         # needs every bit of the band it gets (measured: fewer answers recognised).
         self._resampler = dsp.StreamResampler(config.sample_rate, MODEL_RATE, "HQ")

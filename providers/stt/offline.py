@@ -79,18 +79,20 @@ class AudioHistory:
 class OfflineSTTStream:
     """Base of the offline streams (module docstring); subclasses set ``vendor``
     and implement ``_audio`` and ``_words``. ``encoding`` is ``"linear16"`` or
-    ``"mulaw"``."""
+    ``"mulaw"``; ``limiter`` holds the engine's worker threads."""
 
     vendor: ClassVar[str]
     hears_on_after_finalize: ClassVar[bool] = False
 
-    def __init__(self, encoding: str, sample_rate: int, vad: dsp.VADConfig) -> None:
+    def __init__(self, encoding: str, sample_rate: int, vad: dsp.VADConfig,
+                 limiter: trio.CapacityLimiter) -> None:
         self._mulaw = encoding == "mulaw"
         self._odd = b""
         self._input_send, self._input = trio.open_memory_channel[bytes | object](math.inf)
         self._events_send, self._events = trio.open_memory_channel[STTEvent](math.inf)
         self._closing = False
         self._rate = sample_rate
+        self._limiter = limiter  # the engine's worker threads
         self._vad = dsp.EnergyVAD(vad, sample_rate)
         self._samples = 0  # call-rate samples received
         self._utterance_start: float | None = None  # call time the open utterance began

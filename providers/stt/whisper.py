@@ -183,10 +183,9 @@ class WhisperSTTStream(OfflineSTTStream):
 
     def __init__(self, config: WhisperSTTConfig, model: Any,
                  limiter: trio.CapacityLimiter) -> None:
-        super().__init__(config.encoding, config.sample_rate, config.vad)
+        super().__init__(config.encoding, config.sample_rate, config.vad, limiter)
         self.config = config
         self._model = model
-        self._limiter = limiter
         self._history = AudioHistory()  # call-rate audio kept for pre-roll
         self.latencies: list[float] = []  # per utterance: endpoint → text ready (s)
 
