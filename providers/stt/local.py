@@ -57,8 +57,7 @@ import trio
 
 import dsp
 from providers.exceptions import LocalEngineError
-from providers.stt.base import Endpoint, Interim, SpeechDetected
-from providers.stt.base import Final as FinalEvent
+from providers.stt.base import Interim, SpeechDetected
 from providers.stt.local_decoders import (
     DECODERS,
     MODEL_RATE,
@@ -70,12 +69,11 @@ from providers.stt.local_decoders import (
     jsgf_for,
     normalise,
 )
-from providers.stt.offline import OfflineSTTStream
+from providers.stt.offline import HISTORY_SECONDS, AudioHistory, OfflineSTTStream, open_worker
 
 __all__ = ["MODEL_RATE", "TELEPHONE_CMN", "VENDOR", "LocalSTTConfig", "LocalSTTStream",
            "decoder_limiter", "jsgf_for", "normalise", "open_local_stt", "prewarm_local_stt"]
 
-_HISTORY_SECONDS: Final = 1.0
 _LIMITER: Final = trio.lowlevel.RunVar[trio.CapacityLimiter]("pocketsphinx_limiter")
 
 
@@ -126,23 +124,17 @@ class LocalSTTStream(OfflineSTTStream):
 
     def __init__(self, config: LocalSTTConfig, engine: Engine,
                  limiter: trio.CapacityLimiter) -> None:
-        super().__init__(config.encoding)
+        super().__init__(config.encoding, config.sample_rate, config.vad, limiter)
         self.config = config
         self._engine = engine
-        self._limiter = limiter
-        self._vad = dsp.EnergyVAD(config.vad, config.sample_rate)
         # HQ, not the call path's LQ: LQ is -8 dB at 3.4 kHz, and the acoustic model
         # needs every bit of the band it gets (measured: fewer answers recognised).
         self._resampler = dsp.StreamResampler(config.sample_rate, MODEL_RATE, "HQ")
-        self._history = np.zeros(0, dtype=np.int16)  # recent 16 kHz audio
-        self._history_end = 0  # 16 kHz samples produced so far
+        self._history = AudioHistory()  # recent 16 kHz audio
         self._fed_to = 0  # 16 kHz sample up to which the decoder has the utterance
-        self._samples = 0  # call-rate samples received
         self._expected: tuple[str, ...] | None = None  # None: the base search
-        self._utterance_start: float | None = None
         self._next_interim = 0.0
         self._last_interim = ""
-        self.decode_seconds = 0.0  # wall time spent in the decoder (for RTF)
 
     def expect(self, phrases: Sequence[str] | None) -> None:
         """From the next utterance on, listen for one of ``phrases`` (a grammar for a
@@ -154,71 +146,43 @@ class LocalSTTStream(OfflineSTTStream):
 
     # -- the worker ---------------------------------------------------------------
 
-    async def _finalize_now(self) -> None:
-        await self._end(self._samples / self.config.sample_rate, finalize=True)
-
-    async def _end_of_input(self) -> None:
-        if self._utterance_start is not None:
-            await self._end(self._samples / self.config.sample_rate, finalize=False)
-
     async def _audio(self, pcm: npt.NDArray[np.int16]) -> None:
-        self._samples += len(pcm)
-        fresh = self._resampler.process(pcm)
-        self._history = np.concatenate([self._history, fresh])
-        self._history_end += len(fresh)
+        history = self._history
+        history.append(self._resampler.process(pcm))
         # VAD events may fall anywhere in a chunk of any size: the decoder gets the
         # 16 kHz audio between consecutive events, by absolute sample index.
         for event in self._vad.process(pcm):
             if isinstance(event, dsp.SpeechStarted):
                 self._events_send.send_nowait(SpeechDetected(event.t))
-                self._fed_to = max(self._history_start, round(event.t * MODEL_RATE))
+                self._fed_to = max(history.start, round(event.t * MODEL_RATE))
                 await self._call(self._engine.start, self._expected, b"")
                 self._utterance_start = event.t
                 self._next_interim = event.t + self.config.interim_interval
                 self._last_interim = ""
             elif self._utterance_start is not None:
-                await self._end(event.t, finalize=False, until=round(event.t * MODEL_RATE))
-        if self._utterance_start is not None and self._fed_to < self._history_end:
+                await self._end_utterance(event.t, finalize=False)
+        if self._utterance_start is not None and self._fed_to < history.end:
             now = self._samples / self.config.sample_rate
             want = now >= self._next_interim
-            partial = await self._call(self._engine.feed, self._take(self._history_end), want)
+            partial = await self._call(self._engine.feed, self._take(history.end), want)
             if want:
                 self._next_interim = now + self.config.interim_interval
                 if partial and partial != self._last_interim:
                     self._last_interim = partial
                     self._events_send.send_nowait(Interim(partial))
-        keep = int(_HISTORY_SECONDS * MODEL_RATE)
-        if len(self._history) > keep:
-            self._history = self._history[-keep:]
-
-    @property
-    def _history_start(self) -> int:
-        return self._history_end - len(self._history)
+        history.keep_last(int(HISTORY_SECONDS * MODEL_RATE))
 
     def _take(self, until: int) -> bytes:
         """16 kHz audio from the decoder's position up to ``until`` (absolute index)."""
-        until = min(until, self._history_end)
-        start = max(self._fed_to, self._history_start)
-        self._fed_to = max(self._fed_to, until)
-        base = self._history_start
-        return self._history[start - base:max(start, until) - base].tobytes()
+        pcm = self._history.between(self._fed_to, until)
+        self._fed_to = max(self._fed_to, min(until, self._history.end))
+        return pcm.tobytes()
 
-    async def _end(self, t: float, *, finalize: bool, until: int | None = None) -> None:
-        """End the utterance at call time ``t``; the decoder gets the audio up to the
-        16 kHz index ``until`` (all it has when None)."""
-        start = self._utterance_start
-        if start is None:
-            if finalize:
-                self._events_send.send_nowait(Endpoint(t, from_finalize=True))
-            return
-        self._utterance_start = None
-        text = await self._call(self._engine.end,
-                                self._take(self._history_end if until is None else until))
-        if text:
-            self._events_send.send_nowait(FinalEvent(text, start, t, from_finalize=finalize,
-                                                     speech_final=not finalize))
-        else:
-            self._events_send.send_nowait(Endpoint(t, from_finalize=finalize))
+    async def _words(self, start: float, end: float | None) -> str:
+        """The decoder's words, given the audio up to ``end`` (all it has when None)."""
+        until = self._history.end if end is None else round(end * MODEL_RATE)
+        text: str = await self._call(self._engine.end, self._take(until))
+        return text
 
     async def _call(self, function: Any, *args: Any) -> Any:
         start = trio.current_time()
@@ -244,13 +208,8 @@ async def open_local_stt(
     engine = await pool.acquire(config.decoder_kind, config.phrases, config.domain_sentences,
                                 chosen)
     try:
-        stream = LocalSTTStream(config, engine, chosen)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(stream.run)
-            try:
-                yield stream
-            finally:
-                await stream.aclose()
+        async with open_worker(LocalSTTStream(config, engine, chosen)) as stream:
+            yield stream
     finally:
         pool.release(engine)
 

@@ -56,14 +56,12 @@ import trio
 import dsp
 from dsp.resample import resample_oneshot
 from providers.exceptions import LocalEngineError
-from providers.stt.base import Endpoint, SpeechDetected
-from providers.stt.base import Final as FinalEvent
-from providers.stt.offline import OfflineSTTStream
+from providers.stt.base import SpeechDetected
+from providers.stt.offline import HISTORY_SECONDS, AudioHistory, OfflineSTTStream, open_worker
 
 VENDOR: Final = "whisper"
 MODEL_RATE: Final = 16000
 INSTALL_HINT: Final = "pip install 'voicebot[whisper]'"
-_HISTORY_SECONDS: Final = 1.0
 _LIMITER: Final = trio.lowlevel.RunVar[trio.CapacityLimiter]("whisper_limiter")
 _MODELS: dict[tuple[str, str, int], Any] = {}
 _MODELS_LOCK: Final = threading.Lock()
@@ -181,67 +179,39 @@ class WhisperSTTStream(OfflineSTTStream):
     """An open Whisper recognition stream; created by :func:`open_whisper_stt` only."""
 
     vendor = VENDOR
+    hears_on_after_finalize = True
 
     def __init__(self, config: WhisperSTTConfig, model: Any,
                  limiter: trio.CapacityLimiter) -> None:
-        super().__init__(config.encoding)
+        super().__init__(config.encoding, config.sample_rate, config.vad, limiter)
         self.config = config
         self._model = model
-        self._limiter = limiter
-        self._vad = dsp.EnergyVAD(config.vad, config.sample_rate)
-        self._history = np.zeros(0, dtype=np.int16)  # call-rate audio kept for pre-roll
-        self._samples = 0  # call-rate samples received (absolute end of the history)
-        self._utterance_start: float | None = None
-        self.decode_seconds = 0.0  # wall time spent transcribing (for RTF)
+        self._history = AudioHistory()  # call-rate audio kept for pre-roll
         self.latencies: list[float] = []  # per utterance: endpoint → text ready (s)
 
     # -- the worker ---------------------------------------------------------------
 
-    async def _finalize_now(self) -> None:
-        await self._end(self._samples, finalize=True)
-
-    async def _end_of_input(self) -> None:
-        if self._utterance_start is not None:
-            await self._end(self._samples, finalize=False)
-
     async def _audio(self, pcm: npt.NDArray[np.int16]) -> None:
-        self._samples += len(pcm)
-        self._history = np.concatenate([self._history, pcm])
+        self._history.append(pcm)
         rate = self.config.sample_rate
         for event in self._vad.process(pcm):
             if isinstance(event, dsp.SpeechStarted):
                 self._events_send.send_nowait(SpeechDetected(event.t))
                 self._utterance_start = event.t
             elif self._utterance_start is not None:
-                await self._end(round(event.t * rate), finalize=False)
+                await self._end_utterance(event.t, finalize=False)
         if self._utterance_start is None:
-            keep = int(_HISTORY_SECONDS * rate)  # pre-roll never reaches further back
-            if len(self._history) > keep:
-                self._history = self._history[-keep:]
+            # pre-roll never reaches further back
+            self._history.keep_last(int(HISTORY_SECONDS * rate))
 
-    async def _end(self, until: int, *, finalize: bool) -> None:
-        """End the utterance at the absolute call-rate sample ``until``: transcribe
-        its audio and send a Final, or an Endpoint when there are no words."""
+    async def _words(self, start: float, end: float | None) -> str:
+        """Whisper's words for the utterance's audio up to ``end`` (all received
+        when None); the history keeps only what follows it."""
         rate = self.config.sample_rate
-        t = until / rate
-        start = self._utterance_start
-        if start is None:
-            if finalize:
-                self._events_send.send_nowait(Endpoint(t, from_finalize=True))
-            return
-        # finalize() while the caller still speaks: the rest of the speech is a new
-        # utterance from here (no new SpeechDetected: the voice never stopped).
-        self._utterance_start = t if finalize and self._vad.in_speech else None
-        base = self._samples - len(self._history)
-        first = max(0, round(start * rate) - base)
-        utterance = self._history[first:max(first, until - base)].copy()
-        self._history = self._history[max(0, until - base):]
-        text = await self._transcribe(utterance)
-        if text:
-            self._events_send.send_nowait(FinalEvent(text, start, t, from_finalize=finalize,
-                                                     speech_final=not finalize))
-        else:
-            self._events_send.send_nowait(Endpoint(t, from_finalize=finalize))
+        until = self._samples if end is None else round(end * rate)
+        utterance = self._history.between(round(start * rate), until).copy()
+        self._history.forget_before(until)
+        return await self._transcribe(utterance)
 
     async def _transcribe(self, pcm: npt.NDArray[np.int16]) -> str:
         if len(pcm) == 0:
@@ -271,10 +241,5 @@ async def open_whisper_stt(
     if model is None:
         # Loading (~0.4 s) holds the transcription slot: it competes for the same CPU.
         model = await trio.to_thread.run_sync(load_model, config, limiter=chosen)
-    stream = WhisperSTTStream(config, model, chosen)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(stream.run)
-        try:
-            yield stream
-        finally:
-            await stream.aclose()
+    async with open_worker(WhisperSTTStream(config, model, chosen)) as stream:
+        yield stream

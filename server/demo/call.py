@@ -86,8 +86,10 @@ class DemoCall:
 
 
 def caller_speech(text: str, rate: int = CALL_RATE) -> bytes:
-    """The simulated lead saying ``text`` (espeak-ng, at the call's rate)."""
-    samples, native = espeak.synthesize(text, voice=CALLER_VOICE)
+    """The simulated lead saying ``text`` (espeak-ng, at the call's rate): the same
+    audio whatever the process synthesized before, so a scenario is heard alike
+    in every run (``espeak.synthesize(fresh=True)``)."""
+    samples, native = espeak.synthesize(text, voice=CALLER_VOICE, fresh=True)
     return resample_oneshot(samples, native, rate, quality="HQ").tobytes()
 
 

@@ -25,12 +25,13 @@ import trio.testing
 
 from dialogue import Playbook
 from dialogue.model import Stage
+from providers.local import espeak
 from providers.sim.deepgram_sim import open_deepgram_sim
 from providers.sim.elevenlabs_sim import open_elevenlabs_sim
 from providers.sim.openai_sim import open_openai_sim
 from server.cli.demo_talk import interactive_call, reached
 from server.demo import SCENARIOS, DemoCall, run_demo_call
-from server.demo.call import voiced_lines
+from server.demo.call import caller_speech, voiced_lines
 from server.demo.engines import (
     CAMPAIGN,
     Engaged,
@@ -93,6 +94,14 @@ def test_the_default_scenario_shows_the_most() -> None:
     assert len(tour.lines) >= 6
     assert any(line.barge_in_s is not None for line in tour.lines)
     assert "i cannot afford it" in [line.text for line in tour.lines]  # a price objection
+
+
+def test_the_lead_says_a_line_alike_whatever_was_synthesized_before() -> None:
+    # espeak-ng carries state from one synthesis into the next; the local
+    # recognizer must get the same audio in every run, whatever ran before.
+    first = caller_speech("call me tomorrow evening")
+    espeak.synthesize("Namaste, this is Anjali from Suryodaya Solar.")
+    assert caller_speech("call me tomorrow evening") == first
 
 
 async def test_the_local_engines_hear_a_callback_and_book_it(

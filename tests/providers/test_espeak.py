@@ -50,6 +50,16 @@ def test_same_text_gives_the_same_utterance() -> None:
     assert not similar(first, other)
 
 
+def test_fresh_synthesis_depends_on_the_text_alone() -> None:
+    first, _ = espeak.synthesize("Namaste, good morning.", fresh=True)
+    espeak.synthesize(SENTENCE)  # moves the engine's carried-over state on
+    carried, _ = espeak.synthesize("Namaste, good morning.")
+    again, _ = espeak.synthesize("Namaste, good morning.", fresh=True)
+    assert not np.array_equal(carried, first)  # why ``fresh`` exists
+    assert np.array_equal(again, first)
+    assert espeak.synthesize_to("Still working.", lambda _: None, fresh=True) is True
+
+
 def test_streaming_pieces_add_up_to_the_whole() -> None:
     pieces: list[npt.NDArray[np.int16]] = []
     assert espeak.synthesize_to(SENTENCE, pieces.append) is True
