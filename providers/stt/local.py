@@ -92,7 +92,9 @@ def decoder_limiter() -> trio.CapacityLimiter:
 @dataclass(frozen=True)
 class LocalSTTConfig:
     """See the module docstring. ``second_pass`` enables pocketsphinx's flat-lexicon
-    and best-path passes at the end of each utterance (slower end, fewer errors)."""
+    and best-path passes at the end of each utterance of a language-model search
+    (slower end, fewer errors); grammar searches never take it (it makes more
+    errors there, ``providers.stt.local_decoders``)."""
 
     sample_rate: int = 8000
     encoding: str = "linear16"  # or "mulaw"
