@@ -53,7 +53,8 @@ CALL_RATE = 8000
 CALLER_VOICE = "en-us"
 LEAD_ID = "demo-lead"
 LEAD_NAME = "Anjali"
-#: the caller's line hiss while quiet, RMS in sample units (about -64 dBFS)
+#: the hiss of the caller's line (under their speech too), RMS in sample units
+#: (about -64 dBFS)
 LINE_NOISE = 20.0
 
 

@@ -136,6 +136,14 @@ async def test_reports_json_png_and_stereo_wav(
     assert bot.max() > 1000
     # The greeting (bot) comes before the caller's first words.
     assert np.argmax(bot > 1000) < np.argmax(caller > 1000)
+    # The line hisses all along, under the caller's words too: espeak-ng's stop
+    # closures are exact zeros, which no phone line carries (and a recognizer
+    # hears as no sound at all); not 10 ms of digital silence anywhere.
+    assert call.caller is not None
+    sent = np.frombuffer(b"".join(frame for _, frame in call.caller.caller_audio),
+                         dtype=np.int16)
+    silent = np.convolve(sent == 0, np.ones(80, dtype=int), mode="valid")
+    assert silent.max() < 80
 
 
 async def test_sim_engines_in_their_own_process_hear_typed_lines() -> None:
