@@ -13,6 +13,7 @@ import json
 import wave
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -41,6 +42,7 @@ from server.demo.engines import (
     simulated_settings,
 )
 from server.demo.report import json_report, write_reports
+from server.demo.scenarios import say
 from server.telephony.softphone import Line
 
 NOW = datetime(2026, 12, 5, 11, 0, tzinfo=ZoneInfo("Asia/Kolkata"))
@@ -104,6 +106,25 @@ async def test_the_local_engines_hear_a_callback_and_book_it(
     assert reached(call, expected), (call.turns, call.outcome)
     assert call.outcome is not None
     assert call.outcome.callback_at == datetime(2026, 12, 6, 18, 0, tzinfo=NOW.tzinfo)
+
+
+@pytest.mark.parametrize("before", [0, 1, 3, 4])
+async def test_the_local_engines_hear_do_not_call_at_any_stage(
+    before: int, autojump_clock: trio.testing.MockClock, threads_take_no_virtual_time: None,
+) -> None:
+    # A caller may ask anywhere: as their first words, after the first question,
+    # during qualification, or over the pitch. The dnc scenario is the second.
+    qualified = SCENARIOS["tour"].lines[:before]
+    request = say("stop calling me", barge_in_s=1.5 if before == 4 else None)
+    scenario = replace(SCENARIOS["dnc"], lines=(*qualified, request))
+    call = await run_demo_call(scenario, engines=local_engines, clock=lambda: NOW)
+    expected = SCENARIOS["dnc"].expected
+    assert expected is not None
+    assert reached(call, expected), (call.turns, call.outcome)
+    assert call.outcome is not None
+    assert call.outcome.end_reason == "completed"  # the bot said goodbye and hung up
+    assert [t.heard for t in call.turns] == [t.said for t in call.turns]
+    assert call.turns[-1].heard == "stop calling me"
 
 
 async def test_reports_json_png_and_stereo_wav(
