@@ -41,7 +41,7 @@ from server.demo.engines import (
     simulated_engines,
     simulated_settings,
 )
-from server.demo.report import json_report, write_reports
+from server.demo.report import json_report, turn_lines, write_reports
 from server.demo.scenarios import say
 from server.telephony.softphone import Line
 
@@ -88,6 +88,11 @@ async def test_each_scenario_reaches_its_outcome_through_the_vendor_simulators(
         assert "right" not in [t.said for t in call.turns]
         assert call.caller is not None
         assert call.caller.clears >= 1
+    if name in ("tour", "barge-in"):  # the printout shows where the reply was cut
+        cut = [t for t in call.turns if t.cut_to is not None]
+        assert cut
+        assert all(t.bot.startswith(t.cut_to) and t.cut_to != t.bot for t in cut)
+        assert f"{cut[-1].cut_to} … (cut off" in "\n".join(turn_lines(cut[-1]))
 
 
 def test_the_default_scenario_shows_the_most() -> None:
