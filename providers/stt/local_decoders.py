@@ -147,8 +147,9 @@ class Engine:
             # A grammar search reads ``bestpath`` once, when it is built: never for
             # grammars. The best path through its lattice ignores the grammar's
             # ends and often returns a fragment ("yes speaking" → "it", "as soon as
-            # possible" → "that"); measured: closed replies 14 % → 3 % WER, and the
-            # end of an utterance comes sooner (``python -m bench local_engines``).
+            # possible" → "that"); measured: closed replies 14 % → 3 % WER
+            # (``python -m bench local_engines``), and the end of an utterance takes
+            # ~1 ms instead of 0.1-0.7 s (the demo's voice to voice: 0.7 → 0.35 s).
             config = self.decoder.config
             try:
                 config["bestpath"] = False
