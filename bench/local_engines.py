@@ -1,6 +1,7 @@
 """Local engines benchmark: pocketsphinx and (optional extra) Whisper tiny.en WER,
 RTF and end-of-utterance latency on espeak-ng caller replies at 8 kHz, and espeak-ng
-TTS time to first audio, RTF and contention.
+TTS time to first audio, RTF and contention; and pocketsphinx on the bundled playbook's
+phrases as the demo's caller says them.
 
 Run: ``python -m bench local_engines [--quick]``. Writes
 ``bench/results/local_engines.md``. Medians of ≥ 5 runs where timing is measured;
@@ -23,11 +24,12 @@ from pathlib import Path
 import numpy as np
 import trio
 
+from dialogue import load_playbook
 from dsp.resample import resample_oneshot
 from providers.exceptions import LocalEngineError
 from providers.local import espeak
 from providers.stt.base import Final
-from providers.stt.local import LocalSTTConfig, normalise, open_local_stt
+from providers.stt.local import LocalSTTConfig, LocalSTTStream, normalise, open_local_stt
 from providers.stt.whisper import WhisperSTTConfig, open_whisper_stt
 from providers.tts.local import LocalTTSConfig, open_local_tts
 
@@ -145,7 +147,7 @@ async def stt_bench(quick: bool) -> list[str]:
         "grammar (closed) / domain LM (open)": lambda kind: LocalSTTConfig(
             phrases=tuple(CLOSED + DISTRACTORS)) if kind == "closed" else LocalSTTConfig(
             domain_sentences=tuple(CLOSED + OPEN)),
-        "grammar, no second pass": lambda kind: LocalSTTConfig(
+        "grammar (closed) / domain LM without second pass (open)": lambda kind: LocalSTTConfig(
             phrases=tuple(CLOSED + DISTRACTORS), second_pass=False) if kind == "closed"
         else LocalSTTConfig(domain_sentences=tuple(CLOSED + OPEN), second_pass=False),
     }
@@ -188,11 +190,62 @@ async def stt_bench(quick: bool) -> list[str]:
         call_seconds = sum(len(a) / RATE + 1.5 for a in clips.values())
         total = sum(edits.values()) / sum(words.values())
         name = "call-like: one stream, grammar/domain per turn" + (
-            "" if second_pass else ", no second pass")
+            "" if second_pass else ", no second pass (domain LM)")
         lines.append(
             f"| {name} | {len(replies) * len(voices)} | {total:.0%} | "
             f"{edits['closed'] / words['closed']:.0%} | {edits['open'] / words['open']:.0%} | "
             f"{exact}/{len(replies) * len(voices)} | {seconds / call_seconds:.3f} (mean) |")
+        print(lines[-1], flush=True)
+    return lines
+
+
+async def _said_over_the_line(stream: LocalSTTStream, events: AsyncIterator[object],
+                              clip: np.ndarray, rng: np.random.Generator) -> str:
+    """One phrase as the demo's caller says it: the line's hiss (RMS 20) before,
+    under and after it; the transcript up to the answer to ``finalize()``."""
+    def hiss(n: int) -> np.ndarray:
+        return rng.normal(0, 20, n)
+
+    speech = np.clip(clip + hiss(len(clip)), -32768, 32767)
+    signal = np.concatenate([hiss(RATE // 2 + int(rng.integers(0, RATE // 10))), speech,
+                             hiss(RATE * 4 // 10)]).astype(np.int16)
+    for i in range(0, len(signal), 800):
+        await stream.send_audio(signal[i:i + 800].tobytes())
+    await stream.finalize()
+    words = []
+    async for event in events:
+        if isinstance(event, Final):
+            words.append(event.text)
+        if getattr(event, "from_finalize", False):
+            break
+    return " ".join(words)
+
+
+async def playbook_bench(quick: bool) -> list[str]:
+    """The bundled playbook's ``[listen] phrases`` through one grammar of them all
+    (what ``voicebot demo`` and ``serve`` listen with), a few espeak-ng renditions
+    each (it never says a phrase twice alike): as a call's first words (a fresh
+    stream) and as its second (after "yes speaking", the cepstral mean adapted)."""
+    phrases = tuple(dict.fromkeys(load_playbook().listen_phrases))
+    renditions = 1 if quick else 2
+    config = LocalSTTConfig(phrases=phrases)
+    rng = np.random.default_rng(1)
+    lines = ["| heard as | phrases × renditions | WER | exact |", "|---|---|---|---|"]
+    for place in ("first words", "second words"):
+        edits = words = exact = 0
+        for text in phrases:
+            for _ in range(renditions):
+                async with open_local_stt(config) as stream:
+                    events = stream.events()
+                    if place == "second words":
+                        await _said_over_the_line(stream, events, telephone(
+                            "yes speaking", "en-us"), rng)
+                    heard = await _said_over_the_line(stream, events,
+                                                      telephone(text, "en-us"), rng)
+                e, n = word_error_rate(normalise(text), heard)
+                edits, words, exact = edits + e, words + n, exact + (e == 0)
+        lines.append(f"| {place} | {len(phrases)} × {renditions} | {edits / words:.0%} | "
+                     f"{exact}/{len(phrases) * renditions} |")
         print(lines[-1], flush=True)
     return lines
 
@@ -348,6 +401,8 @@ def main(argv: list[str]) -> int:
         print(line)
     print("\n## STT (pocketsphinx, 8 kHz espeak-ng replies → 16 kHz model)")
     stt = trio.run(stt_bench, quick)
+    print("\n## STT (pocketsphinx, the playbook's phrases over a hissing line)")
+    playbook = trio.run(playbook_bench, quick)
     print("\n## STT (Whisper tiny.en, the optional extra)")
     whisper = trio.run(whisper_bench, quick)
     print("\n## TTS (espeak-ng)")
@@ -358,6 +413,12 @@ def main(argv: list[str]) -> int:
               f"{'en-us' if quick else 'en-us and en'}; WER = word edits / reference words; "
               "RTF = decoder wall time / audio time (0.5 s + 1 s padding included).", "",
               *stt, "",
+              "### STT: pocketsphinx on the playbook's `[listen] phrases`", "",
+              "One grammar of all the bundled playbook's phrases (what the demo and "
+              "`voicebot serve` listen with); each phrase said by espeak-ng (en-us) over "
+              "a line hissing at RMS 20, under the speech too, as the demo's caller "
+              "says it; a call's first words (a fresh stream) or its second (after "
+              '"yes speaking").', "", *playbook, "",
               "### STT: Whisper tiny.en (optional `whisper` extra) on the same replies", "",
               "Not streaming: each utterance is transcribed whole after the endpoint. "
               "One stream per reply, model loaded once and shared. Hypotheses are "

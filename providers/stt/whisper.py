@@ -10,10 +10,10 @@ after the endpoint. Not the default engine.
 
 Measured (``python -m bench local_engines``, 62 espeak-ng replies at 8 kHz, one
 thread, shared 2-core machine): WER 25 % (closed 26 %, open 24 %) with beam 5,
-vs pocketsphinx's 30 % (14 % / 37 %) when it is given a grammar per closed
-question and a domain LM, and 84 % with its general LM: Whisper needs no
+vs pocketsphinx's 27 % (3 % / 36 %) when it is given a grammar per closed
+question and a domain LM, and 89 % with its general LM: Whisper needs no
 vocabulary, but on robotic 8 kHz speech it is only moderately better on open
-replies and worse on short closed ones ("Yeah." for "yes"). Latency endpoint →
+replies and much worse on short closed ones ("Yeah." for "yes"). Latency endpoint →
 Final p50 ~0.4 s, p99 ~0.45 s (the encoder always sees a padded 30 s window, so
 it hardly depends on utterance length); model load ~0.2–0.5 s, once per process.
 

@@ -53,7 +53,8 @@ CALL_RATE = 8000
 CALLER_VOICE = "en-us"
 LEAD_ID = "demo-lead"
 LEAD_NAME = "Anjali"
-#: the caller's line hiss while quiet, RMS in sample units (about -64 dBFS)
+#: the hiss of the caller's line (under their speech too), RMS in sample units
+#: (about -64 dBFS)
 LINE_NOISE = 20.0
 
 
@@ -69,6 +70,8 @@ class DemoTurn:
     #: the pipeline's stage timestamps, ms since the caller's speech ended
     stages: dict[str, float]
     barge_in: bool = False
+    #: what of ``bot`` the caller heard before speaking over it (``None``: all)
+    cut_to: str | None = None
 
 
 @dataclass(slots=True)
@@ -129,7 +132,8 @@ class _Observer:
             heard=report.caller_text, bot=report.bot_text,
             stage=report.stage_after.value if report.stage_after else "",
             v2v_ms=round(v2v * 1000, 1) if v2v is not None else None, stages=stages,
-            barge_in=line is not None and line.line.barge_in_s is not None)
+            barge_in=line is not None and line.line.barge_in_s is not None,
+            cut_to=report.heard_text)
         self.call.turns.append(turn)
         self.on_turn(self.call, turn)
 

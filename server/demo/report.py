@@ -43,10 +43,12 @@ def turn_lines(turn: DemoTurn) -> list[str]:
     """The live printout of one turn: said, heard, stage and reply, v2v."""
     v2v = f"{turn.v2v_ms:.0f} ms" if turn.v2v_ms is not None else "-"
     over = "  (over the bot)" if turn.barge_in else ""
+    bot = turn.bot if turn.cut_to is None else \
+        f"{turn.cut_to} … (cut off: the caller spoke over it)".lstrip()
     return [
         f"  caller  said:  {turn.said or '-'}{over}",
         f"          heard: {turn.heard}",
-        f"  bot     [{turn.stage}] {turn.bot}   (voice to voice {v2v})",
+        f"  bot     [{turn.stage}] {bot}   (voice to voice {v2v})",
     ]
 
 

@@ -2,10 +2,10 @@
 
 Where ``server.telephony.caller`` streams a loop of audio (load tests, echo),
 ``talk`` plays a conversation: it sends ``connected`` and ``start``, then 100 ms
-``media`` frames for the whole call, paced in real time — silence, or the
-audio of the current ``Line`` — and plays the bot's audio back like the far
-end does (marks echoed when their audio would have played, ``clear`` drops
-what is queued). Lines follow the bot:
+``media`` frames for the whole call, paced in real time — silence (or the line's
+hiss) with the audio of the current ``Line`` over it — and plays the bot's audio
+back like the far end does (marks echoed when their audio would have played,
+``clear`` drops what is queued). Lines follow the bot:
 
 * ``Line(text)`` — once the bot's reply has played out (its audio queue empty
   and nothing new for ``quiet_s``), wait ``pause_s`` and say it;
@@ -137,12 +137,13 @@ class _FarEnd:
 
 
 class _Mouth:
-    """The caller's outgoing audio: silence, or the current line's frames."""
+    """The caller's outgoing audio: the line's hiss (or digital silence), with the
+    current line's speech on top."""
 
     def __init__(self, frame_bytes: int, line_noise: float = 0.0) -> None:
         self.frame_bytes = frame_bytes
         self._noise = _line_noise(frame_bytes, line_noise) if line_noise else None
-        self._quiet_frames = 0
+        self._frames_sent = 0
         self.frames: list[bytes] = []
         self.result: LineResult | None = None
         self.said = trio.Event()
@@ -156,17 +157,26 @@ class _Mouth:
         self.said = trio.Event()
         await self.said.wait()
 
+    def _on_the_line(self, speech: bytes) -> bytes:
+        """One frame as the line carries it: ``speech`` (maybe none, or less than
+        a frame) over the hiss, which never stops while the caller speaks either
+        (speech synthesizers put exact zeros in stop closures; no line does)."""
+        self._frames_sent += 1
+        if self._noise is None:
+            return speech + bytes(self.frame_bytes - len(speech))
+        k = (self._frames_sent % 50) * self.frame_bytes
+        hiss = self._noise[k:k + self.frame_bytes]
+        if not speech:
+            return hiss
+        line = np.frombuffer(hiss, dtype=np.int16).astype(np.int32)
+        line[:len(speech) // 2] += np.frombuffer(speech, dtype=np.int16)
+        return np.clip(line, -32768, 32767).astype(np.int16).tobytes()
+
     def next_frame(self) -> tuple[bytes, LineResult | None]:
         """The next frame to send, and the line it finishes (if it does)."""
         if not self.frames:
-            if self._noise is None:
-                return bytes(self.frame_bytes), None
-            self._quiet_frames += 1
-            k = (self._quiet_frames % 50) * self.frame_bytes
-            return self._noise[k:k + self.frame_bytes], None
-        frame = self.frames.pop(0)
-        if len(frame) < self.frame_bytes:
-            frame += bytes(self.frame_bytes - len(frame))
+            return self._on_the_line(b""), None
+        frame = self._on_the_line(self.frames.pop(0))
         if self.frames:
             return frame, None
         done, self.result = self.result, None
@@ -175,7 +185,7 @@ class _Mouth:
 
 def _line_noise(frame_bytes: int, rms: float) -> bytes:
     """Five seconds of a phone line's hiss (``rms`` in sample units), cycled
-    through the caller's quiet frames; seeded, so a call replays exactly."""
+    through the caller's frames; seeded, so a call replays exactly."""
     rng = np.random.default_rng(0)
     noise = rng.normal(0.0, rms, 50 * frame_bytes // 2)
     return np.clip(noise, -32768, 32767).astype(np.int16).tobytes()
@@ -211,9 +221,10 @@ async def talk(
     """Play ``lines`` against the server on ``ws`` (module docstring). ``lines``
     may be a channel (a person typing): the call goes on until it is closed.
     ``on_line`` is told each line as the caller begins it. ``line_noise``: the
-    RMS (sample units) of the hiss sent while the caller is quiet (0: digital
-    silence; a real line is never that quiet, and a recognizer adapting its
-    cepstral mean to digital zeros hears the next words badly)."""
+    RMS (sample units) of the line's hiss, sent all along, under the caller's
+    speech too (0: digital silence; a real line is never that quiet, and a
+    recognizer adapting its cepstral mean to digital zeros hears the next words
+    badly)."""
     sid = secrets.token_hex(16)
     report = CallReport(stream_sid=sid, started_at=trio.current_time())
     far = _FarEnd(sample_rate)

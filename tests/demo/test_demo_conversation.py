@@ -13,6 +13,7 @@ import json
 import wave
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -41,7 +42,8 @@ from server.demo.engines import (
     simulated_engines,
     simulated_settings,
 )
-from server.demo.report import json_report, write_reports
+from server.demo.report import json_report, turn_lines, write_reports
+from server.demo.scenarios import say
 from server.telephony.softphone import Line
 
 NOW = datetime(2026, 12, 5, 11, 0, tzinfo=ZoneInfo("Asia/Kolkata"))
@@ -87,6 +89,12 @@ async def test_each_scenario_reaches_its_outcome_through_the_vendor_simulators(
         assert "right" not in [t.said for t in call.turns]
         assert call.caller is not None
         assert call.caller.clears >= 1
+    if name in ("tour", "barge-in"):  # the printout shows where the reply was cut
+        cut = [(t, t.cut_to) for t in call.turns if t.cut_to is not None]
+        assert cut
+        assert all(t.bot.startswith(heard) and heard != t.bot for t, heard in cut)
+        last, heard = cut[-1]
+        assert f"{heard} … (cut off" in "\n".join(turn_lines(last))
 
 
 def test_the_default_scenario_shows_the_most() -> None:
@@ -113,6 +121,25 @@ async def test_the_local_engines_hear_a_callback_and_book_it(
     assert reached(call, expected), (call.turns, call.outcome)
     assert call.outcome is not None
     assert call.outcome.callback_at == datetime(2026, 12, 6, 18, 0, tzinfo=NOW.tzinfo)
+
+
+@pytest.mark.parametrize("before", [0, 1, 3, 4])
+async def test_the_local_engines_hear_do_not_call_at_any_stage(
+    before: int, autojump_clock: trio.testing.MockClock, threads_take_no_virtual_time: None,
+) -> None:
+    # A caller may ask anywhere: as their first words, after the first question,
+    # during qualification, or over the pitch. The dnc scenario is the second.
+    qualified = SCENARIOS["tour"].lines[:before]
+    request = say("stop calling me", barge_in_s=1.5 if before == 4 else None)
+    scenario = replace(SCENARIOS["dnc"], lines=(*qualified, request))
+    call = await run_demo_call(scenario, engines=local_engines, clock=lambda: NOW)
+    expected = SCENARIOS["dnc"].expected
+    assert expected is not None
+    assert reached(call, expected), (call.turns, call.outcome)
+    assert call.outcome is not None
+    assert call.outcome.end_reason == "completed"  # the bot said goodbye and hung up
+    assert [t.heard for t in call.turns] == [t.said for t in call.turns]
+    assert call.turns[-1].heard == "stop calling me"
 
 
 async def test_reports_json_png_and_stereo_wav(
@@ -145,6 +172,14 @@ async def test_reports_json_png_and_stereo_wav(
     assert bot.max() > 1000
     # The greeting (bot) comes before the caller's first words.
     assert np.argmax(bot > 1000) < np.argmax(caller > 1000)
+    # The line hisses all along, under the caller's words too: espeak-ng's stop
+    # closures are exact zeros, which no phone line carries (and a recognizer
+    # hears as no sound at all); not 10 ms of digital silence anywhere.
+    assert call.caller is not None
+    sent = np.frombuffer(b"".join(frame for _, frame in call.caller.caller_audio),
+                         dtype=np.int16)
+    silent = np.convolve(sent == 0, np.ones(80, dtype=int), mode="valid")
+    assert silent.max() < 80
 
 
 async def test_sim_engines_in_their_own_process_hear_typed_lines() -> None:

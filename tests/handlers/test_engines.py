@@ -1,6 +1,9 @@
-"""The process's engines: with the local STT, decoders are loaded before serving."""
+"""The process's engines: with the local STT, decoders are loaded before serving;
+the local voice's rate is a setting (the demo speaks faster)."""
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
 
 from providers.stt.local_decoders import DECODERS
 from providers.usage import UsageCounter
@@ -19,3 +22,23 @@ async def test_local_stt_decoders_are_loaded_before_the_first_calls() -> None:
                 engines.open_stt("local", 8000, UsageCounter()):
             pass
         assert DECODERS.loaded == loaded  # two calls at once: no decoder loaded
+
+
+async def _one(text: str) -> AsyncIterator[str]:
+    yield text
+
+
+async def test_a_faster_local_voice_speaks_in_less_time_under_its_own_cache_key() -> None:
+    sentence = "Thank you! Roughly how much is your monthly electricity bill?"
+    audio: dict[int, int] = {}
+    voices: dict[int, str] = {}
+    for rate in (165, 220):
+        settings = EngineSettings(EngineChoice("local", "local", "none"), local_rate_wpm=rate,
+                                  local_decoders=0)
+        async with open_engines(settings) as engines, \
+                engines.open_tts("local", 8000, UsageCounter()) as tts:
+            audio[rate] = sum([len(chunk) async for chunk in tts.speak(_one(sentence))])
+            voices[rate] = engines.voice("local")
+    assert audio[220] < 0.85 * audio[165]
+    assert voices[165] == "en-us"  # the default: the cache key it always had
+    assert voices[220] != voices[165]  # no audio of one rate is played for the other

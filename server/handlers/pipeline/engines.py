@@ -89,6 +89,8 @@ class EngineSettings:
     elevenlabs: ElevenLabsConfig = field(default_factory=ElevenLabsConfig)
     openai: OpenAIConfig = field(default_factory=OpenAIConfig)
     local_voice: str = "en-us"
+    #: espeak-ng's speaking rate, words per minute (``voicebot demo`` speaks faster)
+    local_rate_wpm: int = LocalTTSConfig.rate_wpm
     #: what the local recognizer listens for (the playbook's ``[listen] phrases``;
     #: empty: pocketsphinx's general English model)
     local_phrases: tuple[str, ...] = ()
@@ -146,12 +148,17 @@ class Engines:
             output = _ELEVENLABS_FORMATS.get(sample_rate, "pcm_16000")
             return open_elevenlabs(replace(self.settings.elevenlabs, output_format=output), usage)
         return open_local_tts(LocalTTSConfig(sample_rate=sample_rate,
-                                             voice=self.settings.local_voice))
+                                             voice=self.settings.local_voice,
+                                             rate_wpm=self.settings.local_rate_wpm))
 
     def voice(self, name: TtsName) -> str:
-        """The voice a TTS engine speaks with (part of the audio cache key)."""
-        return self.settings.elevenlabs.voice_id if name == "elevenlabs" \
-            else self.settings.local_voice
+        """The voice a TTS engine speaks with (part of the audio cache key; the
+        local one with its rate when that is not the default)."""
+        if name == "elevenlabs":
+            return self.settings.elevenlabs.voice_id
+        rate = self.settings.local_rate_wpm
+        voice = self.settings.local_voice
+        return voice if rate == LocalTTSConfig.rate_wpm else f"{voice} at {rate} wpm"
 
     def chat(self, usage: UsageCounter) -> ChatModel | None:
         """One call's chat model, or ``None`` when no LLM is configured."""
