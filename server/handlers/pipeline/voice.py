@@ -130,12 +130,14 @@ class Voice:
                     pcm = _to_call_rate(resampler, chunk)
                     if pcm:
                         if not queued:
+                            if first.cancel_called:
+                                break  # it came as the deadline passed: too late
                             first.deadline = math.inf
                         reply.marks.setdefault("tts_first_audio", trio.current_time())
                         await reply.released()
                         self._play(reply, sentence, pcm, final=False)
                         queued = True
-        if first.cancelled_caught:
+        if first.cancel_called and not queued:
             raise TTSTooSlow
         tail = _flush(resampler)
         await reply.released()
