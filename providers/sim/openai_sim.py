@@ -21,7 +21,9 @@ sending after N tokens, keep the socket open), :class:`StreamError` (a
 mid-stream ``data: {"error": …}`` after N tokens), :class:`Drop` (reset the TCP
 connection after N tokens: the body breaks off with no ``[DONE]`` and no usage).
 ``requests`` logs every request body; ``disconnects`` counts streams that ended
-before ``[DONE]`` (the client left, or a ``Drop``).
+before ``[DONE]`` (the client left, or a ``Drop``); ``connections`` counts the
+TCP connections accepted (a client that keeps its connections alive opens
+fewer than it sends requests).
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ class OpenAISim:
         self.requests: list[dict[str, Any]] = []
         self.port = 0
         self.disconnects = 0  # streams the client abandoned before [DONE]
+        self.connections = 0  # TCP connections accepted
         self._faults: deque[Fault] = deque()
         self._ids = itertools.count(1)
 
@@ -149,6 +152,7 @@ class OpenAISim:
             task_status.started(self.port)
 
     async def _handle(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
         connection = h11.Connection(h11.SERVER)
         async with stream:
             while True:
