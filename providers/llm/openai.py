@@ -7,7 +7,9 @@ its streams leave async generators unfinalised (ResourceWarning); and its
 deadlines are per-request ``timeout=`` values rather than the named phases we
 need (response headers, first token, gap between tokens). A small SSE client
 over the shared :mod:`providers.http` client gives all of that with one place
-for each deadline; the wire format is :mod:`providers.llm.openai_wire`. The
+for each deadline; the wire format is :mod:`providers.llm.openai_wire`. A stream
+is read to the end of its body after ``[DONE]``, so the next turn reuses its
+connection (no new TCP and TLS handshake per reply). The
 simulator is checked against the SDK in the tests, so both speak the same wire
 format.
 
@@ -71,6 +73,9 @@ from providers.llm.openai_wire import (
 from providers.reconnect import backoff_delay, retry_after_of
 from providers.usage import UsageCounter
 from providers.wire import json_object
+
+#: How long a stream's body may take to end after ``[DONE]`` (``_finish_body``).
+BODY_END_S = 0.1
 
 
 class _Retries:
@@ -142,6 +147,7 @@ class OpenAIChat:
                         raise StreamClosed("stream ended before [DONE]", vendor=VENDOR)
                     for text in reply.feed(chunk):
                         yield TextDelta(text)
+                await _finish_body(chunks)
             except StreamClosed as exc:
                 if reply.deltas or not await retries.after_server_error(exc):
                     raise
@@ -274,6 +280,18 @@ class OpenAIChat:
         finally:
             await response.aclose()
         raise status_error(response.status_code, response.headers, raw)
+
+
+async def _finish_body(chunks: AsyncIterator[bytes]) -> None:
+    """Read the end of a body past ``[DONE]`` (the chunked terminator, in the
+    same packet or the next), so that the connection goes back to the pool:
+    httpx closes the connection of a response closed before its end, and every
+    turn would then pay a new TCP and TLS handshake to the vendor (100–300 ms),
+    and under load a burst of them. Bounded by ``BODY_END_S``: a server that
+    holds the body open past ``[DONE]`` costs only its connection."""
+    with trio.move_on_after(BODY_END_S), suppress(httpx.TransportError, httpx.StreamError):
+        async for _ in chunks:
+            pass  # nothing follows [DONE] but the body's end
 
 
 async def _release(response: httpx.Response, chunks: AsyncIterator[bytes]) -> None:

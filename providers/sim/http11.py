@@ -72,7 +72,10 @@ async def read_request(connection: h11.Connection, stream: trio.abc.Stream) -> H
     """One whole request, or None when the client went away or broke the protocol."""
     method, target, headers, body = "", "", {}, bytearray()
     while True:
-        event = connection.next_event()
+        try:
+            event = connection.next_event()
+        except h11.RemoteProtocolError:  # e.g. the client left in the middle of its body
+            return None
         if event is h11.NEED_DATA:
             try:
                 connection.receive_data(bytes(await stream.receive_some(_READ)))

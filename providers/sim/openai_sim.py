@@ -7,7 +7,10 @@ a first delta carrying the role, content deltas, a chunk with ``finish_reason``,
 then ``data: [DONE]`` — and otherwise one ``chat.completion`` JSON object.
 
 Timing: the first token waits ``ttft.sample()``; each later token waits
-``token_gap.sample()`` (default 1/50 s, i.e. 50 tokens/s). Replies come from a
+``token_gap.sample()`` (default 1/50 s, i.e. 50 tokens/s). The waits make a
+schedule from the request's arrival, as a vendor generates at its own pace: a
+simulator process running late (a load test) sends the tokens that are due at
+once rather than shifting every later one. Replies come from a
 deterministic responder: ``canned`` replies keyed by the last user message, else
 ``responder(request_body)``, else an echo. A "token" here is a word with its
 trailing space, which is what the per-token timing and usage counts are based on.
@@ -21,7 +24,9 @@ sending after N tokens, keep the socket open), :class:`StreamError` (a
 mid-stream ``data: {"error": …}`` after N tokens), :class:`Drop` (reset the TCP
 connection after N tokens: the body breaks off with no ``[DONE]`` and no usage).
 ``requests`` logs every request body; ``disconnects`` counts streams that ended
-before ``[DONE]`` (the client left, or a ``Drop``).
+before ``[DONE]`` (the client left, or a ``Drop``); ``connections`` counts the
+TCP connections accepted (a client that keeps its connections alive opens
+fewer than it sends requests).
 """
 
 from __future__ import annotations
@@ -116,6 +121,7 @@ class OpenAISim:
         self.requests: list[dict[str, Any]] = []
         self.port = 0
         self.disconnects = 0  # streams the client abandoned before [DONE]
+        self.connections = 0  # TCP connections accepted
         self._faults: deque[Fault] = deque()
         self._ids = itertools.count(1)
 
@@ -149,6 +155,7 @@ class OpenAISim:
             task_status.started(self.port)
 
     async def _handle(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
         connection = h11.Connection(h11.SERVER)
         async with stream:
             while True:
@@ -261,7 +268,8 @@ class OpenAISim:
             ("cache-control", "no-cache"), ("x-request-id", f"req_{ident[-6:]}"),
         ])))
         try:
-            await trio.sleep(self.ttft.sample())
+            due = trio.current_time() + self.ttft.sample()
+            await trio.sleep_until(due)
             await self._event(connection, stream, chunk({"role": "assistant", "content": "",
                                                           "refusal": None}))
             for index, token in enumerate(tokens):
@@ -280,7 +288,8 @@ class OpenAISim:
                     await stream.send_all(connection.send(h11.EndOfMessage()))
                     return True
                 if index:
-                    await trio.sleep(self.token_gap.sample())
+                    due += self.token_gap.sample()
+                    await trio.sleep_until(due)
                 await self._event(connection, stream, chunk({"content": token}))
             await self._event(connection, stream, chunk({}, "stop"))
             if include_usage:

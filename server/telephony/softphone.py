@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import math
 import secrets
@@ -148,8 +149,16 @@ class _Mouth:
         self.result: LineResult | None = None
         self.said = trio.Event()
         self.tail_share = 1.0  # share of the last frame that is speech
+        self.closed = False
+
+    def close(self) -> None:
+        """The call is over: a line being said (or about to be) ends unsaid."""
+        self.closed = True
+        self.said.set()
 
     async def say(self, result: LineResult, audio: bytes) -> None:
+        if self.closed:
+            return
         size = self.frame_bytes
         self.frames = [audio[k:k + size] for k in range(0, len(audio), size)]
         self.tail_share = len(self.frames[-1]) / size if self.frames else 0.0
@@ -195,7 +204,13 @@ def _utterance(line: Line, rate: int, words_per_second: float, seed: int) -> byt
     if line.audio is not None:
         return line.audio
     words = max(1, len(line.text.split()))
-    seconds = max(0.6, words / words_per_second + 0.3)
+    return _burst(rate, max(0.6, words / words_per_second + 0.3), seed)
+
+
+@functools.lru_cache(maxsize=64)
+def _burst(rate: int, seconds: float, seed: int) -> bytes:
+    """One voiced burst, made once per (rate, length, seed): a load test's
+    hundreds of callers say the same lines."""
     return speech_like_script(rate, speech_s=seconds, silence_s=0.0, repeats=1, seed=seed)
 
 
@@ -255,6 +270,7 @@ async def talk(
             except ConnectionClosed:
                 report.hung_up_by_bot = True
                 hung_up.set()
+                mouth.close()
                 return
             now = trio.current_time()
             try:
@@ -309,11 +325,13 @@ async def talk(
         while True:
             await trio.sleep_until(t0 + i * FRAME_MS / 1000)
             frame, last = mouth.next_frame()
-            try:
-                await ws.send_message(json.dumps({"event": "media", "stream_sid": sid, "media": {
-                    "chunk": i + 1, "timestamp": str(i * FRAME_MS),
-                    "payload": base64.b64encode(frame).decode()}}))
+            payload = base64.b64encode(frame).decode()
+            try:  # built by hand: every call sends this ten times a second
+                await ws.send_message(
+                    f'{{"event":"media","stream_sid":"{sid}","media":{{"chunk":{i + 1},'
+                    f'"timestamp":"{i * FRAME_MS}","payload":"{payload}"}}}}')
             except ConnectionClosed:
+                mouth.close()
                 return  # the bot hung up (``receive`` reports it)
             report.caller_audio.append((trio.current_time(), frame))
             if last is not None:
@@ -363,8 +381,8 @@ async def talk(
             nursery.start_soon(_close_on, hung_up, script)
         else:
             fill, script = trio.open_memory_channel[Line](math.inf)
-            for line in lines:
-                fill.send_nowait(line)
+            for each in lines:
+                fill.send_nowait(each)
             fill.close()
         n = -1
         while True:

@@ -77,6 +77,18 @@ async def test_stream_yields_deltas_then_usage_with_sim_timing(autojump_clock: A
         "gpt-4o-mini", 64, 0.2)
 
 
+async def test_replies_in_a_row_reuse_one_connection(autojump_clock: Any) -> None:
+    """Each stream is read to the end of its body, so the next turn reuses its
+    connection (against the vendor: no new TCP and TLS handshake per reply)."""
+    async with chat_against() as (sim, chat):
+        for _ in range(3):
+            events = await collect(chat)
+            assert "".join(e.text for _, e in events if isinstance(e, TextDelta)) == REPLY
+            assert isinstance(events[-1][1], ChatUsage)
+    assert len(sim.requests) == 3
+    assert sim.connections == 1
+
+
 async def test_rate_limit_is_retried_only_when_the_callers_deadline_allows(
     autojump_clock: Any,
 ) -> None:
@@ -241,5 +253,6 @@ async def test_warm_up_opens_a_pooled_connection(autojump_clock: Any) -> None:
         assert await warm_up(client, sim.base_url) is True
         chat = OpenAIChat(client, OpenAIConfig(base_url=sim.base_url))
         assert isinstance((await collect(chat))[-1][1], ChatUsage)
+    assert sim.connections == 1  # the reply went out on the warmed connection
     async with open_http_client() as client:
         assert await warm_up(client, "http://127.0.0.1:1/") is False

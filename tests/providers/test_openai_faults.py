@@ -7,12 +7,14 @@ from __future__ import annotations
 from contextlib import aclosing
 from typing import Any
 
+import httpx
 import pytest
 import trio
+import trio.testing
 
 from providers.exceptions import StreamClosed, VendorUnavailable
 from providers.llm.base import ChatUsage, TextDelta
-from providers.sim.openai_sim import Drop, ServerFault, count_prompt_tokens
+from providers.sim.openai_sim import Drop, ServerFault, count_prompt_tokens, open_openai_sim
 from tests.providers.test_openai_client import MESSAGES, REPLY, chat_against, collect, collect_text
 
 
@@ -109,3 +111,25 @@ async def test_missing_usage_chunk_is_estimated_and_marked(autojump_clock: Any) 
     assert last.finish_reason == "stop"
     assert chat.usage.statistics().llm_output_tokens == 7
     assert chat.usage.llm_tokens_estimated == last.input_tokens + 7
+
+
+async def test_a_client_leaving_in_the_middle_of_its_request_body_leaves_the_sim_serving(
+    autojump_clock: Any,
+) -> None:
+    """A client whose call is cancelled while httpx is still sending the request
+    (its deadline passed) closes the socket mid-body: the sim drops that
+    connection, as a server does, and goes on answering everyone else."""
+    async with open_openai_sim(api_key="sk-sim", canned={}) as sim:
+        stream = await trio.open_tcp_stream("127.0.0.1", sim.port)
+        await stream.send_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: sim\r\n"
+                              b"content-type: application/json\r\ncontent-length: 2718\r\n"
+                              b"\r\n{\"model\": ")
+        await stream.aclose()
+        await trio.testing.wait_all_tasks_blocked()
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(f"{sim.base_url}/chat/completions", json={
+                "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+                headers={"authorization": "Bearer sk-sim"})
+    assert answer.status_code == 200
+    assert answer.json()["choices"][0]["message"]["content"] == "You said: hi"
+    assert len(sim.requests) == 1  # the broken request never reached the responder

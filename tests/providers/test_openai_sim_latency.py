@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from providers.config import OpenAIConfig
 from providers.http import open_http_client
@@ -49,3 +50,30 @@ async def test_openai_sim_ttft_and_token_gap_follow_the_seeded_draws(autojump_cl
                     times.append(trio.current_time() - start)
     assert times == pytest.approx([expected_ttft, expected_ttft + 0.04, expected_ttft + 0.08],
                                   abs=1e-6)
+
+
+async def test_openai_sim_tokens_keep_their_schedule_when_the_sim_runs_late(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A simulator process stalled for 0.25 s (a load test's busy loop) sends the
+    tokens due meanwhile at once and the rest on time, as a vendor that kept
+    generating would; relative waits would push every later token back."""
+    sent: list[float] = []
+
+    def stall_at_second_token(_at: float) -> None:
+        sent.append(_at)
+        if len(sent) == 3:  # the role chunk, the first token, then the second
+            autojump_clock.jump(0.25)
+
+    async with open_openai_sim(ttft=Fixed(0.3), token_gap=Fixed(0.1),
+                               canned={"q": "one two three four five six"},
+                               on_chunk_sent=stall_at_second_token) as sim, \
+            open_http_client() as client:
+        chat = OpenAIChat(client, OpenAIConfig(base_url=sim.base_url))
+        start = trio.current_time()
+        times = []
+        async with aclosing(chat.stream_chat([{"role": "user", "content": "q"}])) as stream:
+            async for event in stream:
+                if isinstance(event, TextDelta):
+                    times.append(trio.current_time() - start)
+    assert times == pytest.approx([0.3, 0.65, 0.65, 0.65, 0.7, 0.8], abs=1e-6)

@@ -1,5 +1,6 @@
-"""The scripted caller (``server.telephony.softphone.talk``) against a bot
-that never lets the call end: it gives up at ``max_call_s`` and hangs up."""
+"""The scripted caller (``server.telephony.softphone.talk``) against bots played
+by hand over in-memory streams, on virtual time: one that never lets the call
+end (given up at ``max_call_s``), one that hangs up mid-line."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from trio_websocket import (
 )
 
 from server.telephony.softphone import Line, talk
+from server.ws.connection import WebSocketLimits
+from server.ws.listen import read_request
 
 FRAME = bytes(1600)  # 100 ms of 8 kHz PCM16
 
@@ -68,3 +71,43 @@ async def test_a_call_that_never_ends_is_given_up_at_max_call_s(
     # The bot never went quiet: each line waited its max_wait_s (30 s) for a turn.
     assert [result.line.text for result in report.lines] == ["hello", "anyone there?"]
     assert all(result.speech_end is not None for result in report.lines)
+
+
+async def test_a_bot_that_hangs_up_while_the_caller_speaks_ends_the_call_report(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A server that fails a call mid-line (close 1011) must not leave the
+    caller waiting for the end of a line it can no longer send: the load
+    benchmark waits for every call's report."""
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    closed_at: list[float] = []
+    async with trio.open_nursery() as nursery:
+
+        async def bot() -> None:
+            request = await read_request(server_stream, WebSocketLimits())
+            assert request is not None
+            ws = await request.accept()
+            await ws.get_message()  # connected
+            sid = json.loads(await ws.get_message())["stream_sid"]
+            greeting = base64.b64encode(bytes(3200)).decode()
+            await ws.send_message(json.dumps({"event": "media", "stream_sid": sid,
+                                              "media": {"payload": greeting}}))
+            while True:  # silence until the caller starts their line
+                frame = json.loads(await ws.get_message())
+                if frame["event"] == "media" and base64.b64decode(
+                        frame["media"]["payload"]).strip(b"\0"):
+                    break
+            closed_at.append(trio.current_time())
+            await ws.aclose(1011, "internal error")
+
+        nursery.start_soon(bot)
+        ws = await wrap_client_stream(nursery, client_stream, "t", "/media")  # type: ignore[arg-type]
+        with trio.fail_after(60):
+            report = await talk(ws, [Line("yes I am interested in the loan"), Line("ok")])
+    assert report.hung_up_by_bot
+    [line] = report.lines
+    assert line.spoke_at is not None
+    assert line.spoke_at < closed_at[0]
+    assert [unsaid.text for unsaid in report.unsaid] == ["ok"]
+    assert line.speech_end is None
+    assert line.v2v is None

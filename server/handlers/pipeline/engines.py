@@ -8,9 +8,12 @@ only; an uncertain turn gets its fallback template). ``--stt``/``--tts``/
 choice; naming a vendor without its key is allowed (a local proxy or the
 simulators need none) and logged.
 
-``Engines`` holds what the process shares (the HTTP client of the LLM, the
+``Engines`` holds what the process shares (the HTTP clients of the LLM, the
 template audio cache); ``open_stt``/``open_tts``/``chat`` give one call its own
 stream, session and chat model, all counting into the call's ``UsageCounter``.
+Calls take the HTTP clients in turn (``providers.http.open_http_clients``: one
+pool per call would lose keep-alive across calls, one for all is slow at 100+
+calls); a call's chat model keeps its client.
 The local engines are the fall-backs whatever the choice: a Deepgram stream
 that stays down switches the call to pocketsphinx, a failed ElevenLabs reply is
 spoken by espeak-ng.
@@ -18,8 +21,9 @@ spoken by espeak-ng.
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -27,7 +31,7 @@ from typing import Literal
 import httpx
 
 from providers.config import DeepgramConfig, ElevenLabsConfig, OpenAIConfig
-from providers.http import open_http_client
+from providers.http import open_http_clients
 from providers.llm.base import ChatModel
 from providers.llm.openai import OpenAIChat
 from providers.stt.base import STTStream
@@ -117,14 +121,15 @@ class EngineSettings:
 
 
 class Engines:
-    """The process's engines: per-call sessions, the shared HTTP client and cache."""
+    """The process's engines: per-call sessions, the shared HTTP clients and cache."""
 
-    def __init__(self, settings: EngineSettings, http: httpx.AsyncClient | None,
+    def __init__(self, settings: EngineSettings, http: Sequence[httpx.AsyncClient],
                  cache: AudioCache) -> None:
         self.settings = settings
         self.choice = settings.choice
-        self.http = http
+        self.http = tuple(http)
         self.cache = cache
+        self._next_client = itertools.cycle(self.http)
 
     def open_stt(self, name: SttName, sample_rate: int, usage: UsageCounter,
                  tag: str | None = None) -> AbstractAsyncContextManager[STTStream]:
@@ -162,9 +167,9 @@ class Engines:
 
     def chat(self, usage: UsageCounter) -> ChatModel | None:
         """One call's chat model, or ``None`` when no LLM is configured."""
-        if self.choice.llm == "none" or self.http is None:
+        if self.choice.llm == "none" or not self.http:
             return None
-        return OpenAIChat(self.http, self.settings.openai, usage)
+        return OpenAIChat(next(self._next_client), self.settings.openai, usage)
 
 
 def local_stt_config(settings: EngineSettings, sample_rate: int) -> LocalSTTConfig:
@@ -180,7 +185,7 @@ async def open_engines(settings: EngineSettings,
     if settings.choice.stt == "local" and settings.local_decoders:
         await prewarm_local_stt(local_stt_config(settings, 8000), settings.local_decoders)
     if settings.choice.llm == "none":
-        yield Engines(settings, None, cache)
+        yield Engines(settings, (), cache)
         return
-    async with open_http_client() as http:
+    async with open_http_clients() as http:
         yield Engines(settings, http, cache)

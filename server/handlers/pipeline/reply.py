@@ -52,9 +52,16 @@ class Reply:
     records_said: bool = False
 
     async def released(self) -> None:
-        """Until the reply may be heard (at once for a reply not preempted)."""
+        """Until the reply may be heard (at once for a reply not preempted).
+
+        Always a cancellation point: audio received just as the reply was cut
+        (a barge-in or a new turn cancels ``scope`` and clears the speaker while
+        the TTS task holds a chunk) or just as a first-audio deadline passed
+        must never reach the speaker, so call this between receiving audio and
+        playing it."""
         if self.release is not None:
             await self.release.wait()
+        await trio.lowlevel.checkpoint_if_cancelled()
 
     @property
     def text(self) -> str:

@@ -152,12 +152,14 @@ class Voice:
                     pcm = _to_call_rate(resampler, chunk)
                     if pcm:
                         if not parts:
+                            if first.cancel_called:
+                                break  # it came as the deadline passed: too late
                             first.deadline = math.inf
                         reply.marks.setdefault("tts_first_audio", trio.current_time())
                         await reply.released()
                         self._play(reply, sentence, pcm, final=False)
                         parts.append(pcm)
-        if first.cancelled_caught:
+        if first.cancel_called and not parts:
             raise TTSTooSlow
         tail = _flush(resampler)
         await reply.released()
