@@ -327,7 +327,7 @@ class Speaker:
 
     async def _send_frame(self, frame: _Frame, now: float, lateness: float) -> None:
         utterance = frame.utterance
-        utterance.spans.append(self._pacer.sent(now, frame.duration))
+        utterance.add_span(self._pacer.sent(now, frame.duration))
         utterance.sent_bytes += len(frame.pcm)
         if utterance.state == "queued":
             utterance.state = "sending"

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from dsp.g711 import ulaw_decode
 from server.playout.pacer import LATENESS_BUCKETS_MS, LatenessHistogram, Pacer, PlaySpan
 from server.playout.speaker import Speaker, open_speaker
+from server.playout.utterances import Utterance
 from server.telephony.dialect import EXOTEL, TWILIO, Dialect
 
 SID = "4f0c2a6a1b2c4d5e8f901234567890ab"
@@ -648,3 +649,18 @@ def test_random_interleavings_keep_the_invariants(
     assert stats.marks_played + stats.marks_ignored + stats.marks_unknown == echoed
     assert stats.frames_sent == len(wire.media())
     assert stats.clears_sent == wire.kinds().count("clear")
+
+
+def test_an_utterance_keeps_one_span_for_paced_frames_and_estimates_the_same() -> None:
+    pacer = Pacer(max_lead=0.2)
+    joined, apart = Utterance("u"), []
+    now = 10.0
+    for k in range(50):  # paced: each frame continues the last
+        span = pacer.sent(now, 0.1)
+        joined.add_span(span)
+        apart.append(span)
+        now += 0.1 if k != 20 else 0.6  # one gap: the peer ran dry once
+    assert len(joined.spans) == 2  # a span before the gap, one after: not 50
+    for when in (9.0, 10.05, 12.15, 13.0, 14.6, 20.0):
+        assert sum(s.played_at(when) for s in joined.spans) == pytest.approx(
+            sum(s.played_at(when) for s in apart), abs=1e-9)
