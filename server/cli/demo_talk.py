@@ -9,6 +9,7 @@ from pathlib import Path
 
 import trio
 
+import dsp
 from server.demo import SCENARIOS, DemoCall, DemoTurn, Scenario, run_demo_call
 from server.demo.call import caller_speech
 from server.demo.engines import EngineSetup, local_engines, simulated_engines
@@ -72,6 +73,10 @@ async def interactive_call(engines: EngineSetup) -> DemoCall:
 
 
 def converse(scenario_name: str, *, out: str, interactive: bool, sim: bool) -> int:
+    # As ``voicebot serve`` does at start: numba compiles the audio kernels now
+    # (seconds on a fresh clone), not inside the call, where they held the
+    # interpreter past the 0.3 s lead lookup and the greeting said "sir".
+    dsp.warm_up()
     engines = simulated_engines if sim else local_engines
     described = ("vendor clients against the loopback simulators (Deepgram, ElevenLabs, "
                  "OpenAI)" if sim else "pocketsphinx + espeak-ng, templates only"
