@@ -13,6 +13,7 @@ import argparse
 import io
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO, cast
@@ -131,6 +132,9 @@ def _outcomes_tail(backend: RedisBackend, args: argparse.Namespace, out: TextIO)
         if not rows and not args.json:
             print("no outcomes yet", file=out)
         return 0
+    # Ctrl-C stops following even when started with SIGINT ignored (a shell's
+    # background job inherits that, and Python then keeps it ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if last is None:
         newest = backend.read_outcomes(count=1)
         last = newest[0][0] if newest else "0-0"
