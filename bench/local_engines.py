@@ -28,7 +28,7 @@ from dialogue import load_playbook
 from dsp.resample import resample_oneshot
 from providers.exceptions import LocalEngineError
 from providers.local import espeak
-from providers.stt.base import Final
+from providers.stt.base import Final, STTStream
 from providers.stt.local import LocalSTTConfig, LocalSTTStream, normalise, open_local_stt
 from providers.stt.whisper import WhisperSTTConfig, open_whisper_stt
 from providers.tts.local import LocalTTSConfig, open_local_tts
@@ -123,19 +123,26 @@ async def call_like(replies: list[tuple[str, str]], clips: dict[tuple[str, str],
             signal = np.concatenate([rng.normal(0, 20, RATE // 2).astype(np.int16),
                                      clips[text, voice],
                                      rng.normal(0, 20, RATE).astype(np.int16)])
-            for i in range(0, len(signal), 800):
-                await stream.send_audio(signal[i:i + 800].tobytes())
-            await stream.finalize()
-            words = []
-            async for event in events:
-                if isinstance(event, Final):
-                    words.append(event.text)
-                if getattr(event, "from_finalize", False):
-                    break
-            heard.append(" ".join(words))
+            heard.append(await _heard(stream, events, signal))
         await stream.aclose()
     return heard, stream.decode_seconds
 
+
+
+async def _heard(stream: STTStream, events: AsyncIterator[object],
+                 signal: np.ndarray) -> str:
+    """Send ``signal`` in 100 ms chunks, ``finalize()``, and return the finals'
+    words up to the answer to that finalize."""
+    for i in range(0, len(signal), 800):
+        await stream.send_audio(signal[i:i + 800].tobytes())
+    await stream.finalize()
+    words = []
+    async for event in events:
+        if isinstance(event, Final):
+            words.append(event.text)
+        if getattr(event, "from_finalize", False):
+            break
+    return " ".join(words)
 
 async def stt_bench(quick: bool) -> list[str]:
     voices = ["en-us"] if quick else ["en-us", "en"]
@@ -209,16 +216,7 @@ async def _said_over_the_line(stream: LocalSTTStream, events: AsyncIterator[obje
     speech = np.clip(clip + hiss(len(clip)), -32768, 32767)
     signal = np.concatenate([hiss(RATE // 2 + int(rng.integers(0, RATE // 10))), speech,
                              hiss(RATE * 4 // 10)]).astype(np.int16)
-    for i in range(0, len(signal), 800):
-        await stream.send_audio(signal[i:i + 800].tobytes())
-    await stream.finalize()
-    words = []
-    async for event in events:
-        if isinstance(event, Final):
-            words.append(event.text)
-        if getattr(event, "from_finalize", False):
-            break
-    return " ".join(words)
+    return await _heard(stream, events, signal)
 
 
 async def playbook_bench(quick: bool) -> list[str]:
